@@ -1,0 +1,37 @@
+"""build(): operator + target + config -> a compiled Kernel."""
+from __future__ import annotations
+
+from schedules import Config, as_target
+from schedules.errors import ScheduleError
+from schedules.lower import lower
+
+from .kernel import Kernel
+from .numba_source import generate
+
+
+class CompileError(ScheduleError):
+    """The generated source failed to compile."""
+
+
+def build(op, target="cpu", config=None) -> Kernel:
+    """Compile `op` for `target` with `config` (None: the default heuristic schedule)."""
+    tgt = as_target(target)
+    if tgt.kind != "cpu":
+        raise ValueError(f"build: target kind {tgt.kind!r} has no backend yet; use 'cpu'")
+    space = op.space(tgt)
+    config = space.default() if config is None else space.validate(config)
+    sch = space.apply(config)
+    nest = lower(sch)
+    source = generate(nest)
+    from .cache import compiled
+    try:
+        entries, seconds, key = compiled(source, tgt.key)
+    except Exception as exc:  # numba raises many types; name the candidate either way
+        raise CompileError(f"compiling {op.name} ({op.workload_key}) with config "
+                           f"{Config(config).to_json()} failed: {type(exc).__name__}: {exc}") from exc
+    params = sch.param_values()
+    buffers = (None,) * (len(nest.inputs) + len(nest.outputs) + len(nest.temps))
+    steps = tuple((step, None if extent is None else int(extent(*buffers, *params)))
+                  for step, extent in entries)
+    return Kernel(op=op, target=tgt, config=config, source=source, loopnest=nest,
+                  params=params, steps=steps, compile_seconds=seconds, cache_key=key)

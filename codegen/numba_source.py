@@ -1,0 +1,179 @@
+"""LoopNest -> Python source for one Numba @njit function."""
+from __future__ import annotations
+
+import math
+
+from schedules.expr import Binary, Cast, Const, Load, Select, Unary, Var
+from schedules.loopnest import Allocate, Assign, Fill, For, If, LoopNest, Store
+
+# Total copies of a loop body that textual unrolling may create under one unrolled nest.
+MAX_UNROLL_COPIES = 256
+
+_NUMBA_TYPES = {"float32": "float32", "float64": "float64", "int32": "int32", "int64": "int64",
+                "bool": "boolean"}
+_BINARY = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "lt": "<",
+           "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "and", "or": "or"}
+
+
+def signature(nest: LoopNest) -> str:
+    args = []
+    for b in nest.inputs + nest.outputs + nest.temps:
+        dims = ", ".join([":"] * (len(b.shape) - 1) + ["::1"])
+        args.append(f"{_NUMBA_TYPES[b.dtype]}[{dims}]")
+    args += ["int64"] * len(nest.params)
+    return f"void({', '.join(args)})"
+
+
+class _Printer:
+    def __init__(self):
+        self.names: dict = {}
+        self.taken: set = set()
+        self.lines: list = []
+
+    def name(self, obj) -> str:
+        if id(obj) not in self.names:
+            base = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in obj.name) or "v"
+            if base[0].isdigit() or base in ("np", "math", "njit", "lo_", "hi_", "STEPS") or base.startswith(("step_", "extent_")):
+                base = "v_" + base
+            name, k = base, 1
+            while name in self.taken:
+                k += 1
+                name = f"{base}_{k}"
+            self.taken.add(name)
+            self.names[id(obj)] = (name, obj)  # keep obj alive so ids stay unique
+        return self.names[id(obj)][0]
+
+    def expr(self, e) -> str:
+        if isinstance(e, Const):
+            return _const(e)
+        if isinstance(e, Var):
+            return self.name(e)
+        if isinstance(e, Binary):
+            a, b = self.expr(e.a), self.expr(e.b)
+            if e.op == "div":
+                if e.a.dtype != e.dtype:
+                    a = f"np.{e.dtype}({a})"
+                if e.b.dtype != e.dtype:
+                    b = f"np.{e.dtype}({b})"
+                return f"({a} / {b})"
+            if e.op in ("maximum", "minimum"):
+                return f"{'max' if e.op == 'maximum' else 'min'}({a}, {b})"
+            return f"({a} {_BINARY[e.op]} {b})"
+        if isinstance(e, Unary):
+            a = self.expr(e.a)
+            if e.fn == "neg":
+                return f"(-{a})"
+            if e.fn == "not":
+                return f"(not {a})"
+            if e.fn == "abs":
+                return f"abs({a})"
+            if e.fn == "sigmoid":
+                one = _const(Const(1.0, e.dtype))
+                return f"({one} / ({one} + math.exp(-{a})))"
+            return f"math.{e.fn}({a})"
+        if isinstance(e, Cast):
+            return f"{'bool' if e.dtype == 'bool' else 'np.' + e.dtype}({self.expr(e.a)})"
+        if isinstance(e, Select):
+            return f"({self.expr(e.a)} if {self.expr(e.cond)} else {self.expr(e.b)})"
+        if isinstance(e, Load):
+            return f"{self.name(e.tensor)}[{', '.join(self.expr(i) for i in e.indices)}]"
+        raise TypeError(f"cannot generate code for {type(e).__name__}")
+
+    def stmts(self, stmts, depth: int, budget: int = MAX_UNROLL_COPIES):
+        pad = "    " * depth
+        for s in stmts:
+            if isinstance(s, For):
+                extent = self.expr(s.extent)
+                if s.kind == "unrolled" and isinstance(s.extent, Const) and s.extent.value <= budget:
+                    copies = s.extent.value
+                    for k in range(copies):
+                        self.lines.append(f"{pad}{self.name(s.var)} = {k}")
+                        self.stmts(s.body, depth, max(1, budget // max(copies, 1)))
+                    continue
+                if s.kind == "parallel":
+                    # The step function runs [lo, hi) of this loop; threads split the range.
+                    self.lines.append(f"{pad}for {self.name(s.var)} in range(lo_, min(hi_, {extent})):")
+                    self.stmts(s.body, depth + 1, budget)
+                    continue
+                rng = "range"
+                note = "  # vectorized by LLVM" if s.kind == "vectorized" else ""
+                self.lines.append(f"{pad}for {self.name(s.var)} in {rng}({extent}):{note}")
+                self.stmts(s.body, depth + 1, budget)
+            elif isinstance(s, If):
+                self.lines.append(f"{pad}if {self.expr(s.cond)}:")
+                self.stmts(s.body, depth + 1, budget)
+            elif isinstance(s, Assign):
+                self.lines.append(f"{pad}{self.name(s.var)} = {self.expr(s.value)}")
+            elif isinstance(s, Store):
+                idx = ", ".join(self.expr(i) for i in s.indices)
+                self.lines.append(f"{pad}{self.name(s.buffer)}[{idx}] = {self.expr(s.value)}")
+            elif isinstance(s, Allocate):
+                shape = ", ".join(self.expr(d) if not isinstance(d, int) else str(d) for d in s.buffer.shape)
+                self.lines.append(f"{pad}{self.name(s.buffer)} = np.empty(({shape},), dtype=np.{s.buffer.dtype})")
+            elif isinstance(s, Fill):
+                self.lines.append(f"{pad}{self.name(s.buffer)}.fill({self.expr(s.value)})")
+            else:
+                raise TypeError(f"cannot generate code for {type(s).__name__}")
+        if not stmts:
+            self.lines.append(f"{pad}pass")
+
+
+def _const(e: Const) -> str:
+    v = e.value
+    if e.dtype == "bool":
+        return "True" if v else "False"
+    if e.dtype.startswith("float"):
+        text = "np.inf" if v == math.inf else "-np.inf" if v == -math.inf else \
+            "np.nan" if v != v else repr(float(v))
+        return f"np.{e.dtype}({text})"
+    if e.dtype == "int32":
+        return f"np.int32({int(v)})"
+    return str(int(v))
+
+
+def split_steps(body) -> list:
+    """Top-level statements grouped into steps, each ending at a parallel loop (or the end)."""
+    steps, current = [], []
+    for stmt in body:
+        current.append(stmt)
+        if isinstance(stmt, For) and stmt.kind == "parallel":
+            steps.append((tuple(current), stmt))
+            current = []
+    if current:
+        steps.append((tuple(current), None))
+    return steps
+
+
+def generate(nest: LoopNest, fastmath: bool = True) -> str:
+    """Module source defining STEPS; it depends only on structural decisions.
+
+    Each step is a serial, GIL-free Numba function over all buffers and runtime knobs. A
+    parallel step also takes [lo, hi) of its outermost loop, and `extent_k` (plain Python)
+    gives that loop's trip count, so the caller can split it across threads.
+    """
+    options = f"fastmath={fastmath}, cache=CACHE, nogil=True, error_model='numpy', boundscheck=False"
+    p = _Printer()
+    args = [p.name(b) for b in nest.inputs + nest.outputs + nest.temps] + [p.name(x) for x in nest.params]
+    sig_args = signature(nest)[len("void("):-1]
+    out = [f'"""Generated by autosched for operator {nest.op_name}."""', "import math",
+           "import numpy as np", "from numba import njit", ""]
+    out += [f"# {n}" for n in nest.notes]
+    entries = []
+    for k, (stmts, loop) in enumerate(split_steps(nest.body)):
+        p.lines = []
+        p.stmts(stmts, 1)
+        if loop is None:
+            out += ["", f"@njit({sig_args and 'void(' + sig_args + ')'!r}, {options})",
+                    f"def step_{k}({', '.join(args)}):"] + p.lines
+            entries.append(f"(step_{k}, None)")
+            continue
+        sig = f"void(int64, int64{', ' + sig_args if sig_args else ''})"
+        out += ["", f"@njit({sig!r}, {options})", f"def step_{k}(lo_, hi_, {', '.join(args)}):"] + p.lines
+        p.lines = []
+        prologue = tuple(s for s in stmts if s is not loop)
+        p.stmts(prologue, 1) if prologue else None
+        out += ["", f"def extent_{k}({', '.join(args)}):"] + p.lines + \
+               [f"    return {p.expr(loop.extent)}"]
+        entries.append(f"(step_{k}, extent_{k})")
+    out += ["", "", f"STEPS = [{', '.join(entries)}]"]
+    return "\n".join(out) + "\n"

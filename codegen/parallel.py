@@ -1,0 +1,44 @@
+"""Runs the parallel steps of a kernel: the outer loop's range split across a thread pool."""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from schedules.options import options
+
+_pool = None
+_pool_size = 0
+_lock = threading.Lock()
+
+
+def thread_count() -> int:
+    n = options().num_threads
+    if n:
+        return max(1, n)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _executor(workers: int):
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autosched")
+            _pool_size = workers
+        return _pool
+
+
+def run_parallel(step, extent: int, args: tuple, threads: int, chunks_per_thread: int = 1) -> None:
+    """Call step(lo, hi, *args) over [0, extent); the steps release the GIL, so threads overlap."""
+    chunks = max(1, min(extent, threads * chunks_per_thread))
+    if chunks == 1 or threads == 1:
+        step(0, extent, *args)
+        return
+    bounds = [extent * k // chunks for k in range(chunks + 1)]
+    pool = _executor(threads - 1)
+    futures = [pool.submit(step, bounds[k], bounds[k + 1], *args) for k in range(1, chunks)]
+    step(bounds[0], bounds[1], *args)
+    for f in futures:
+        f.result()

@@ -1,0 +1,224 @@
+"""The LoopNest IR: buffers, loops with kinds, and statements, read by every code generator."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .expr import (FLOAT_DTYPES, Binary, Cast, Const, Expr, Load, Select, Unary, Var, as_expr)
+
+LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled")
+
+
+@dataclass(frozen=True, eq=False)
+class Buffer:
+    name: str
+    shape: tuple          # ints or Exprs over runtime parameters
+    dtype: str
+    scope: str            # "global" or "local"
+    role: str             # "input", "output", "temp" (global scratch) or "local"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+class Scalar(Var):
+    """A local scalar variable (an accumulator or a fused intermediate value)."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str, dtype: str):
+        super().__init__(name, None, "scalar")
+        self.dtype = dtype
+
+
+class Param(Var):
+    """A runtime knob: an integer argument of the compiled kernel."""
+
+    __slots__ = ()
+
+    def __init__(self, name: str):
+        super().__init__(name, None, "param")
+
+
+@dataclass(frozen=True, eq=False)
+class For:
+    var: Var
+    extent: Expr
+    kind: str
+    body: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class Assign:
+    """Define (or redefine) a scalar or index variable."""
+    var: Var
+    value: Expr
+
+
+@dataclass(frozen=True, eq=False)
+class Store:
+    buffer: Buffer
+    indices: tuple
+    value: Expr
+
+
+@dataclass(frozen=True, eq=False)
+class Fill:
+    """Set every element of a local buffer to one value."""
+    buffer: Buffer
+    value: Expr
+
+
+@dataclass(frozen=True, eq=False)
+class Allocate:
+    buffer: Buffer
+
+
+@dataclass(frozen=True, eq=False)
+class If:
+    cond: Expr
+    body: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class LoopNest:
+    op_name: str
+    inputs: tuple      # Buffers, in the operator's input order
+    outputs: tuple     # Buffers, in the operator's output order
+    temps: tuple       # global scratch Buffers allocated by the caller
+    params: tuple      # Param vars, in argument order
+    body: tuple
+    notes: tuple = field(default=())  # human-readable decisions, e.g. ignored unroll hints
+
+    def dump(self) -> str:
+        lines = [f"# loop nest of {self.op_name}"]
+        for b in self.inputs + self.outputs + self.temps:
+            lines.append(f"buffer {b.name}{tuple(b.shape)} {b.dtype} {b.role}")
+        if self.params:
+            lines.append("params " + ", ".join(p.name for p in self.params))
+        _dump(self.body, 0, lines)
+        return "\n".join(lines)
+
+
+# -- constant-folding constructors used while lowering -------------------------------------------
+def c(value) -> Expr:
+    return as_expr(value)
+
+
+def is_const(e, value=None) -> bool:
+    return isinstance(e, Const) and (value is None or e.value == value)
+
+
+def add(a, b) -> Expr:
+    a, b = c(a), c(b)
+    if is_const(a) and is_const(b):
+        return Const(a.value + b.value, a.dtype)
+    if is_const(a, 0):
+        return b
+    if is_const(b, 0):
+        return a
+    return Binary("add", a, b)
+
+
+def sub(a, b) -> Expr:
+    a, b = c(a), c(b)
+    if is_const(a) and is_const(b):
+        return Const(a.value - b.value, a.dtype)
+    if is_const(b, 0):
+        return a
+    return Binary("sub", a, b)
+
+
+def mul(a, b) -> Expr:
+    a, b = c(a), c(b)
+    if is_const(a) and is_const(b):
+        return Const(a.value * b.value, a.dtype)
+    if is_const(a, 0) or is_const(b, 0):
+        return Const(0, "int64")
+    if is_const(a, 1):
+        return b
+    if is_const(b, 1):
+        return a
+    return Binary("mul", a, b)
+
+
+def ceildiv(a, b) -> Expr:
+    a, b = c(a), c(b)
+    if is_const(a) and is_const(b):
+        return Const(-(-a.value // b.value), "int64")
+    if is_const(b, 1):
+        return a
+    return Binary("floordiv", add(a, sub(b, 1)), b)
+
+
+def floordiv(a, b) -> Expr:
+    a, b = c(a), c(b)
+    if is_const(a) and is_const(b):
+        return Const(a.value // b.value, "int64")
+    if is_const(b, 1):
+        return a
+    return Binary("floordiv", a, b)
+
+
+def mod(a, b) -> Expr:
+    a, b = c(a), c(b)
+    if is_const(a) and is_const(b):
+        return Const(a.value % b.value, "int64")
+    if is_const(b, 1):
+        return Const(0, "int64")
+    return Binary("mod", a, b)
+
+
+def minimum(a, b) -> Expr:
+    a, b = c(a), c(b)
+    if is_const(a) and is_const(b):
+        return Const(min(a.value, b.value), "int64")
+    return Binary("minimum", a, b)
+
+
+def fmt(e: Expr) -> str:
+    """Readable infix form, used by dump() and error messages."""
+    if isinstance(e, Const):
+        return repr(e.value)
+    if isinstance(e, Var):
+        return e.name
+    if isinstance(e, Binary):
+        sym = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%",
+               "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=",
+               "and": "and", "or": "or"}.get(e.op)
+        if sym:
+            return f"({fmt(e.a)} {sym} {fmt(e.b)})"
+        return f"{e.op}({fmt(e.a)}, {fmt(e.b)})"
+    if isinstance(e, Unary):
+        return f"{e.fn}({fmt(e.a)})"
+    if isinstance(e, Cast):
+        return f"{e.dtype}({fmt(e.a)})"
+    if isinstance(e, Select):
+        return f"({fmt(e.a)} if {fmt(e.cond)} else {fmt(e.b)})"
+    if isinstance(e, Load):
+        return f"{e.tensor.name}[{', '.join(fmt(i) for i in e.indices)}]"
+    return repr(e)
+
+
+def _dump(stmts, depth, lines):
+    pad = "  " * depth
+    for s in stmts:
+        if isinstance(s, For):
+            lines.append(f"{pad}for {s.var.name} in {s.kind}({fmt(s.extent)}):")
+            _dump(s.body, depth + 1, lines)
+        elif isinstance(s, If):
+            lines.append(f"{pad}if {fmt(s.cond)}:")
+            _dump(s.body, depth + 1, lines)
+        elif isinstance(s, Assign):
+            lines.append(f"{pad}{s.var.name} = {fmt(s.value)}")
+        elif isinstance(s, Store):
+            lines.append(f"{pad}{s.buffer.name}[{', '.join(fmt(i) for i in s.indices)}] = {fmt(s.value)}")
+        elif isinstance(s, Fill):
+            lines.append(f"{pad}{s.buffer.name}[...] = {fmt(s.value)}")
+        elif isinstance(s, Allocate):
+            lines.append(f"{pad}allocate {s.buffer.name}{tuple(fmt(c(d)) for d in s.buffer.shape)} "
+                         f"{s.buffer.dtype} {s.buffer.scope}")
+
+
+def float_dtype(dtype: str) -> bool:
+    return dtype in FLOAT_DTYPES

@@ -1,0 +1,37 @@
+"""The one place where autosched reads environment variables, as typed options."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Options:
+    cache_dir: Path        # compiled kernels; AUTOSCHED_CACHE_DIR, else $XDG_CACHE_HOME/autosched
+    disk_cache: bool       # AUTOSCHED_DISK_CACHE=0 keeps compiled kernels in memory only
+    num_threads: int | None  # AUTOSCHED_NUM_THREADS caps the threads of parallel kernels
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def options() -> Options:
+    """Read the environment now, so tests and tools can change it between calls."""
+    explicit = os.environ.get("AUTOSCHED_CACHE_DIR")
+    if explicit:
+        cache = Path(explicit)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        cache = Path(xdg) / "autosched"
+    threads = os.environ.get("AUTOSCHED_NUM_THREADS")
+    try:
+        num_threads = int(threads) if threads else None
+    except ValueError:
+        raise ValueError(f"AUTOSCHED_NUM_THREADS must be an integer, got {threads!r}") from None
+    return Options(cache_dir=cache, disk_cache=_flag("AUTOSCHED_DISK_CACHE", True),
+                   num_threads=num_threads)

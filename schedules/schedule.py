@@ -1,0 +1,265 @@
+"""Schedule primitives on an operator's stages, and knob declaration for spaces and templates."""
+from __future__ import annotations
+
+from .errors import ConfigError, ScheduleError
+from .expr import Const, Load, Var, substitute, walk
+from .loopnest import Param, ceildiv, mul
+from .space import ChoiceKnob, Config, SplitKnob
+
+
+class Split:
+    __slots__ = ("parent", "outer", "inner", "factor")
+
+    def __init__(self, parent, outer, inner, factor):
+        self.parent, self.outer, self.inner, self.factor = parent, outer, inner, factor
+
+
+class Fuse:
+    __slots__ = ("outer", "inner", "fused")
+
+    def __init__(self, outer, inner, fused):
+        self.outer, self.inner, self.fused = outer, inner, fused
+
+
+class StageSchedule:
+    """The loops of one compute stage and where it is computed."""
+
+    def __init__(self, schedule: "Schedule", tensor):
+        self.schedule = schedule
+        self.tensor = tensor
+        self.name = tensor.name
+        fresh = {}
+        self.axis = tuple(self._root(a, fresh) for a in tensor.axes)
+        self.reduce_axis = tuple(self._root(a, fresh) for a in tensor.reduce_axes)
+        body = substitute(tensor.body, fresh)
+        self.body = body
+        self.leaves: list = list(self.axis) + list(self.reduce_axis)
+        self.relations: list = []
+        self.extent = {id(v): Const(v.extent, "int64") for v in self.leaves}
+        self.kind = {id(a): "spatial" for a in self.axis} | {id(r): "reduce" for r in self.reduce_axis}
+        self.annotations: dict = {}
+        self.inlined = False
+        self.attach = None        # (consumer StageSchedule, leaf Var) for compute_at
+        self.epilogue_of = None   # anchor StageSchedule when fused as an epilogue
+        self.cache_local = False  # accumulate in a local tile (cache_write)
+        self._counter = 0
+
+    def _root(self, axis: Var, fresh: dict) -> Var:
+        v = Var(f"{self.tensor.name}_{axis.name}", axis.extent, axis.kind)
+        fresh[axis] = v
+        return v
+
+    def __repr__(self):
+        return f"StageSchedule({self.name})"
+
+    @property
+    def is_reduction(self) -> bool:
+        return bool(self.reduce_axis)
+
+    def _check_leaf(self, v: Var, primitive: str) -> int:
+        for pos, leaf in enumerate(self.leaves):
+            if leaf is v:
+                return pos
+        raise ScheduleError(f"{primitive} on stage {self.name}: {getattr(v, 'name', v)} is not a "
+                            f"current loop of this stage; loops are {[l.name for l in self.leaves]}")
+
+    def _new(self, base: Var, suffix: str, kind: str) -> Var:
+        self._counter += 1
+        v = Var(f"{base.name}_{suffix}", None, "loop")
+        self.kind[id(v)] = kind
+        return v
+
+    # -- loop structure ------------------------------------------------------------------------
+    def split(self, v: Var, factor) -> tuple:
+        """Split loop v into (outer, inner) with inner extent `factor` (an int or a runtime knob)."""
+        pos = self._check_leaf(v, "split")
+        if isinstance(factor, int):
+            if factor <= 0:
+                raise ScheduleError(f"split on stage {self.name}: factor must be positive, got {factor}")
+            factor = Const(factor, "int64")
+        elif not isinstance(factor, Param):
+            raise ScheduleError(f"split on stage {self.name}: factor must be an int or a runtime "
+                                f"knob, got {factor!r}")
+        kind = self.kind[id(v)]
+        outer, inner = self._new(v, "o", kind), self._new(v, "i", kind)
+        self.extent[id(outer)] = ceildiv(self.extent[id(v)], factor)
+        self.extent[id(inner)] = factor
+        self.relations.append(Split(v, outer, inner, factor))
+        self.leaves[pos:pos + 1] = [outer, inner]
+        return outer, inner
+
+    def tile(self, v: Var, factors) -> list:
+        """Split v into len(factors)+1 nested loops; factors run from outer to inner levels."""
+        leaves, rest = [], v
+        for f in reversed(list(factors)):
+            rest, inner = self.split(rest, f)
+            leaves.insert(0, inner)
+        return [rest] + leaves
+
+    def fuse(self, *vs: Var) -> Var:
+        if len(vs) < 2:
+            return vs[0]
+        positions = [self._check_leaf(v, "fuse") for v in vs]
+        if positions != list(range(positions[0], positions[0] + len(vs))):
+            raise ScheduleError(f"fuse on stage {self.name}: loops {[v.name for v in vs]} must be "
+                                f"adjacent and in order; reorder them first")
+        kinds = {self.kind[id(v)] for v in vs}
+        if len(kinds) > 1:
+            raise ScheduleError(f"fuse on stage {self.name}: cannot fuse spatial and reduce loops")
+        fused = vs[0]
+        for v in vs[1:]:
+            new = self._new(fused, "f", kinds.pop() if len(kinds) == 1 else "spatial")
+            self.kind[id(new)] = self.kind[id(v)]
+            self.extent[id(new)] = mul(self.extent[id(fused)], self.extent[id(v)])
+            self.relations.append(Fuse(fused, v, new))
+            pos = self._check_leaf(fused, "fuse")
+            self.leaves[pos:pos + 2] = [new]
+            fused = new
+        return fused
+
+    def reorder(self, *vs: Var) -> None:
+        positions = sorted(self._check_leaf(v, "reorder") for v in vs)
+        if len({id(v) for v in vs}) != len(vs):
+            raise ScheduleError(f"reorder on stage {self.name}: a loop is listed twice")
+        for pos, v in zip(positions, vs):
+            self.leaves[pos] = v
+
+    def _annotate(self, v: Var, kind: str) -> None:
+        self._check_leaf(v, kind)
+        self.annotations[id(v)] = kind
+
+    def parallel(self, v: Var) -> None:
+        if self.kind[id(v)] == "reduce":
+            raise ScheduleError(f"parallel on stage {self.name}: {v.name} is a reduction loop; "
+                                f"running it in parallel would race on the accumulator")
+        self._annotate(v, "parallel")
+
+    def vectorize(self, v: Var) -> None:
+        self._annotate(v, "vectorized")
+
+    def unroll(self, v: Var) -> None:
+        self._annotate(v, "unrolled")
+
+    # -- placement -----------------------------------------------------------------------------
+    def compute_inline(self) -> None:
+        if self.is_reduction:
+            raise ScheduleError(f"compute_inline on stage {self.name}: a reduction cannot be "
+                                f"inlined; use compute_at or keep it as its own loop nest")
+        if self.schedule.op.is_output(self.tensor):
+            raise ScheduleError(f"compute_inline on stage {self.name}: it is an output of "
+                                f"{self.schedule.op.name} and must be stored")
+        self.inlined = True
+
+    def compute_at(self, other: "StageSchedule", leaf: Var) -> None:
+        """Compute this stage inside `other`'s loop `leaf`.
+
+        If this stage produces what `other` reads, it is computed there once per point of the
+        axes fixed at `leaf` (a row statistic of softmax, say). If it consumes `other`
+        element by element, it becomes `other`'s epilogue, applied while the tile is local.
+        """
+        other._check_leaf(leaf, "compute_at")
+        if any(i is other.tensor for i in self.tensor.inputs):
+            self.epilogue_of = (other, leaf)
+        elif any(i is self.tensor for i in other.tensor.inputs) or self.schedule.reads_through_inline(other, self):
+            self.attach = (other, leaf)
+        else:
+            raise ScheduleError(f"compute_at: stage {self.name} neither produces for nor consumes "
+                                f"stage {other.name}")
+
+    def cache_write(self, scope: str = "local") -> None:
+        if scope != "local":
+            raise ScheduleError(f"cache_write on stage {self.name}: only 'local' is supported on CPU")
+        if not self.is_reduction:
+            raise ScheduleError(f"cache_write on stage {self.name}: only reductions accumulate")
+        self.cache_local = True
+
+
+class Schedule:
+    """Primitives applied to an operator. Knob calls return config values (or defaults while a
+    space is being recorded), so sketch rules and expert templates share one mechanism."""
+
+    def __init__(self, op, target, config: Config | None = None):
+        self.op = op
+        self.target = target
+        self.config = config
+        self.recording = config is None
+        self.knobs: list = []
+        self.params: list = []          # (Param, value) in declaration order
+        self.packs: list = []           # (input tensor, axis, factor)
+        self.stage_list = [StageSchedule(self, t) for t in op.stages]
+        self._by_id = {id(s.tensor): s for s in self.stage_list}
+
+    def __getitem__(self, key) -> StageSchedule:
+        if isinstance(key, str):
+            key = self.op.stage(key)
+        try:
+            return self._by_id[id(key)]
+        except KeyError:
+            raise ScheduleError(f"{key!r} is not a compute stage of {self.op.name}") from None
+
+    def reads_through_inline(self, consumer: StageSchedule, producer: StageSchedule) -> bool:
+        for node in walk(consumer.body):
+            if isinstance(node, Load) and not node.tensor.is_placeholder:
+                inner = self._by_id.get(id(node.tensor))
+                if inner is producer or (inner is not None and inner.inlined
+                                         and self.reads_through_inline(inner, producer)):
+                    return True
+        return False
+
+    # -- knobs ---------------------------------------------------------------------------------
+    def _declare(self, knob):
+        if any(k.name == knob.name for k in self.knobs):
+            raise ScheduleError(f"knob {knob.name} is declared twice for {self.op.name}")
+        self.knobs.append(knob)
+        if self.recording:
+            return knob.default()
+        if knob.name not in self.config:
+            raise ConfigError(f"config for {self.op.name} lacks knob {knob.name}")
+        value = knob.canonical(self.config[knob.name])
+        if value is None:
+            raise ConfigError(f"knob {knob.name}={self.config[knob.name]!r} is not legal for {self.op.name}")
+        return value
+
+    def _runtime(self, name: str, value: int) -> Param:
+        p = Param("p_" + "".join(ch if ch.isalnum() else "_" for ch in name))
+        self.params.append((p, int(value)))
+        return p
+
+    def knob(self, name: str, choices, default=None, runtime: bool = False):
+        """Declare a categorical knob and return its value for this schedule."""
+        choices = tuple(choices)
+        if not choices:
+            raise ScheduleError(f"knob {name}: needs at least one choice")
+        value = self._declare(ChoiceKnob(name, choices, default, runtime))
+        if runtime:
+            if not all(isinstance(c, int) and not isinstance(c, bool) for c in choices):
+                raise ScheduleError(f"knob {name}: runtime knobs must be integers")
+            return self._runtime(name, value)
+        return value
+
+    def split_knob(self, name: str, extent: int, runtime, default, max_innermost: int = 64) -> list:
+        """Declare split factors for an axis; runtime levels come back as kernel parameters."""
+        knob = SplitKnob(name, int(extent), tuple(bool(r) for r in runtime), tuple(default), max_innermost)
+        value = self._declare(knob)
+        return [self._runtime(f"{name}_{lvl}", f) if rt else f
+                for lvl, (f, rt) in enumerate(zip(value, knob.runtime))]
+
+    def param_values(self) -> tuple:
+        return tuple(v for _, v in self.params)
+
+    # -- layout --------------------------------------------------------------------------------
+    def pack(self, tensor, axis: int, factor: int) -> None:
+        """Store input `tensor` with `axis` split into panels of `factor`, panels outermost.
+
+        A (K, N) matrix packed on axis 1 by 16 becomes (ceil(N/16), K, 16): each panel is
+        contiguous, so an inner loop over 16 columns walks memory with unit stride.
+        """
+        if not any(tensor is t for t in self.op.inputs):
+            raise ScheduleError(f"pack: {getattr(tensor, 'name', tensor)} is not an input of {self.op.name}")
+        if not 0 <= axis < tensor.ndim:
+            raise ScheduleError(f"pack {tensor.name}: axis {axis} out of range for shape {tensor.shape}")
+        if not isinstance(factor, int) or factor < 1:
+            raise ScheduleError(f"pack {tensor.name}: factor must be a positive int, got {factor!r}")
+        if any(t is tensor for t, _, _ in self.packs):
+            raise ScheduleError(f"pack {tensor.name}: already packed")
+        self.packs.append((tensor, axis, factor))

@@ -1,0 +1,250 @@
+"""CPU sketch rules: derive a schedule space for any te operator (inline, fuse, tile, parallel)."""
+from __future__ import annotations
+
+from .expr import Load, substitute, walk
+from .schedule import Schedule
+from .space import Space
+from .target import as_target
+from .templates import template_for
+
+_SPACES: dict = {}
+
+
+def space_for(op, target) -> Space:
+    tgt = as_target(target)
+    if tgt.kind != "cpu":
+        raise ValueError(f"no schedule rules for target kind {tgt.kind!r} yet; use 'cpu'")
+    template = template_for(op.name, tgt.kind)
+    key = (op.workload_key, tgt.key, id(template.fn) if template else None)
+    if key in _SPACES:
+        return _SPACES[key]
+
+    def schedule_fn(sch: Schedule):
+        if template is None or template.mode == "extend":
+            cpu_sketch(sch)
+        if template is not None:
+            template.fn(sch)
+
+    def apply(config) -> Schedule:
+        sch = Schedule(op, tgt, config)
+        schedule_fn(sch)
+        return sch
+
+    recording = Schedule(op, tgt, None)
+    schedule_fn(recording)
+    origin = f"template:{template.mode}:{template.fn.__qualname__}" if template else "generated"
+    space = Space(op.name, op.workload_key, tgt.kind, tuple(recording.knobs), apply, origin)
+    _SPACES[key] = space
+    return space
+
+
+def expanded_loads(sch: Schedule, st) -> list:
+    """(tensor, indices) read by stage st once inlined stages are substituted, in st's vars."""
+    out = []
+
+    def visit(body):
+        for node in walk(body):
+            if isinstance(node, Load):
+                t = node.tensor
+                if not t.is_placeholder and sch[t].inlined:
+                    prod = sch[t]
+                    visit(substitute(prod.body, dict(zip(prod.axis, node.indices))))
+                else:
+                    out.append((t, node.indices))
+    visit(st.body)
+    return out
+
+
+def cpu_sketch(sch: Schedule) -> None:
+    op = sch.op
+    stages = sch.stage_list
+    # Rule 1: elementwise intermediates are recomputed where they are read.
+    for st in stages:
+        if not st.is_reduction and not op.is_output(st.tensor):
+            st.compute_inline()
+    live = [st for st in stages if not st.inlined]
+    loads = {id(st): expanded_loads(sch, st) for st in live}
+    consumers = {id(st): [c for c in live if any(t is st.tensor for t, _ in loads[id(c)])] for st in live}
+
+    # Rule 2: an elementwise consumer reading a stage point-for-point becomes its epilogue.
+    epilogue_of = {}
+    for st in live:
+        if st.is_reduction:
+            continue
+        for producer in live:
+            reads = [idx for t, idx in loads[id(st)] if t is producer.tensor]
+            if reads and producer.tensor.shape == st.tensor.shape and all(
+                    all(i is a for i, a in zip(idx, st.axis)) for idx in reads):
+                root = producer
+                while id(root) in epilogue_of:
+                    root = epilogue_of[id(root)]
+                epilogue_of[id(st)] = root
+                break
+
+    # Rule 3: a reduction read as a broadcast statistic (a row max, a mean) is computed
+    # inside the loop of the stage that consumes it, once per point of the axes it keeps.
+    attach_to, mapped_axes = {}, {}
+    for st in reversed(live):
+        if not st.is_reduction or id(st) in epilogue_of:
+            continue
+        targets = set()
+        for c in consumers[id(st)]:
+            target = attach_to.get(id(c), epilogue_of.get(id(c), c))
+            targets.add(id(target))
+        if len(targets) != 1:
+            continue
+        target_id = targets.pop()
+        target = next(s for s in live if id(s) == target_id)
+        if target.is_reduction or target.tensor.ndim <= st.tensor.ndim or id(target) in epilogue_of:
+            continue
+        axes = _mapped_axes(st, target, loads, attach_to, epilogue_of, live)
+        if axes is None:
+            continue
+        attach_to[id(st)] = target
+        mapped_axes.setdefault(id(target), set()).update(axes)
+
+    for st in live:
+        if id(st) in epilogue_of or id(st) in attach_to:
+            continue
+        if st.is_reduction:
+            _tile_reduction(sch, st, [e for e in live if epilogue_of.get(id(e)) is st])
+        else:
+            _tile_elementwise(sch, st, [e for e in live if epilogue_of.get(id(e)) is st],
+                              [p for p in live if attach_to.get(id(p)) is st],
+                              mapped_axes.get(id(st), set()))
+
+
+def _mapped_axes(producer, target, loads, attach_to, epilogue_of, live):
+    """Positions of target's axes that index `producer`, if every read uses target's own vars."""
+    axes = None
+    for c in live:
+        if c is producer or not (c is target or attach_to.get(id(c)) is target):
+            continue
+        for t, idx in loads[id(c)]:
+            if t is not producer.tensor:
+                continue
+            if c is not target:
+                continue  # checked once c is framed in target's vars during lowering
+            pos = []
+            for i in idx:
+                hits = [k for k, a in enumerate(target.axis) if i is a]
+                if not hits:
+                    return None
+                pos.append(hits[0])
+            if len(set(pos)) != len(pos):
+                return None
+            axes = (axes or set()) | set(pos)
+    return axes if axes is not None else None
+
+
+def _divisor_or_pow2(extent: int, cap: int) -> int:
+    """The largest factor <= cap that divides extent, if it is at least cap/2; else cap."""
+    cap = min(cap, extent)
+    for f in range(cap, max(1, cap // 2) - 1, -1):
+        if extent % f == 0:
+            return f
+    return 1 << (cap.bit_length() - 1)
+
+
+def _fits(factors, extent):
+    out, budget = [], extent
+    for f in reversed(factors):
+        f = max(1, min(f, budget))
+        f = 1 << (f.bit_length() - 1) if extent % f else f
+        out.insert(0, f)
+        budget //= f
+    return tuple(out)
+
+
+def _tile_reduction(sch: Schedule, st, epilogues) -> None:
+    name = st.name
+    lanes = sch.target.vector_lanes(st.tensor.dtype)
+    source_loads = [idx for _, idx in expanded_loads(sch, st)]
+    last_s = st.axis[-1]
+    last_r = st.reduce_axis[-1]
+    spatial_contig = sum(1 for idx in source_loads if idx and idx[-1] is last_s)
+    reduce_contig = sum(1 for idx in source_loads if idx and idx[-1] is last_r)
+    default_order = "SSRSSR" if reduce_contig > spatial_contig else "SSRSRS"
+    order = sch.knob(f"{name}.order", ("SSRSRS", "SSRSSR"), default=default_order)
+    unroll = sch.knob(f"{name}.unroll", (0, 16, 64), default=16)
+
+    levels = []
+    n = len(st.axis)
+    for d, (axis, te_axis) in enumerate(zip(st.axis, st.tensor.axes)):
+        ext = te_axis.extent
+        if d == n - 1:
+            inner = _divisor_or_pow2(ext, 2 * lanes) if default_order == "SSRSRS" else 1
+            default = _fits((1, 4 if default_order == "SSRSRS" else 1, inner), ext)
+        elif d == n - 2:
+            default = _fits((1, 8, 4), ext)
+        else:
+            default = (1, 1, 1)
+        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (True, True, False), default, max_innermost=32)
+        levels.append(st.tile(axis, factors))
+    rlevels = []
+    for axis, te_axis in zip(st.reduce_axis, st.tensor.reduce_axes):
+        ext = te_axis.extent
+        default = (_fits((64 if default_order == "SSRSRS" else 256,), ext)
+                   if axis is last_r else (ext,) if ext <= 16 else _fits((16,), ext))
+        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (True,), default, max_innermost=4096)
+        rlevels.append(st.tile(axis, factors))
+    s0, s1, s2, s3 = ([lv[k] for lv in levels] for k in range(4))
+    r0, r1 = ([lv[k] for lv in rlevels] for k in range(2))
+    inner = s3 + r1 if order == "SSRSSR" else r1 + s3
+    st.reorder(*(s0 + s1 + r0 + s2 + inner))
+    st.parallel(st.fuse(*s0))
+    st.cache_write("local")
+    _unroll_constant_tail(st, s3, unroll, vector_last=order == "SSRSRS")
+    for e in epilogues:
+        e.compute_at(st, s1[-1])
+
+
+def _unroll_constant_tail(st, loops, budget: int, vector_last: bool) -> None:
+    if vector_last and loops:
+        st.vectorize(loops[-1]) if st.leaves[-1] is loops[-1] else None
+        loops = loops[:-1]
+    product = 1
+    for leaf in reversed(loops):
+        ext = st.extent[id(leaf)]
+        if not hasattr(ext, "value") or ext.value * product > budget:
+            break
+        product *= ext.value
+        if ext.value > 1:
+            st.unroll(leaf)
+
+
+def _tile_elementwise(sch: Schedule, st, epilogues, attached, prefix_axes) -> None:
+    name = st.name
+    lanes = sch.target.vector_lanes(st.tensor.dtype)
+    levels = []
+    n = len(st.axis)
+    for d, (axis, te_axis) in enumerate(zip(st.axis, st.tensor.axes)):
+        ext = te_axis.extent
+        last = d == n - 1
+        default = (_divisor_or_pow2(ext, 8 * lanes),) if last else (1,)
+        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (not last,), default,
+                                 max_innermost=256 if last else 4096)
+        levels.append(st.tile(axis, factors))
+    pre = [levels[d] for d in range(n) if d in prefix_axes]
+    rest = [levels[d] for d in range(n) if d not in prefix_axes]
+    if pre:
+        order = [lv[0] for lv in pre] + [lv[1] for lv in pre] + \
+            [lv[k] for k in range(2) for lv in rest]
+        outer = [lv[0] for lv in pre]
+    else:
+        order = [lv[0] for lv in rest] + [lv[1] for lv in rest]
+        outer = [lv[0] for lv in rest]
+    st.reorder(*order)
+    fused = st.fuse(*outer)
+    st.parallel(fused)
+    if st.leaves[-1] is levels[-1][1]:
+        st.vectorize(levels[-1][1])
+    attach_leaf = pre[-1][1] if pre else None
+    for p in attached:
+        for axis, te_axis in zip(p.reduce_axis, p.tensor.reduce_axes):
+            f = sch.split_knob(f"{p.name}.{te_axis.name}", te_axis.extent, (True,),
+                               (_divisor_or_pow2(te_axis.extent, 8 * lanes),), max_innermost=4096)
+            p.tile(axis, f)
+        p.compute_at(st, attach_leaf)
+    for e in epilogues:
+        e.compute_at(st, st.leaves[-1])

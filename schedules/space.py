@@ -1,0 +1,226 @@
+"""Knobs, the Space of a schedule, and Config: one point in it with canonical JSON."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from .errors import ConfigError
+
+# Bumped whenever sketch rules change the meaning of existing knob names.
+SKETCH_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ChoiceKnob:
+    """A categorical decision: one of `choices` (ints, strings or booleans)."""
+
+    name: str
+    choices: tuple
+    default_value: object = None
+    runtime: bool = False  # True: passed to the compiled kernel as an argument, no recompile
+
+    def default(self):
+        return self.choices[0] if self.default_value is None else self.default_value
+
+    def sample(self, rng):
+        return self.choices[int(rng.integers(len(self.choices)))]
+
+    def canonical(self, value):
+        for c in self.choices:
+            if type(c) is type(value) and c == value:
+                return c
+            if isinstance(c, int) and not isinstance(c, bool) and isinstance(value, float) \
+                    and value.is_integer() and c == int(value):
+                return c
+        return None
+
+    def size(self) -> int:
+        return len(self.choices)
+
+    def spec(self) -> list:
+        return ["choice", self.name, list(self.choices), self.runtime]
+
+
+@dataclass(frozen=True)
+class SplitKnob:
+    """Inner factors splitting an axis of `extent` into len(runtime)+1 nested loops.
+
+    The value is a tuple of factors from the outermost inner level to the innermost. Factors
+    need not divide the extent (generated code guards the remainder) but their product must
+    not exceed it. `runtime[i]` marks a factor as a kernel argument rather than a constant.
+    """
+
+    name: str
+    extent: int
+    runtime: tuple
+    default_value: tuple
+    max_innermost: int = 64
+
+    @property
+    def parts(self) -> int:
+        return len(self.runtime)
+
+    def candidates(self, level: int) -> tuple:
+        cap = self.max_innermost if level == self.parts - 1 else self.extent
+        pows = {1 << p for p in range(int(math.log2(self.extent)) + 1)}
+        divs = {d for d in range(1, min(self.extent, 4096) + 1) if self.extent % d == 0}
+        return tuple(sorted(f for f in pows | divs if f <= cap))
+
+    def default(self):
+        return self.canonical(self.default_value) or (1,) * self.parts
+
+    def sample(self, rng) -> tuple:
+        # Innermost first, so the register tile is drawn from its full range.
+        factors, budget = [0] * self.parts, self.extent
+        for level in reversed(range(self.parts)):
+            allowed = [f for f in self.candidates(level) if f <= budget]
+            f = allowed[int(rng.integers(len(allowed)))]
+            factors[level] = f
+            budget //= f
+        return tuple(factors)
+
+    def canonical(self, value):
+        if not isinstance(value, (list, tuple)) or len(value) != self.parts:
+            return None
+        try:
+            value = tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            return None
+        for level, f in enumerate(value):
+            if f not in self.candidates(level):
+                return None
+        return value if math.prod(value) <= self.extent else None
+
+    def size(self) -> int:
+        def count(level, budget):
+            if level < 0:
+                return 1
+            return sum(count(level - 1, budget // f) for f in self.candidates(level) if f <= budget)
+        return count(self.parts - 1, self.extent)
+
+    def spec(self) -> list:
+        return ["split", self.name, self.extent, list(self.runtime), self.max_innermost]
+
+
+Knob = ChoiceKnob | SplitKnob
+
+
+class Config(Mapping):
+    """Knob name -> value. Frozen, hashable and equal by value, with canonical JSON."""
+
+    __slots__ = ("_items", "_json")
+
+    def __init__(self, values: Mapping | None = None):
+        items = {}
+        for k, v in dict(values or {}).items():
+            items[str(k)] = tuple(v) if isinstance(v, list) else v
+        self._items = dict(sorted(items.items()))
+        self._json = json.dumps(self._items, sort_keys=True, separators=(",", ":"))
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self):
+        return len(self._items)
+
+    def __eq__(self, other):
+        return isinstance(other, Config) and other._json == self._json
+
+    def __hash__(self):
+        return hash(self._json)
+
+    def __setattr__(self, name, value):
+        if hasattr(self, "_json"):
+            raise AttributeError("Config is frozen")
+        object.__setattr__(self, name, value)
+
+    def __repr__(self):
+        return f"Config({self._json})"
+
+    def to_json(self) -> str:
+        return self._json
+
+    @staticmethod
+    def from_json(text: str) -> "Config":
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config is a JSON object of knob values, got {text[:80]!r}")
+        return Config(data)
+
+    def replace(self, **changes) -> "Config":
+        return Config({**self._items, **changes})
+
+
+@dataclass(frozen=True)
+class Space:
+    """The knobs of one operator on one target, and how a Config becomes a Schedule."""
+
+    op_name: str
+    workload_key: str
+    target_kind: str
+    knobs: tuple
+    apply: Callable = field(repr=False, compare=False)  # (Config) -> Schedule
+    origin: str = "generated"  # or "template:<name>"
+
+    @property
+    def version(self) -> str:
+        spec = json.dumps([SKETCH_VERSION, self.origin] + [k.spec() for k in self.knobs])
+        return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+    def __getitem__(self, name: str):
+        for k in self.knobs:
+            if k.name == name:
+                return k
+        raise KeyError(name)
+
+    def __len__(self):
+        return len(self.knobs)
+
+    @property
+    def structural_knobs(self) -> tuple:
+        return tuple(k for k in self.knobs if not _all_runtime(k))
+
+    def size(self) -> int:
+        return math.prod(k.size() for k in self.knobs)
+
+    def default(self) -> Config:
+        return Config({k.name: k.default() for k in self.knobs})
+
+    def sample(self, rng) -> Config:
+        return Config({k.name: k.sample(rng) for k in self.knobs})
+
+    def validate(self, config) -> Config:
+        """Return the canonical config, or raise ConfigError naming what is wrong and why."""
+        if isinstance(config, str):
+            config = Config.from_json(config)
+        elif not isinstance(config, Config):
+            config = Config(config)
+        where = f"operator {self.op_name} ({self.workload_key}) on {self.target_kind}"
+        names = {k.name for k in self.knobs}
+        unknown = sorted(set(config) - names)
+        missing = sorted(names - set(config))
+        if unknown or missing:
+            raise ConfigError(
+                f"config does not belong to the space of {where} (space version {self.version}): "
+                f"unknown knobs {unknown[:6]}, missing knobs {missing[:6]}. It was probably tuned "
+                f"for another operator or an older space; retune, or use space.default()")
+        values = {}
+        for k in self.knobs:
+            v = k.canonical(config[k.name])
+            if v is None:
+                raise ConfigError(f"knob {k.name}={config[k.name]!r} is not legal for {where}; "
+                                  f"see space[{k.name!r}] for its choices, or retune")
+            values[k.name] = v
+        canonical = Config(values)
+        self.apply(canonical)  # raises ScheduleError for an illegal combination
+        return canonical
+
+
+def _all_runtime(knob) -> bool:
+    return all(knob.runtime) if isinstance(knob, SplitKnob) else knob.runtime

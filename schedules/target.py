@@ -1,0 +1,60 @@
+"""Target: the hardware a schedule is made for, and its stable key for records."""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+
+_CPU_FEATURES_OF_INTEREST = ("avx512f", "avx2", "fma", "avx", "sse4_2", "neon", "asimd")
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str                     # "cpu", "cuda" or "cuda-sim"
+    model: str = ""               # CPU model name or GPU device name
+    features: tuple = ()          # ISA features that change code generation
+    cores: int = 1
+    extra: tuple = field(default=())  # (name, value) pairs, e.g. compute capability
+
+    @property
+    def key(self) -> str:
+        feats = "+".join(self.features)
+        return f"{self.kind}|{self.model}|{feats}|{self.cores}" + "".join(f"|{k}={v}" for k, v in self.extra)
+
+    @property
+    def vector_bits(self) -> int:
+        if "avx512f" in self.features:
+            return 512
+        if "avx2" in self.features or "avx" in self.features:
+            return 256
+        return 128
+
+    def vector_lanes(self, dtype: str) -> int:
+        return max(1, self.vector_bits // (64 if dtype in ("float64", "int64") else 32))
+
+    @staticmethod
+    def host_cpu() -> "Target":
+        model, flags = platform.processor() or platform.machine(), set()
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name") and ":" in line:
+                        model = line.split(":", 1)[1].strip()
+                    elif line.startswith(("flags", "Features")) and ":" in line:
+                        flags.update(line.split(":", 1)[1].split())
+        except OSError:
+            pass
+        features = tuple(f for f in _CPU_FEATURES_OF_INTEREST if f in flags)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return Target("cpu", model, features, cores)
+
+
+def as_target(target) -> Target:
+    if isinstance(target, Target):
+        return target
+    if target == "cpu" or target == "llvm":
+        return Target.host_cpu()
+    if isinstance(target, str):
+        raise ValueError(f"unknown target {target!r}; this build supports 'cpu' "
+                         f"(GPU targets arrive with the CUDA backend)")
+    raise TypeError(f"target must be a string or a Target, got {type(target).__name__}")
