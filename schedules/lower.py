@@ -6,7 +6,8 @@ from .errors import ScheduleError
 from .expr import Binary, Const, Load, Select, Var, rebuild, reduce_init, substitute, walk
 from .loopnest import (Allocate, Assign, Buffer, Fill, For, If, LoopNest, Scalar, Store, add,
                        ceildiv, floordiv, is_const, minimum, mod, mul, sub)
-from .schedule import Fuse, Schedule, Split
+from .passes import hoist_invariant_loads
+from .schedule import Schedule, Split
 
 # Above this many copies of a loop body, an unroll hint is ignored (and noted).
 MAX_UNROLLED_BODIES = 512
@@ -130,7 +131,8 @@ class _Lowering:
             if self.role.get(id(st)) == "anchor":
                 body.extend(self._emit_anchor(st))
         return LoopNest(self.op.name, self.inputs, self.outputs, tuple(self.temps),
-                        tuple(p for p, _ in self.sch.params), tuple(body), tuple(self.notes))
+                        tuple(p for p, _ in self.sch.params), hoist_invariant_loads(tuple(body)),
+                        tuple(self.notes))
 
     def _effective_bodies(self):
         """Bodies with inlined stages substituted and packed inputs re-indexed, in root vars."""

@@ -168,18 +168,22 @@ def _tile_reduction(sch: Schedule, st, epilogues) -> None:
     order = sch.knob(f"{name}.order", ("SSRSRS", "SSRSSR"), default=default_order)
     unroll = sch.knob(f"{name}.unroll", (0, 16, 64), default=16)
 
+    # The innermost loop of the last axis is LLVM's vectorization target. Its trip count is a
+    # runtime knob: a small constant trip count gets fully unrolled and then left scalar.
     levels = []
     n = len(st.axis)
     for d, (axis, te_axis) in enumerate(zip(st.axis, st.tensor.axes)):
         ext = te_axis.extent
-        if d == n - 1:
-            inner = _divisor_or_pow2(ext, 2 * lanes) if default_order == "SSRSRS" else 1
-            default = _fits((1, 4 if default_order == "SSRSRS" else 1, inner), ext)
+        last = d == n - 1
+        if last:
+            inner = _divisor_or_pow2(ext, 8 * lanes) if default_order == "SSRSRS" else 1
+            default = _fits((1, 1, inner), ext)
         elif d == n - 2:
             default = _fits((1, 8, 4), ext)
         else:
             default = (1, 1, 1)
-        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (True, True, False), default, max_innermost=32)
+        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (True, True, last), default,
+                                 max_innermost=256 if last else 16)
         levels.append(st.tile(axis, factors))
     rlevels = []
     for axis, te_axis in zip(st.reduce_axis, st.tensor.reduce_axes):
@@ -221,9 +225,9 @@ def _tile_elementwise(sch: Schedule, st, epilogues, attached, prefix_axes) -> No
     for d, (axis, te_axis) in enumerate(zip(st.axis, st.tensor.axes)):
         ext = te_axis.extent
         last = d == n - 1
-        default = (_divisor_or_pow2(ext, 8 * lanes),) if last else (1,)
-        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (not last,), default,
-                                 max_innermost=256 if last else 4096)
+        default = (_divisor_or_pow2(ext, 32 * lanes),) if last else (1,)
+        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (True,), default,
+                                 max_innermost=1024 if last else 4096)
         levels.append(st.tile(axis, factors))
     pre = [levels[d] for d in range(n) if d in prefix_axes]
     rest = [levels[d] for d in range(n) if d not in prefix_axes]
