@@ -13,8 +13,12 @@ class CompileError(ScheduleError):
     """The generated source failed to compile."""
 
 
-def build(op, target="cpu", config=None) -> Kernel:
-    """Compile `op` for `target` with `config` (None: the default heuristic schedule)."""
+def build(op, target="cpu", config=None, *, jit: bool = True) -> Kernel:
+    """Compile `op` for `target` with `config` (None: the default heuristic schedule).
+
+    jit=False runs the same generated source in the Python interpreter: slow, but with no
+    compile step, for checking schedules on tiny shapes.
+    """
     tgt = as_target(target)
     if tgt.kind != "cpu":
         raise ValueError(f"build: target kind {tgt.kind!r} has no backend yet; use 'cpu'")
@@ -25,7 +29,11 @@ def build(op, target="cpu", config=None) -> Kernel:
     source = generate(nest)
     from .cache import compiled
     try:
-        entries, seconds, key = compiled(source, tgt.key)
+        if jit:
+            entries, seconds, key, origin = compiled(source, tgt.key)
+        else:
+            from .interpret import interpreted_steps
+            entries, seconds, key, origin = interpreted_steps(source), 0.0, "", "interpreted"
     except Exception as exc:  # numba raises many types; name the candidate either way
         raise CompileError(f"compiling {op.name} ({op.workload_key}) with config "
                            f"{Config(config).to_json()} failed: {type(exc).__name__}: {exc}") from exc
@@ -34,4 +42,5 @@ def build(op, target="cpu", config=None) -> Kernel:
     steps = tuple((step, None if extent is None else int(extent(*buffers, *params)))
                   for step, extent in entries)
     return Kernel(op=op, target=tgt, config=config, source=source, loopnest=nest,
-                  params=params, steps=steps, compile_seconds=seconds, cache_key=key)
+                  params=params, steps=steps, compile_seconds=seconds, cache_key=key,
+                  origin=origin)

@@ -27,12 +27,12 @@ def cache_key(source: str, target_key: str) -> str:
 
 
 def compiled(source: str, target_key: str):
-    """The compiled STEPS of `source`, the seconds spent getting them (0.0 from memory), the key."""
+    """(STEPS, seconds spent, cache key, origin): origin is 'memory', 'disk' or 'compiled'."""
     key = cache_key(source, target_key)
     with _lock:
         fn = _memory.get(key)
     if fn is not None:
-        return fn, 0.0, key
+        return fn, 0.0, key, "memory"
     start = time.perf_counter()
     opts = options()
     if opts.disk_cache:
@@ -44,7 +44,16 @@ def compiled(source: str, target_key: str):
     seconds = time.perf_counter() - start
     with _lock:
         _memory.setdefault(key, fn)
-    return fn, seconds, key
+    return fn, seconds, key, _origin(fn) if opts.disk_cache else "compiled"
+
+
+def _origin(steps) -> str:
+    """'disk' when Numba loaded every step from its cache, else 'compiled'."""
+    for step, _ in steps:
+        stats = step.stats
+        if sum(stats.cache_misses.values()) or not sum(stats.cache_hits.values()):
+            return "compiled"
+    return "disk"
 
 
 def _load_from_disk(source: str, key: str, folder: Path):

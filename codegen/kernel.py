@@ -19,6 +19,7 @@ class Kernel:
     steps: tuple = field(default=(), repr=False)  # (step function, parallel extent or None)
     compile_seconds: float = 0.0
     cache_key: str = ""
+    origin: str = "compiled"       # "compiled", "disk" or "memory" cache, or "interpreted"
 
     def __call__(self, *arrays, out=None):
         """Run on numpy inputs; returns the output array (a tuple for several outputs)."""

@@ -97,19 +97,21 @@ class StageSchedule:
         return [rest] + leaves
 
     def fuse(self, *vs: Var) -> Var:
+        """Fuse adjacent loops, outermost first, into one loop over their product."""
         if len(vs) < 2:
             return vs[0]
         positions = [self._check_leaf(v, "fuse") for v in vs]
+        kinds = {self.kind[id(v)] for v in vs}
+        if len(kinds) > 1:
+            raise ScheduleError(f"fuse on stage {self.name}: cannot fuse spatial and reduce loops "
+                                f"{[v.name for v in vs]}")
         if positions != list(range(positions[0], positions[0] + len(vs))):
             raise ScheduleError(f"fuse on stage {self.name}: loops {[v.name for v in vs]} must be "
                                 f"adjacent and in order; reorder them first")
-        kinds = {self.kind[id(v)] for v in vs}
-        if len(kinds) > 1:
-            raise ScheduleError(f"fuse on stage {self.name}: cannot fuse spatial and reduce loops")
+        kind = kinds.pop()
         fused = vs[0]
         for v in vs[1:]:
-            new = self._new(fused, "f", kinds.pop() if len(kinds) == 1 else "spatial")
-            self.kind[id(new)] = self.kind[id(v)]
+            new = self._new(fused, "f", kind)
             self.extent[id(new)] = mul(self.extent[id(fused)], self.extent[id(v)])
             self.relations.append(Fuse(fused, v, new))
             pos = self._check_leaf(fused, "fuse")

@@ -70,8 +70,9 @@ class Tensor:
 
 def placeholder(shape: Sequence[int], dtype: str = "float32", name: str = "input") -> Tensor:
     shape = tuple(shape)
-    if any(int(s) <= 0 for s in shape):
-        raise ValueError(f"placeholder {name}: every dimension must be positive, got {shape}")
+    if not shape or any(int(s) <= 0 for s in shape):
+        raise ValueError(f"placeholder {name}: needs at least one dimension, all positive "
+                         f"(use shape (1,) for a scalar), got {shape}")
     return Tensor(name, shape, dtype)
 
 
@@ -85,8 +86,9 @@ def compute(shape: Sequence[int], fcompute: Callable, name: str = "compute",
             dtype: str | None = None) -> Tensor:
     """A stage: out[i, j, ...] = fcompute(i, j, ...), whose body may be one reduction."""
     shape = tuple(int(s) for s in shape)
-    if any(s <= 0 for s in shape):
-        raise ValueError(f"compute {name}: every dimension must be positive, got {shape}")
+    if not shape or any(s <= 0 for s in shape):
+        raise ValueError(f"compute {name}: needs at least one dimension, all positive "
+                         f"(use shape (1,) for a scalar), got {shape}")
     params = list(inspect.signature(fcompute).parameters)
     if len(params) != len(shape):
         raise TypeError(f"compute {name}: fcompute takes {len(params)} indices for a "
@@ -97,6 +99,11 @@ def compute(shape: Sequence[int], fcompute: Callable, name: str = "compute",
         if isinstance(node, Reduce) and node is not body:
             raise ValueError(f"compute {name}: a reduction (te.sum/max/min) must be the whole "
                              f"body of its stage; put the rest in a separate compute stage")
+    if not isinstance(body, Reduce):
+        for node in walk(body):
+            if isinstance(node, Var) and node.kind == "reduce":
+                raise ValueError(f"compute {name}: reduce axis {node.name} is used outside a "
+                                 f"reduction; wrap the expression in te.sum/te.max/te.min")
     if isinstance(body, Reduce):
         for node in walk(body.source):
             if isinstance(node, Var) and node.kind == "reduce" and not any(node is a for a in body.axes):
@@ -124,7 +131,10 @@ def _reducer(combiner: str):
         expr = as_expr(expr)
         if where is not None:
             from .expr import reduce_init
-            expr = Select(as_expr(where), expr, Const(reduce_init(combiner, expr.dtype), expr.dtype))
+            where = as_expr(where)
+            if where.dtype != "bool":
+                raise TypeError(f"te.{combiner}: where= must be a comparison (a boolean expression)")
+            expr = Select(where, expr, Const(reduce_init(combiner, expr.dtype), expr.dtype))
         return Reduce(combiner, expr, axes)
     reduce.__name__ = combiner
     reduce.__doc__ = f"Reduce `expr` with {combiner} over the given reduce axes."

@@ -1,0 +1,147 @@
+"""Tier 3 (backend): kernels compiled by Numba are correct, cached, and reject bad input."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from codegen import build
+from helpers import assert_matches, configs
+from library import library_cases
+from schedules import ConfigError, ops, te
+
+CASES = library_cases()
+
+
+@pytest.mark.parametrize("name,make", CASES, ids=[c[0] for c in CASES])
+def test_compiled_default_matches_reference(name, make):
+    op = make()
+    kernel = build(op, "cpu")
+    inputs = op.random_inputs(2)
+    assert_matches(op, kernel(*inputs), op.reference(*inputs))
+
+
+@pytest.mark.parametrize("make", [lambda: ops.matmul(19, 23, 10),
+                                  lambda: ops.conv2d(1, 3, 7, 7, 4, 3, 3, stride=2, padding=1, bias=True, activation="relu"),
+                                  lambda: ops.softmax(6, 21)],
+                         ids=["matmul", "conv2d", "softmax"])
+def test_compiled_sampled_configs_match_reference(make):
+    op = make()
+    inputs = op.random_inputs(3)
+    ref = op.reference(*inputs)
+
+    @settings(max_examples=3, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(configs(op.space("cpu")))
+    def check(config):
+        assert_matches(op, build(op, "cpu", config)(*inputs), ref, f"config {config.to_json()}")
+    check()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int32"])
+def test_other_dtypes(dtype):
+    A = te.placeholder((9, 7), dtype, name="A")
+    B = te.placeholder((7, 5), dtype, name="B")
+    k = te.reduce_axis(7, name="k")
+    C = te.compute((9, 5), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
+    D = te.compute((9, 5), lambda i, j: te.maximum(C[i, j], 0) + 1, name="D")
+    op = te.operator(f"mm_{dtype}", [A, B], [D])
+    inputs = op.random_inputs(4)
+    got = build(op, "cpu")(*inputs)
+    ref = op.reference(*inputs)
+    assert got.dtype == np.dtype(dtype)
+    if dtype == "int32":
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_array_equal(got, np.maximum(inputs[0] @ inputs[1], 0) + 1)
+    else:
+        assert_matches(op, got, ref)
+
+
+def test_wrong_shape_and_dtype_raise_value_error_with_shapes():
+    op = ops.matmul(8, 6, 4)
+    kernel = build(op, "cpu")
+    a, b = op.random_inputs(0)
+    with pytest.raises(ValueError, match=r"input A expects shape \(8, 4\), got \(4, 8\)"):
+        kernel(a.T.copy(), b)
+    with pytest.raises(ValueError, match=r"input B expects dtype float32 .*got float64"):
+        kernel(a, b.astype(np.float64))
+    with pytest.raises(ValueError, match="takes 2 inputs"):
+        kernel(a)
+
+
+def test_out_argument_is_filled_and_checked():
+    op = ops.softmax(4, 9)
+    kernel = build(op, "cpu")
+    (x,) = op.random_inputs(0)
+    out = np.zeros((4, 9), np.float32)
+    result = kernel(x, out=out)
+    assert result is out
+    assert_matches(op, out, op.reference(x))
+    with pytest.raises(ValueError, match=r"out for softmax must be .* shape \(4, 9\)"):
+        kernel(x, out=np.zeros((9, 4), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        kernel(x, out=np.zeros((4, 9), np.float64))
+
+
+def test_config_from_another_operator_is_rejected():
+    mm = ops.matmul(8, 8, 8)
+    sm = ops.softmax(8, 8)
+    with pytest.raises(ConfigError, match="does not belong to the space of operator softmax"):
+        build(sm, "cpu", mm.space("cpu").default())
+
+
+def test_configs_differing_in_runtime_knobs_share_one_compiled_kernel():
+    op = ops.matmul(32, 48, 16)
+    space = op.space("cpu")
+    base = space.default()
+    other = base.replace(**{"matmul.i": (2, 2, base["matmul.i"][2]), "matmul.k": (4,)})
+    assert other != base
+    first = build(op, "cpu", base)
+    second = build(op, "cpu", other)
+    assert first.source == second.source
+    assert second.origin == "memory" and second.compile_seconds == 0.0
+    assert first.params != second.params
+    a, b = op.random_inputs(0)
+    assert_matches(op, second(a, b), op.reference(a, b))
+    structural = base.replace(**{"matmul.order": "SSRSSR" if base["matmul.order"] == "SSRSRS" else "SSRSRS"})
+    assert build(op, "cpu", structural, jit=False).source != first.source
+
+
+def test_disk_cache_avoids_compiling_again_in_a_new_process(tmp_path):
+    script = textwrap.dedent("""
+        import json
+        from schedules import ops
+        from codegen import build
+        k = build(ops.dense(5, 7, 3, activation="relu"), "cpu")
+        print(json.dumps({"origin": k.origin, "seconds": k.compile_seconds}))
+    """)
+    env = dict(os.environ, AUTOSCHED_CACHE_DIR=str(tmp_path))
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    assert run()["origin"] == "compiled"
+    assert run()["origin"] == "disk"
+    assert list(tmp_path.glob("kernels/k_*.py"))
+
+
+def test_cache_dir_honours_xdg_cache_home(tmp_path, monkeypatch):
+    from schedules.options import options
+    monkeypatch.delenv("AUTOSCHED_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert options().cache_dir == tmp_path / "autosched"
+
+
+def test_default_schedule_is_parallel_and_vectorized():
+    op = ops.dense(64, 64, 32, activation="gelu")
+    kernel = build(op, "cpu")
+    dump = kernel.loopnest.dump()
+    assert "parallel(" in dump
+    assert "STEPS = [(step_0, extent_0)]" in kernel.source
+    k2 = build(ops.matmul(64, 64, 64), "cpu")
+    assert "vectorized(" in k2.loopnest.dump()

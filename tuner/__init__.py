@@ -1,0 +1,1 @@
+"""Tuning: search, measurement, records database, build_best and the autosched CLI."""
