@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from schedules.expr import Binary, Cast, Const, Load, Select, Unary, Var
+from schedules.expr import INFIX, Binary, Cast, Const, Load, Select, Unary, Var
 from schedules.loopnest import Allocate, Assign, Fill, For, If, LoopNest, Store
 
 # Total copies of a loop body that textual unrolling may create under one unrolled nest.
@@ -11,8 +11,6 @@ MAX_UNROLL_COPIES = 256
 
 _NUMBA_TYPES = {"float32": "float32", "float64": "float64", "int32": "int32", "int64": "int64",
                 "bool": "boolean"}
-_BINARY = {"add": "+", "sub": "-", "mul": "*", "floordiv": "//", "mod": "%", "lt": "<",
-           "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "and", "or": "or"}
 
 
 def signature(nest: LoopNest) -> str:
@@ -58,7 +56,7 @@ class _Printer:
                 return f"({a} / {b})"
             if e.op in ("maximum", "minimum"):
                 return f"{'max' if e.op == 'maximum' else 'min'}({a}, {b})"
-            return f"({a} {_BINARY[e.op]} {b})"
+            return f"({a} {INFIX[e.op]} {b})"
         if isinstance(e, Unary):
             a = self.expr(e.a)
             if e.fn == "neg":

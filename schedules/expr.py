@@ -13,6 +13,9 @@ UNARY_FUNCS = ("exp", "log", "sqrt", "tanh", "erf", "sigmoid", "abs", "neg", "no
 BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum",
               "lt", "le", "gt", "ge", "eq", "ne", "and", "or")
 COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
+# Python spelling of the infix binary ops (maximum/minimum are calls).
+INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "lt": "<",
+         "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "and", "or": "or"}
 REDUCERS = ("sum", "max", "min")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .expr import (FLOAT_DTYPES, Binary, Cast, Const, Expr, Load, Select, Unary, Var, as_expr)
+from .expr import INFIX, Binary, Cast, Const, Expr, Load, Select, Unary, Var, as_expr
 
 LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled")
 
@@ -183,9 +183,7 @@ def fmt(e: Expr) -> str:
     if isinstance(e, Var):
         return e.name
     if isinstance(e, Binary):
-        sym = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%",
-               "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=",
-               "and": "and", "or": "or"}.get(e.op)
+        sym = INFIX.get(e.op)
         if sym:
             return f"({fmt(e.a)} {sym} {fmt(e.b)})"
         return f"{e.op}({fmt(e.a)}, {fmt(e.b)})"
@@ -219,6 +217,3 @@ def _dump(stmts, depth, lines):
             lines.append(f"{pad}allocate {s.buffer.name}{tuple(fmt(c(d)) for d in s.buffer.shape)} "
                          f"{s.buffer.dtype} {s.buffer.scope}")
 
-
-def float_dtype(dtype: str) -> bool:
-    return dtype in FLOAT_DTYPES

@@ -63,6 +63,17 @@ def _out_size(size: int, kernel: int, stride: int, pad: int, dilation: int) -> i
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _window(op: str, H, W, R, S, stride, padding, dilation):
+    """Validated (stride, padding, dilation) pairs and the output size of a sliding window."""
+    sh, sw = _pair(op, "stride", stride, 1)
+    ph, pw = _pair(op, "padding", padding, 0)
+    dh, dw = _pair(op, "dilation", dilation, 1)
+    OH = _out_size(H, R, sh, ph, dh)
+    OW = _out_size(W, S, sw, pw, dw)
+    _check_output(op, OH, OW, H, W, R, S, (sh, sw), (ph, pw), (dh, dw))
+    return (sh, sw), (ph, pw), (dh, dw), OH, OW
+
+
 def _check_output(op: str, oh: int, ow: int, H, W, R, S, stride, padding, dilation) -> None:
     if oh <= 0 or ow <= 0:
         raise ValueError(f"{op}: empty output ({oh}, {ow}) for input {H}x{W}, kernel {R}x{S}, "
@@ -178,12 +189,7 @@ def conv2d(N: int, C: int, H: int, W: int, K: int, R: int, S: int, stride=1, pad
     dtype = _check_dtype(op, dtype)
     layout = _check_layout(op, layout)
     _check_activation(op, activation)
-    sh, sw = _pair(op, "stride", stride, 1)
-    ph, pw = _pair(op, "padding", padding, 0)
-    dh, dw = _pair(op, "dilation", dilation, 1)
-    OH = _out_size(H, R, sh, ph, dh)
-    OW = _out_size(W, S, sw, pw, dw)
-    _check_output(op, OH, OW, H, W, R, S, (sh, sw), (ph, pw), (dh, dw))
+    (sh, sw), (ph, pw), (dh, dw), OH, OW = _window(op, H, W, R, S, stride, padding, dilation)
 
     rc = te.reduce_axis(C, "rc")
     rr = te.reduce_axis(R, "rr")
@@ -231,12 +237,7 @@ def depthwise_conv2d(N: int, C: int, H: int, W: int, R: int, S: int, stride=1, p
     dtype = _check_dtype(op, dtype)
     layout = _check_layout(op, layout)
     _check_activation(op, activation)
-    sh, sw = _pair(op, "stride", stride, 1)
-    ph, pw = _pair(op, "padding", padding, 0)
-    dh, dw = _pair(op, "dilation", dilation, 1)
-    OH = _out_size(H, R, sh, ph, dh)
-    OW = _out_size(W, S, sw, pw, dw)
-    _check_output(op, OH, OW, H, W, R, S, (sh, sw), (ph, pw), (dh, dw))
+    (sh, sw), (ph, pw), (dh, dw), OH, OW = _window(op, H, W, R, S, stride, padding, dilation)
     m = int(multiplier)
     KC = C * m
 

@@ -1,5 +1,6 @@
 """Tier 3 (backend): kernels compiled by Numba are correct, cached, and reject bad input."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from codegen import build
 from helpers import assert_matches, configs
@@ -145,3 +147,39 @@ def test_default_schedule_is_parallel_and_vectorized():
     assert "STEPS = [(step_0, extent_0)]" in kernel.source
     k2 = build(ops.matmul(64, 64, 64), "cpu")
     assert "vectorized(" in k2.loopnest.dump()
+
+
+ONE_SHAPE_PER_KIND = [c for c in CASES if c[0].endswith("odd") or c[0] in
+                      ("dense-gelu-even", "elementwise-broadcast", "dense-sigmoid-nobias")]
+
+
+@pytest.mark.parametrize("name,make", ONE_SHAPE_PER_KIND, ids=[c[0] for c in ONE_SHAPE_PER_KIND])
+def test_twenty_one_compiled_configs_per_operator(name, make):
+    """21 distinct configs drawn by hypothesis: up to 3 structures, runtime knobs varied.
+
+    Runtime knobs are kernel arguments, so the 21 configs cost 3 compiles at most.
+    """
+    op = make()
+    space = op.space("cpu")
+    structural = [k.name for k in space.structural_knobs]
+    runtime = [k.name for k in space.knobs if k.name not in structural]
+    n_structures = min(3, math.prod(k.size() for k in space.structural_knobs))
+    per_structure = -(-21 // n_structures)
+    inputs = op.random_inputs(5)
+    ref = op.reference(*inputs)
+    seen = set()
+
+    @settings(max_examples=1, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.lists(configs(space), min_size=n_structures, max_size=n_structures,
+                    unique_by=lambda c: tuple(c[k] for k in structural)),
+           st.lists(configs(space), min_size=per_structure, max_size=per_structure,
+                    unique_by=lambda c: tuple(c[k] for k in runtime)))
+    def check(structures, variants):
+        for structure in structures:
+            for v in variants:
+                config = structure.replace(**{k: v[k] for k in runtime})
+                assert_matches(op, build(op, "cpu", config)(*inputs), ref, f"config {config.to_json()}")
+                seen.add(config)
+    check()
+    assert len(seen) >= 21
