@@ -21,7 +21,8 @@ _lock = threading.Lock()
 def cache_key(source: str, target_key: str) -> str:
     import numba
     import numpy
-    material = "\n".join([CODEGEN_VERSION, numba.__version__, numpy.__version__,
+    from .numba_math import MATH_VERSION
+    material = "\n".join([CODEGEN_VERSION, MATH_VERSION, numba.__version__, numpy.__version__,
                           sys.version.split()[0], target_key, source])
     return hashlib.sha256(material.encode()).hexdigest()[:24]
 

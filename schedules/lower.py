@@ -1,7 +1,8 @@
 """Lowering: a Schedule becomes a LoopNest (loops, guards, accumulators, fused epilogues)."""
 from __future__ import annotations
 
-from .bounds import guard
+from . import padding
+from .bounds import guard, in_bounds_condition
 from .errors import ScheduleError
 from .expr import Binary, Const, Load, Select, Var, rebuild, reduce_init, substitute, walk
 from .loopnest import (Allocate, Assign, Buffer, Fill, For, If, LoopNest, Scalar, Store, add,
@@ -106,6 +107,7 @@ class _Lowering:
         self.temps: list = []
         self.prologue: list = []
         self.packed = {}  # id(input tensor) -> (packed Buffer, axis, factor)
+        self.pads = {}    # (id(input tensor), default) -> PadPlan
         self._names = set()
 
     def _buffer(self, t, role):
@@ -138,6 +140,13 @@ class _Lowering:
         """Bodies with inlined stages substituted and packed inputs re-indexed, in root vars."""
         self._inline_cache = {}
         self.body = {id(st): self._expand(st) for st in self.sch.stage_list if not st.inlined}
+        if self.pads:
+            plans = list(self.pads.values())
+            buffers, stmts = padding.finalize(plans, self.buffers, self.unique)
+            self.temps.extend(buffers)
+            self.prologue.extend(stmts)
+            by_id = {id(p): p for p in plans}
+            self.body = {k: padding.resolve(b, by_id) for k, b in self.body.items()}
 
     def _expand(self, st):
         if id(st) in self._inline_cache:
@@ -153,6 +162,13 @@ class _Lowering:
                 value = substitute(self._expand(prod), dict(zip(prod.axis, node.indices)))
             elif id(t) in self.packed:
                 value = self._packed_load(node)
+            elif in_bounds_condition(node, ranges) is not None:
+                key = (id(t), float(node.default))
+                plan = self.pads.get(key) or padding.PadPlan(t, node.default)
+                if plan.try_widen(node, ranges):
+                    self.pads[key] = plan
+                    return padding.padded_read(plan, node)
+                value = node
             else:
                 value = node
             return guard(node, value, ranges)

@@ -159,12 +159,19 @@ def _fits(factors, extent):
 def _tile_reduction(sch: Schedule, st, epilogues) -> None:
     name = st.name
     lanes = sch.target.vector_lanes(st.tensor.dtype)
-    source_loads = [idx for _, idx in expanded_loads(sch, st)]
-    last_s = st.axis[-1]
-    last_r = st.reduce_axis[-1]
-    spatial_contig = sum(1 for idx in source_loads if idx and idx[-1] is last_s)
-    reduce_contig = sum(1 for idx in source_loads if idx and idx[-1] is last_r)
-    default_order = "SSRSSR" if reduce_contig > spatial_contig else "SSRSRS"
+    # Which loop should be innermost: the one that walks most inputs with unit stride. A read
+    # like data[..., ow*s + rs] moves with both; the spatial loop wins it, since it is the
+    # vectorized one and reduce axes are often tiny (3x3 windows).
+    last_s, last_r = st.axis[-1], st.reduce_axis[-1]
+    spatial_contig = reduce_contig = 0
+    for _, idx in expanded_loads(sch, st):
+        used = {id(v) for v in walk(idx[-1])} if idx else set()
+        if id(last_s) in used:
+            spatial_contig += 1
+        elif id(last_r) in used:
+            reduce_contig += 1
+    long_reduction = st.tensor.reduce_axes[-1].extent >= 16
+    default_order = "SSRSSR" if reduce_contig > spatial_contig and long_reduction else "SSRSRS"
     order = sch.knob(f"{name}.order", ("SSRSRS", "SSRSSR"), default=default_order)
     unroll = sch.knob(f"{name}.unroll", (0, 16, 64), default=16)
 
