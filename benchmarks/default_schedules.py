@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
@@ -23,175 +22,11 @@ REPO = HERE.parent
 BLAS_SETTLE_S = 0.2
 MIN_RUNS = 5
 RTOL = ATOL = 1e-3
-LN_EPS = 1e-5
 BUSY_CORES = 0.2  # other processes' CPU use above which a row is flagged as measured on a busy machine
 QUICK = ("matmul_256", "softmax_128x768", "layer_norm_128x768")
 
 
-# -- numpy baselines ----------------------------------------------------------------------------
-# Each takes the operator's inputs (op.random_inputs order) and returns the output array. Where
-# there are several reasonable numpy formulations, all are listed, each is checked against our
-# kernel, and the fastest one measured in this run is the reported baseline.
-
-def _np():
-    import numpy as np
-    return np
-
-
-def _erf():
-    """A vectorised erf: scipy.special.erf when scipy is importable, else numpy over math.erf."""
-    np = _np()
-    try:
-        from scipy.special import erf
-        return erf, "scipy.special.erf"
-    except ImportError:
-        vec = np.vectorize(math.erf, otypes=[np.float32])
-        return (lambda x: vec(x).astype(x.dtype, copy=False)), "numpy.vectorize(math.erf)"
-
-
-ERF = None  # set in main() so --help does not import scipy
-
-
-def np_activation(y, activation):
-    np = _np()
-    if activation is None:
-        return y
-    if activation == "relu":
-        return np.maximum(y, 0.0)
-    if activation == "gelu":
-        return 0.5 * y * (1.0 + ERF(y * (1.0 / math.sqrt(2.0))))
-    raise ValueError(activation)
-
-
-def np_matmul(a, b):
-    return a @ b
-
-
-def np_batch_matmul(a, b):
-    return _np().matmul(a, b)
-
-
-def np_dense(activation):
-    def run(x, w, b):
-        return np_activation(x @ w.T + b, activation)
-    return run
-
-
-def _out(size, k, stride, pad):
-    return (size + 2 * pad - k) // stride + 1
-
-
-def _windows(p, R, S, stride, axes):
-    """Sliding windows of the padded array p over `axes`, strided: (..., OH, OW, ..., R, S)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-    win = sliding_window_view(p, (R, S), axis=axes)
-    index = [slice(None)] * win.ndim
-    index[axes[0]] = slice(None, None, stride)
-    index[axes[1]] = slice(None, None, stride)
-    return win[tuple(index)]
-
-
-def _pad_hw(x, pad, layout, value=0.0):
-    np = _np()
-    if pad == 0:
-        return x
-    widths = [(0, 0)] * 4
-    hw = (2, 3) if layout == "NCHW" else (1, 2)
-    widths[hw[0]] = widths[hw[1]] = (pad, pad)
-    return np.pad(x, widths, constant_values=value)
-
-
-def np_conv2d(layout, method, stride, pad, activation):
-    np = _np()
-
-    def run(x, w, b):
-        if layout == "NCHW":
-            N, C, H, W = x.shape
-            K, _, R, S = w.shape
-            OH, OW = _out(H, R, stride, pad), _out(W, S, stride, pad)
-            win = _windows(_pad_hw(x, pad, layout), R, S, stride, (2, 3))  # N C OH OW R S
-            if method == "swv_tensordot":
-                y = np.tensordot(win, w, axes=((1, 4, 5), (1, 2, 3))).transpose(0, 3, 1, 2)
-            else:  # im2col: contiguous (N, C*R*S, OH*OW) columns, then one GEMM per image
-                cols = np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3))
-                y = np.matmul(w.reshape(K, C * R * S), cols.reshape(N, C * R * S, OH * OW))
-                y = y.reshape(N, K, OH, OW)
-            y = y + b[:, None, None]
-        else:
-            N, H, W, C = x.shape
-            R, S, _, K = w.shape
-            OH, OW = _out(H, R, stride, pad), _out(W, S, stride, pad)
-            win = _windows(_pad_hw(x, pad, layout), R, S, stride, (1, 2))  # N OH OW C R S
-            if method == "swv_tensordot":
-                y = np.tensordot(win, w, axes=((3, 4, 5), (2, 0, 1)))
-            else:  # im2col: (N*OH*OW, R*S*C) rows against the (R*S*C, K) weight
-                cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(N * OH * OW, R * S * C)
-                y = (cols @ w.reshape(R * S * C, K)).reshape(N, OH, OW, K)
-            y = y + b
-        return np_activation(y, activation)
-    return run
-
-
-def np_depthwise_nchw(method, stride, pad):
-    np = _np()
-
-    def run(x, w):
-        N, C, H, W = x.shape
-        _, _, R, S = w.shape
-        OH, OW = _out(H, R, stride, pad), _out(W, S, stride, pad)
-        p = _pad_hw(x, pad, "NCHW")
-        if method == "swv_einsum":
-            win = _windows(p, R, S, stride, (2, 3))
-            return np.einsum("nchwrs,crs->nchw", win, w[:, 0], optimize=True)
-        out = np.zeros((N, C, OH, OW), dtype=x.dtype)  # shifted slices, one multiply-add per tap
-        for r in range(R):
-            for s in range(S):
-                tap = p[:, :, r:r + stride * (OH - 1) + 1:stride, s:s + stride * (OW - 1) + 1:stride]
-                out += tap * w[:, 0, r, s][:, None, None]
-        return out
-    return run
-
-
-def np_pool_nchw(pool_type, method, kernel, stride, pad):
-    np = _np()
-    R = S = kernel
-
-    def run(x):
-        N, C, H, W = x.shape
-        OH, OW = _out(H, R, stride, pad), _out(W, S, stride, pad)
-        p = _pad_hw(x, pad, "NCHW", -np.inf if pool_type == "max" else 0.0)
-        if method.startswith("swv"):
-            win = _windows(p, R, S, stride, (2, 3))
-            return win.max(axis=(-2, -1)) if pool_type == "max" else win.mean(axis=(-2, -1))
-        out = None  # shifted slices, combined tap by tap
-        for r in range(R):
-            for s in range(S):
-                tap = p[:, :, r:r + stride * (OH - 1) + 1:stride, s:s + stride * (OW - 1) + 1:stride]
-                if out is None:
-                    out = tap.copy()
-                elif pool_type == "max":
-                    np.maximum(out, tap, out=out)
-                else:
-                    out += tap
-        return out if pool_type == "max" else out * np.asarray(1.0 / (R * S), dtype=x.dtype)
-    return run
-
-
-def np_softmax(x):
-    np = _np()
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def np_layer_norm(x, gamma, beta):
-    np = _np()
-    mean = x.mean(axis=1, keepdims=True)
-    var = x.var(axis=1, keepdims=True)
-    return (x - mean) / np.sqrt(var + LN_EPS) * gamma + beta
-
-
-def np_tanh_mul(a, b):
-    return _np().tanh(a * b) + 1.0
+import numpy_baselines as nb  # noqa: E402 - lives beside this script
 
 
 # -- workloads ----------------------------------------------------------------------------------
@@ -201,36 +36,36 @@ def workloads():
     W = []
     for n in (256, 512, 1024):
         W.append((f"matmul_{n}", f"M=N=K={n}", lambda n=n: ops.matmul(n, n, n),
-                  [("a @ b", np_matmul)]))
+                  [("a @ b", nb.np_matmul)]))
     W.append(("batch_matmul", "B=8 M=N=K=128", lambda: ops.batch_matmul(8, 128, 128, 128),
-              [("np.matmul", np_batch_matmul)]))
+              [("np.matmul", nb.np_batch_matmul)]))
     W.append(("dense_bias_gelu", "M=128 N=768 K=768", lambda: ops.dense(
-        128, 768, 768, bias=True, activation="gelu"), [("x @ w.T + b, gelu(erf)", np_dense("gelu"))]))
+        128, 768, 768, bias=True, activation="gelu"), [("x @ w.T + b, gelu(erf)", nb.np_dense("gelu"))]))
     W.append(("dense_bias_relu", "M=128 N=3072 K=768", lambda: ops.dense(
-        128, 3072, 768, bias=True, activation="relu"), [("x @ w.T + b, maximum", np_dense("relu"))]))
+        128, 3072, 768, bias=True, activation="relu"), [("x @ w.T + b, maximum", nb.np_dense("relu"))]))
     for layout in ("NCHW", "NHWC"):
         W.append((f"conv2d_{layout.lower()}_bias_relu", f"1x64x56x56 {layout}, K=64 3x3 s1 p1",
                   lambda layout=layout: ops.conv2d(1, 64, 56, 56, 64, 3, 3, stride=1, padding=1,
                                                    layout=layout, bias=True, activation="relu"),
-                  [(m, np_conv2d(layout, m, 1, 1, "relu")) for m in ("swv_tensordot", "im2col_matmul")]))
+                  [(m, nb.np_conv2d(layout, m, 1, 1, "relu")) for m in ("swv_tensordot", "im2col_matmul")]))
     W.append(("depthwise_conv2d", "1x128x56x56 NCHW, 3x3 s1 p1",
               lambda: ops.depthwise_conv2d(1, 128, 56, 56, 3, 3, stride=1, padding=1),
-              [(m, np_depthwise_nchw(m, 1, 1)) for m in ("swv_einsum", "shifted_slices")]))
+              [(m, nb.np_depthwise_nchw(m, 1, 1)) for m in ("swv_einsum", "shifted_slices")]))
     W.append(("max_pool2d", "1x64x112x112 NCHW, 3x3 s2 p1",
               lambda: ops.pool2d(1, 64, 112, 112, 3, stride=2, padding=1, pool_type="max"),
-              [(m, np_pool_nchw("max", m, 3, 2, 1)) for m in ("swv_max", "shifted_slices")]))
+              [(m, nb.np_pool_nchw("max", m, 3, 2, 1)) for m in ("swv_max", "shifted_slices")]))
     W.append(("avg_pool2d", "1x256x14x14 NCHW, 2x2 s2 p0",
               lambda: ops.pool2d(1, 256, 14, 14, 2, stride=2, padding=0, pool_type="avg"),
-              [(m, np_pool_nchw("avg", m, 2, 2, 0)) for m in ("swv_mean", "shifted_slices")]))
+              [(m, nb.np_pool_nchw("avg", m, 2, 2, 0)) for m in ("swv_mean", "shifted_slices")]))
     for m, n in ((128, 768), (1024, 1024)):
         W.append((f"softmax_{m}x{n}", f"{m}x{n}", lambda m=m, n=n: ops.softmax(m, n),
-                  [("exp(x - max) / sum", np_softmax)]))
+                  [("exp(x - max) / sum", nb.np_softmax)]))
     for m, n in ((128, 768), (1024, 768)):
-        W.append((f"layer_norm_{m}x{n}", f"{m}x{n}", lambda m=m, n=n: ops.layer_norm(m, n, eps=LN_EPS),
-                  [("mean, var, normalise", np_layer_norm)]))
+        W.append((f"layer_norm_{m}x{n}", f"{m}x{n}", lambda m=m, n=n: ops.layer_norm(m, n, eps=nb.LN_EPS),
+                  [("mean, var, normalise", nb.np_layer_norm)]))
     W.append(("elementwise_tanh_mul", "(1024,1024) * (1024,)", lambda: ops.elementwise(
         [(1024, 1024), (1024,)], lambda a, b: te.tanh(a * b) + 1.0, name="tanh_mul_plus1"),
-        [("tanh(a * b) + 1", np_tanh_mul)]))
+        [("tanh(a * b) + 1", nb.np_tanh_mul)]))
     return W
 
 
@@ -251,7 +86,7 @@ def measure(fn, args, min_seconds: float) -> dict:
 
 
 def compare(ours, theirs) -> dict:
-    np = _np()
+    np = nb._np()
     if theirs.shape != ours.shape:
         return {"ok": False, "why": f"shape {theirs.shape} != ours {ours.shape}", "max_abs_err": None}
     err = float(np.max(np.abs(ours.astype(np.float64) - theirs.astype(np.float64))))
@@ -396,7 +231,9 @@ def git_state() -> dict:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
                               timeout=10).stdout.strip()
     try:
-        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+        # Our own results folder does not count as a change to the code being measured.
+        changes = git("status", "--porcelain", "--", ".", ":(exclude)benchmarks/results")
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(changes)}
     except Exception:
         return {"commit": None, "dirty": None}
 
@@ -518,11 +355,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    global ERF
     args = parse_args(argv)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    ERF, erf_name = _erf()
+    nb.ERF, erf_name = nb._erf()
 
     selected = workloads()
     if args.quick:
