@@ -1,0 +1,52 @@
+"""build_best(): the kernel of the best compatible record, or the default schedule."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from schedules import as_target
+from schedules.errors import ConfigError, ScheduleError
+
+from .versions import codegen_version
+
+log = logging.getLogger("autosched.build_best")
+_cache: dict = {}
+_lock = threading.Lock()
+
+
+def build_best(op, target="cpu", database=None):
+    """Build `op` from its fastest correct record for `target` in `database`.
+
+    Only records of the current space and code-generator versions apply; older ones stay in the
+    database untouched. With no applicable record, the default schedule is built and one
+    info-level line says so. The lookup is one indexed query, cached per process.
+    """
+    from codegen import build
+
+    from .tune import open_database
+    tgt = as_target(target)
+    db = open_database(database)
+    space = op.space(tgt)
+    key = (db.url, op.workload_key, tgt.key, space.version)
+    with _lock:
+        config = _cache.get(key)
+    if config is None:
+        record = db.best(op, tgt, space.version, codegen_version())
+        config = record.config if record else False
+        with _lock:
+            _cache[key] = config
+        if record is None:
+            log.info("build_best: no tuned record for %s (%s) on %s in %s; using the default schedule",
+                     op.name, op.workload_key, tgt.key, db.url)
+    if config is False:
+        return build(op, tgt, None)
+    try:
+        return build(op, tgt, config)
+    except (ConfigError, ScheduleError) as exc:
+        log.warning("build_best: the best record of %s no longer applies (%s); using the default", op.name, exc)
+        return build(op, tgt, None)
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()

@@ -1,0 +1,150 @@
+"""Measuring candidates: parallel builds and one-at-a-time timed runs, in worker processes."""
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+
+from schedules import as_target
+from schedules.errors import ConfigError, ScheduleError
+
+from .workers import Worker, WorkerDied, WorkerPool, WorkerTimeout
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    """Costs in seconds (empty on error), the error kind (None when correct) and its message."""
+
+    costs: tuple = ()
+    error: str | None = None
+    error_message: str = ""
+    compile_seconds: float = 0.0
+    timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+
+    @property
+    def seconds(self) -> float | None:
+        return statistics.median(self.costs) if self.costs and self.error is None else None
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    build_timeout: float = 120.0    # seconds for one candidate's lowering and compile
+    run_timeout: float = 60.0       # seconds for loading, the correctness check and timing
+    min_seconds: float = 0.05       # timed repeats continue until this much time has passed
+    min_repeats: int = 3
+    max_repeats: int = 200
+    check: bool = True              # compare the first run with op.reference
+    builders: int | None = None     # parallel build processes; None: the number of cores
+
+
+# -- code run inside the worker processes ---------------------------------------------------------
+_REFERENCE_CACHE: dict = {}
+
+
+def _build_task(task):
+    op, target, config = task
+    from codegen import build
+    kernel = build(op, target, config)
+    return kernel.compile_seconds
+
+
+def _run_task(task):
+    op, target, config, opts = task
+    import numpy as np
+
+    from codegen import build
+    from tuner.timing import time_callable
+    kernel = build(op, target, config)
+    key = op.workload_key
+    if key not in _REFERENCE_CACHE:
+        inputs = op.random_inputs(seed=12345)
+        _REFERENCE_CACHE.clear()
+        _REFERENCE_CACHE[key] = (inputs, op.reference(*inputs) if opts.check else None)
+    inputs, expected = _REFERENCE_CACHE[key]
+    try:
+        got = kernel(*inputs)
+    except Exception as exc:
+        return ("runtime_error", f"{type(exc).__name__}: {exc}", ())
+    if opts.check:
+        got_t = got if isinstance(got, tuple) else (got,)
+        exp_t = expected if isinstance(expected, tuple) else (expected,)
+        for g, e, t in zip(got_t, exp_t, op.outputs):
+            if not np.allclose(g, e, rtol=1e-3, atol=1e-3, equal_nan=True):
+                worst = float(np.nanmax(np.abs(g.astype(np.float64) - e)))
+                return ("wrong_answer", f"output {t.name} differs from op.reference by up to "
+                        f"{worst:.3g} (rtol 1e-3, atol 1e-3)", ())
+    outs = got if isinstance(got, tuple) else (got,)
+    costs = time_callable(lambda: kernel(*inputs, out=outs if len(outs) > 1 else outs[0]),
+                          opts.min_seconds, opts.min_repeats, opts.max_repeats)
+    return (None, "", tuple(costs))
+
+
+# -- the measurer --------------------------------------------------------------------------------
+class LocalMeasurer:
+    """Builds candidates in parallel worker processes, then times them one at a time in
+    another, so a hung or crashing candidate becomes an error record and costs one worker."""
+
+    def __init__(self, options: MeasureOptions | None = None):
+        import os
+        self.options = options or MeasureOptions()
+        n = self.options.builders or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        self.builders = WorkerPool(_build_task, n)
+        self.runner = Worker(_run_task)
+
+    @property
+    def parallelism(self) -> int:
+        """Candidates worth measuring per batch: one per build process."""
+        return len(self.builders.workers)
+
+    def close(self) -> None:
+        self.builders.close()
+        self.runner.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def measure(self, op, target, configs) -> list:
+        """One MeasureResult per config, in order."""
+        tgt = as_target(target)
+        space = op.space(tgt)
+        results: list = [None] * len(configs)
+        canonical = {}
+        for i, cfg in enumerate(configs):
+            try:
+                canonical[i] = space.validate(cfg)
+            except (ConfigError, ScheduleError) as exc:
+                results[i] = MeasureResult(error="invalid_config", error_message=str(exc))
+        order = list(canonical)
+        outcomes = self.builders.map([(op, tgt, canonical[i]) for i in order], self.options.build_timeout)
+        built = []
+        for i, outcome in zip(order, outcomes):
+            status, value = outcome
+            if status == "ok":
+                built.append((i, float(value)))
+            elif status == "error":
+                kind = "invalid_config" if value[0] in ("ConfigError", "ScheduleError") else "compile_error"
+                results[i] = MeasureResult(error=kind, error_message=f"{value[0]}: {value[1]}")
+            elif status == "timeout":
+                results[i] = MeasureResult(error="timeout", error_message=f"build {value}")
+            else:
+                results[i] = MeasureResult(error="compile_error", error_message=f"build crashed: {value}")
+        for i, compile_seconds in built:
+            results[i] = self._run(op, tgt, canonical[i], compile_seconds)
+        return results
+
+    def _run(self, op, tgt, config, compile_seconds) -> MeasureResult:
+        try:
+            status, value = self.runner.run((op, tgt, config, self.options), self.options.run_timeout)
+        except WorkerTimeout as exc:
+            return MeasureResult(error="timeout", error_message=f"run {exc}", compile_seconds=compile_seconds)
+        except WorkerDied as exc:
+            return MeasureResult(error="runtime_error", error_message=f"run crashed: {exc}",
+                                 compile_seconds=compile_seconds)
+        if status == "error":
+            return MeasureResult(error="runtime_error", error_message=f"{value[0]}: {value[1]}",
+                                 compile_seconds=compile_seconds)
+        kind, message, costs = value
+        return MeasureResult(costs=costs, error=kind, error_message=message, compile_seconds=compile_seconds)

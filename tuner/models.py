@@ -1,0 +1,83 @@
+"""SQLAlchemy ORM models of the records database; rows never leave the records module."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (DateTime, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Bump with a migration in records.py whenever a table changes shape.
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MetaRow(Base):
+    __tablename__ = "autosched_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class TargetRow(Base):
+    __tablename__ = "targets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WorkloadRow(Base):
+    __tablename__ = "workloads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), unique=True)
+    op_name: Mapped[str] = mapped_column(String(128))
+    shapes: Mapped[str] = mapped_column(Text)          # JSON: input and output shapes and dtypes
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RunRow(Base):
+    """One invocation of tune(): who measured, with what strategy and seed."""
+    __tablename__ = "tuning_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id"))
+    strategy: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RecordRow(Base):
+    __tablename__ = "records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id"))
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("tuning_runs.id"), nullable=True)
+    config: Mapped[str] = mapped_column(Text)               # canonical JSON
+    config_hash: Mapped[str] = mapped_column(String(64))
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)   # median cost
+    costs: Mapped[str] = mapped_column(Text, default="[]")                # JSON list of seconds
+    error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    compile_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    measured_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    autosched_version: Mapped[str] = mapped_column(String(32))
+    space_version: Mapped[str] = mapped_column(String(32))
+    codegen_version: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        # One measurement per config of one space version: a rerun never measures it again.
+        UniqueConstraint("workload_id", "target_id", "space_version", "config_hash",
+                         name="uq_record_config"),
+        # build_best: the fastest valid record of (workload, target, versions).
+        Index("ix_records_best", "workload_id", "target_id", "space_version", "codegen_version",
+              "error_kind", "seconds"),
+    )

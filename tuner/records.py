@@ -1,0 +1,239 @@
+"""The records database: TuningRecord values in, TuningRecord values out, through SQLAlchemy."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from schedules import Config, as_target
+
+from .errors import DatabaseError
+from .versions import AUTOSCHED_VERSION, codegen_version
+
+ERROR_KINDS = ("invalid_config", "compile_error", "runtime_error", "timeout", "wrong_answer")
+
+
+@dataclass(frozen=True)
+class TuningRecord:
+    """One measured candidate of (workload, target); error is None when it ran correctly."""
+
+    workload_key: str
+    target_key: str
+    config: Config
+    seconds: float | None
+    costs: tuple = ()
+    error: str | None = None
+    error_message: str = ""
+    compile_seconds: float = 0.0
+    measured_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    autosched_version: str = AUTOSCHED_VERSION
+    space_version: str = ""
+    codegen_version: str = field(default_factory=codegen_version)
+    op_name: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "workload_key": self.workload_key, "target_key": self.target_key, "op_name": self.op_name,
+            "config": json.loads(self.config.to_json()), "seconds": self.seconds,
+            "costs": list(self.costs), "error": self.error, "error_message": self.error_message,
+            "compile_seconds": self.compile_seconds, "measured_at": self.measured_at.isoformat(),
+            "autosched_version": self.autosched_version, "space_version": self.space_version,
+            "codegen_version": self.codegen_version}, sort_keys=True)
+
+
+def config_hash(config: Config) -> str:
+    return hashlib.sha256(config.to_json().encode()).hexdigest()
+
+
+def _url(url: str) -> str:
+    if "://" in url:
+        return url
+    return "sqlite:///" + os.path.abspath(url)
+
+
+class Database:
+    """Records of measured candidates. `url` is any SQLAlchemy URL or a path to a SQLite file.
+
+    SQLite files are opened in WAL mode with a busy timeout, so several tuning processes can
+    write to one file. Every record is committed as soon as it is added.
+    """
+
+    def __init__(self, url: str = "autosched.db", busy_timeout_ms: int = 30000):
+        from sqlalchemy import create_engine, event
+        self.url = _url(url)
+        self._ids: dict = {}
+        self._lock = threading.Lock()
+        is_sqlite = self.url.startswith("sqlite")
+        kwargs = {"connect_args": {"timeout": busy_timeout_ms / 1000}} if is_sqlite else {"pool_pre_ping": True}
+        try:
+            self.engine = create_engine(self.url, **kwargs)
+        except Exception as exc:
+            raise DatabaseError(f"cannot open records database {self.url!r}: {exc}") from exc
+        if is_sqlite:
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn, _record):
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+        from .migrations import ensure_schema
+        ensure_schema(self.engine, self.url)
+
+    def __repr__(self):
+        return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self):
+        from sqlalchemy.orm import Session
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- keys ------------------------------------------------------------------------------------
+    def _workload_and_target(self, op, target) -> tuple:
+        tgt = as_target(target)
+        key = (op.workload_key, tgt.key)
+        with self._lock:
+            if key in self._ids:
+                return self._ids[key]
+        from .models import TargetRow, WorkloadRow
+        shapes = json.dumps({"inputs": [[t.name, list(t.shape), t.dtype] for t in op.inputs],
+                             "outputs": [[t.name, list(t.shape), t.dtype] for t in op.outputs]})
+        wid = self._get_or_create(WorkloadRow, WorkloadRow.key == op.workload_key,
+                                  dict(key=op.workload_key, op_name=op.name, shapes=shapes))
+        tid = self._get_or_create(TargetRow, TargetRow.key == tgt.key, dict(key=tgt.key, kind=tgt.kind))
+        with self._lock:
+            self._ids[key] = (wid, tid)
+        return wid, tid
+
+    def _get_or_create(self, model, where, values) -> int:
+        from sqlalchemy import select
+        from sqlalchemy.exc import IntegrityError
+        for _ in range(3):
+            with self.session() as s:
+                row = s.scalars(select(model).where(where)).first()
+                if row is not None:
+                    return row.id
+                s.add(model(**values))
+                try:
+                    s.commit()
+                except IntegrityError:  # another process created it first
+                    s.rollback()
+                    continue
+        with self.session() as s:
+            return s.scalars(select(model).where(where)).one().id
+
+    # -- writing ---------------------------------------------------------------------------------
+    def start_run(self, op, target, strategy: str, seed: int) -> int:
+        from .models import RunRow
+        wid, tid = self._workload_and_target(op, target)
+        with self.session() as s:
+            run = RunRow(workload_id=wid, target_id=tid, strategy=strategy, seed=int(seed),
+                         host=socket.gethostname(), pid=os.getpid())
+            s.add(run)
+            s.commit()
+            return run.id
+
+    def add(self, op, target, record: TuningRecord, run_id: int | None = None) -> bool:
+        """Commit one record now. Returns False when this config was already measured."""
+        from sqlalchemy.exc import IntegrityError
+
+        from .models import RecordRow
+        if record.error is not None and record.error not in ERROR_KINDS:
+            raise ValueError(f"unknown error kind {record.error!r}; use one of {ERROR_KINDS}")
+        wid, tid = self._workload_and_target(op, target)
+        row = RecordRow(workload_id=wid, target_id=tid, run_id=run_id,
+                        config=record.config.to_json(), config_hash=config_hash(record.config),
+                        seconds=record.seconds, costs=json.dumps(list(record.costs)),
+                        error_kind=record.error, error_message=record.error_message[:4000],
+                        compile_seconds=record.compile_seconds, measured_at=record.measured_at,
+                        autosched_version=record.autosched_version,
+                        space_version=record.space_version, codegen_version=record.codegen_version)
+        with self.session() as s:
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                return False
+        return True
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _select(self):
+        from sqlalchemy import select
+
+        from .models import RecordRow, TargetRow, WorkloadRow
+        return (select(RecordRow, WorkloadRow.key, TargetRow.key, WorkloadRow.op_name)
+                .join(WorkloadRow, RecordRow.workload_id == WorkloadRow.id)
+                .join(TargetRow, RecordRow.target_id == TargetRow.id))
+
+    @staticmethod
+    def _record(row, wkey, tkey, op_name) -> TuningRecord:
+        return TuningRecord(
+            workload_key=wkey, target_key=tkey, config=Config.from_json(row.config),
+            seconds=row.seconds, costs=tuple(json.loads(row.costs or "[]")), error=row.error_kind,
+            error_message=row.error_message or "", compile_seconds=row.compile_seconds or 0.0,
+            measured_at=row.measured_at, autosched_version=row.autosched_version,
+            space_version=row.space_version, codegen_version=row.codegen_version, op_name=op_name)
+
+    def records(self, op, target) -> list:
+        """Every record of (op, target), oldest first."""
+        from .models import RecordRow
+        wid, tid = self._workload_and_target(op, target)
+        stmt = self._select().where(RecordRow.workload_id == wid, RecordRow.target_id == tid) \
+            .order_by(RecordRow.id)
+        with self.session() as s:
+            return [self._record(*r) for r in s.execute(stmt).all()]
+
+    def best(self, op, target, space_version: str | None = None,
+             codegen_version: str | None = None) -> TuningRecord | None:
+        """The fastest correct record, optionally only among compatible versions."""
+        from .models import RecordRow
+        wid, tid = self._workload_and_target(op, target)
+        stmt = self._select().where(RecordRow.workload_id == wid, RecordRow.target_id == tid,
+                                    RecordRow.error_kind.is_(None), RecordRow.seconds.is_not(None))
+        if space_version is not None:
+            stmt = stmt.where(RecordRow.space_version == space_version)
+        if codegen_version is not None:
+            stmt = stmt.where(RecordRow.codegen_version == codegen_version)
+        stmt = stmt.order_by(RecordRow.seconds, RecordRow.id).limit(1)
+        with self.session() as s:
+            row = s.execute(stmt).first()
+        return self._record(*row) if row else None
+
+    def measured_configs(self, op, target, space_version: str) -> list:
+        """Configs already measured for this space version, oldest first (errors included)."""
+        from sqlalchemy import select
+
+        from .models import RecordRow
+        wid, tid = self._workload_and_target(op, target)
+        stmt = select(RecordRow.config).where(
+            RecordRow.workload_id == wid, RecordRow.target_id == tid,
+            RecordRow.space_version == space_version).order_by(RecordRow.id)
+        with self.session() as s:
+            return [Config.from_json(c) for c in s.scalars(stmt).all()]
+
+    def all_records(self) -> list:
+        from .models import RecordRow
+        with self.session() as s:
+            return [self._record(*r) for r in s.execute(self._select().order_by(RecordRow.id)).all()]
+
+    def summary(self) -> list:
+        """Per (workload, target): op name, record counts and the best correct record."""
+        from sqlalchemy import func, select
+
+        from .models import RecordRow, TargetRow, WorkloadRow
+        stmt = (select(WorkloadRow.key, WorkloadRow.op_name, TargetRow.key, func.count(RecordRow.id),
+                       func.count(RecordRow.error_kind), func.min(RecordRow.seconds))
+                .join(WorkloadRow, RecordRow.workload_id == WorkloadRow.id)
+                .join(TargetRow, RecordRow.target_id == TargetRow.id)
+                .group_by(WorkloadRow.key, WorkloadRow.op_name, TargetRow.key)
+                .order_by(WorkloadRow.op_name, WorkloadRow.key))
+        with self.session() as s:
+            return [dict(workload_key=w, op_name=n, target_key=t, records=c, errors=e, best_seconds=b)
+                    for w, n, t, c, e, b in s.execute(stmt).all()]

@@ -1,0 +1,176 @@
+"""tune(): propose, measure, record and learn until the trial budget of a workload is spent."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from schedules import Config, as_target
+
+from .measure import LocalMeasurer, MeasureOptions, MeasureResult
+from .records import Database, TuningRecord
+from .search import OptunaStrategy, Proposal
+from .versions import codegen_version
+
+log = logging.getLogger("autosched.tune")
+
+# Consecutive duplicate proposals after which a strategy is considered stuck and the space is
+# sampled uniformly instead (TPE keeps proposing its favourite points once it has converged).
+MAX_DUPLICATE_PROPOSALS = 64
+
+
+class Measurer(Protocol):
+    def measure(self, op, target, configs) -> list: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Trial:
+    config: Config
+    seconds: float | None
+    error: str | None
+    error_message: str = ""
+    compile_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    op_name: str
+    workload_key: str
+    target_key: str
+    best_config: Config | None
+    best_seconds: float | None
+    history: tuple            # Trials measured by this call, in order
+    total_measured: int       # distinct configs measured for (workload, target, space version)
+    interrupted: bool = False
+
+
+def open_database(database) -> Database:
+    if isinstance(database, Database):
+        return database
+    if database is None:
+        raise ValueError("tune needs a database: Database('sqlite:///tuning.db') or a URL/path")
+    return Database(str(database))
+
+
+def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strategy: str = "tpe",
+         timeout: float | None = None, batch_size: int | None = None,
+         measurer: Measurer | None = None, options: MeasureOptions | None = None,
+         progress: bool = False, callbacks: tuple = ()) -> TuneResult:
+    """Measure up to `trials` distinct configs in total for (op, target), resuming earlier runs.
+
+    The budget counts every config already recorded for this space version, so rerunning a
+    killed job continues where it stopped and never measures a config twice. `timeout` caps
+    this call's wall time in seconds. Callbacks get (op, Trial) after each measurement.
+    """
+    if trials < 0:
+        raise ValueError(f"trials must be >= 0, got {trials}")
+    tgt = as_target(target)
+    db = open_database(database)
+    space = op.space(tgt)
+    measured = {c: None for c in db.measured_configs(op, tgt, space.version)}
+    own_measurer = measurer is None
+    measurer = measurer or LocalMeasurer(options)
+    searcher = _strategy(strategy, space, seed, db, op, tgt)
+    searcher_name = getattr(searcher, "name", type(searcher).__name__)
+    previous = [(r.config, r.seconds) for r in db.records(op, tgt) if r.space_version == space.version]
+    if hasattr(searcher, "warm_start"):
+        searcher.warm_start(previous)
+    run_id = db.start_run(op, tgt, searcher_name, seed)
+    batch = batch_size or getattr(measurer, "parallelism", 1)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    rng = np.random.default_rng(seed + 7919)
+    history, interrupted = [], False
+    bar = _progress(progress, trials, len(measured), op)
+    try:
+        while len(measured) < trials and (deadline is None or time.monotonic() < deadline):
+            proposals = _unique_proposals(searcher, space, measured, min(batch, trials - len(measured)), rng)
+            if not proposals:
+                log.info("%s: the space has no unmeasured configs left", op.name)
+                break
+            results = measurer.measure(op, tgt, [p.config for p in proposals])
+            for p, r in zip(proposals, results):
+                trial = _record(db, op, tgt, space, p, r, run_id)
+                measured[p.config] = None
+                searcher.observe(p, trial.seconds, trial.error)
+                history.append(trial)
+                for cb in callbacks:
+                    cb(op, trial)
+                if bar is not None:
+                    bar.update(1)
+                    best = min((t.seconds for t in history if t.seconds is not None), default=None)
+                    if best is not None:
+                        bar.set_postfix_str(f"best {op.flops() / best / 1e9:.1f} GFLOPS")
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("%s: interrupted; %d records of this run are stored", op.name, len(history))
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_measurer:
+            measurer.close()
+    best = db.best(op, tgt, space.version, codegen_version())
+    return TuneResult(op.name, op.workload_key, tgt.key, best.config if best else None,
+                      best.seconds if best else None, tuple(history), len(measured), interrupted)
+
+
+def _strategy(strategy, space, seed, db, op, tgt):
+    if not isinstance(strategy, str):
+        return strategy  # a SearchStrategy object
+    url = db.url
+    storage = None if url.startswith("sqlite://") and url in ("sqlite://", "sqlite:///:memory:") else url
+    digest = hashlib.sha256(f"{op.workload_key}|{tgt.key}|{space.version}".encode()).hexdigest()[:16]
+    name = f"autosched-{op.name}-{digest}-{strategy}-seed{seed}"
+    return OptunaStrategy(space, strategy, seed, storage=storage, study_name=name)
+
+
+def _unique_proposals(searcher, space, measured: dict, n: int, rng) -> list:
+    out, seen, duplicates = [], set(), 0
+    while len(out) < n:
+        if duplicates >= MAX_DUPLICATE_PROPOSALS:
+            extra = _uniform_unmeasured(space, measured, seen, n - len(out), rng)
+            out.extend(extra)
+            break
+        for p in searcher.propose(n - len(out)):
+            if p.config in measured or p.config in seen:
+                searcher.skip(p)
+                duplicates += 1
+            else:
+                seen.add(p.config)
+                out.append(p)
+    return out
+
+
+def _uniform_unmeasured(space, measured, seen, n, rng) -> list:
+    out = []
+    for _ in range(200 * n):
+        c = space.sample(rng)
+        if c not in measured and c not in seen:
+            seen.add(c)
+            out.append(Proposal(c, None))
+            if len(out) == n:
+                break
+    return out
+
+
+def _record(db, op, tgt, space, proposal, result: MeasureResult, run_id) -> Trial:
+    record = TuningRecord(op.workload_key, tgt.key, proposal.config, result.seconds, tuple(result.costs),
+                          result.error, result.error_message, result.compile_seconds,
+                          result.timestamp, space_version=space.version, op_name=op.name)
+    db.add(op, tgt, record, run_id)
+    return Trial(proposal.config, result.seconds, result.error, result.error_message, result.compile_seconds)
+
+
+def _progress(enabled: bool, total: int, done: int, op):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=min(done, total), desc=f"tuning {op.name}", unit="trial",
+                dynamic_ncols=True)
+
+
+Callback = Callable[[object, Trial], None]
