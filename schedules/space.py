@@ -196,7 +196,16 @@ class Space:
         return Config({k.name: k.sample(rng) for k in self.knobs})
 
     def validate(self, config) -> Config:
-        """Return the canonical config, or raise ConfigError naming what is wrong and why."""
+        """Return the canonical config, or raise ConfigError naming what is wrong and why.
+
+        Also applies the schedule, so an illegal combination raises ScheduleError here.
+        """
+        canonical = self.check(config)
+        self.apply(canonical)
+        return canonical
+
+    def check(self, config) -> Config:
+        """validate() without applying the schedule: knob names and values only."""
         if isinstance(config, str):
             config = Config.from_json(config)
         elif not isinstance(config, Config):
@@ -217,9 +226,7 @@ class Space:
                 raise ConfigError(f"knob {k.name}={config[k.name]!r} is not legal for {where}; "
                                   f"see space[{k.name!r}] for its choices, or retune")
             values[k.name] = v
-        canonical = Config(values)
-        self.apply(canonical)  # raises ScheduleError for an illegal combination
-        return canonical
+        return Config(values)
 
 
 def _all_runtime(knob) -> bool:

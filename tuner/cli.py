@@ -71,63 +71,94 @@ def _numpy_erf():
         return erf
 
 
+def _time_pair(kernel, baseline, inputs, seconds):
+    from tuner.timing import median, time_callable
+    t_ours = median(time_callable(lambda: kernel(*inputs), seconds))
+    time.sleep(0.2)  # let OpenBLAS worker threads go idle before the next measurement
+    t_numpy = median(time_callable(lambda: baseline(*inputs), seconds))
+    return t_ours, t_numpy
+
+
 def cmd_demo(args) -> int:
     import numpy as np
 
     from codegen import build
-    from tuner.timing import median, time_callable
+    from tuner import Database, build_best, tune
     op = _demo_operator(args.op, args.size)
     print(f"operator   {op.name}  workload {op.workload_key}")
     print("inputs     " + ", ".join(f"{t.name}{t.shape}" for t in op.inputs))
-    t0 = time.perf_counter()
-    kernel = build(op, "cpu")
-    how = {"compiled": "compiled", "disk": "loaded from the disk cache",
-           "memory": "reused from memory"}.get(kernel.origin, kernel.origin)
-    print(f"built      default schedule in {time.perf_counter() - t0:.2f} s ({how})")
-    print(f"config     {kernel.config.to_json()}")
+    db = Database(args.database)
+    print(f"tuning     {args.trials} trials ({args.strategy}) into {db.url}")
+    result = tune(op, "cpu", database=db, trials=args.trials, seed=args.seed,
+                  strategy=args.strategy, progress=not args.quiet)
+    errors = sum(1 for t in result.history if t.error)
+    print(f"measured   {len(result.history)} new candidates ({errors} errors), "
+          f"{result.total_measured} in total for this workload")
+    kernel = build_best(op, "cpu", db)
+    default = build(op, "cpu")
+    print(f"best       {kernel.config.to_json()}")
     inputs = op.random_inputs(0)
-    ours = kernel(*inputs)
     baseline = _numpy_baseline(args.op, op)
-    expected = baseline(*inputs)
-    ok = np.allclose(ours, expected, rtol=1e-3, atol=1e-3)
+    ours, expected = kernel(*inputs), baseline(*inputs)
+    ok = bool(np.allclose(ours, expected, rtol=1e-3, atol=1e-3))
     print(f"check      {'matches' if ok else 'DOES NOT MATCH'} numpy (max abs diff "
           f"{float(np.max(np.abs(ours - expected))):.2e})")
-    t_ours = median(time_callable(lambda: kernel(*inputs), args.seconds))
-    time.sleep(0.2)  # let OpenBLAS worker threads go idle before the next measurement
-    t_numpy = median(time_callable(lambda: baseline(*inputs), args.seconds))
+    t_ours, t_numpy = _time_pair(kernel, baseline, inputs, args.seconds)
+    t_default = _time_pair(default, baseline, inputs, args.seconds)[0]
     gflops = op.flops() / t_ours / 1e9
-    print(f"autosched  {t_ours * 1e3:9.3f} ms  ({gflops:.1f} GFLOPS)")
+    print(f"tuned      {t_ours * 1e3:9.3f} ms  ({gflops:.1f} GFLOPS)")
+    print(f"default    {t_default * 1e3:9.3f} ms  (untuned schedule)")
     print(f"numpy      {t_numpy * 1e3:9.3f} ms  (op by op)")
     verdict = "faster" if t_numpy > t_ours else "slower"
-    print(f"speedup    {t_numpy / t_ours:.2f}x vs numpy ({verdict}; median of repeated runs)")
+    print(f"speedup    {t_numpy / t_ours:.2f}x vs numpy ({verdict}), "
+          f"{t_default / t_ours:.2f}x vs the default schedule (medians of repeated runs)")
     return 0 if ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .commands import add_commands
     parser = argparse.ArgumentParser(
         prog="autosched",
         description="Autotuning schedule-search compiler for fused tensor operators.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
-        "demo", help="build a fused operator with its default schedule and time it against numpy",
-        description="Build a fused operator with the default (heuristic) schedule, check it "
-                    "against numpy, and print both times measured in the same run.")
+        "demo", help="tune a small fused operator into a SQLite file, build from it, compare with numpy",
+        description="Tune a fused operator into a local SQLite records file, build the best "
+                    "kernel from it, check it against numpy and print the times of the tuned "
+                    "kernel, the default schedule and numpy, measured in the same run.")
     demo.add_argument("--op", choices=DEMO_OPS, default="dense_gelu", help="operator (default: dense_gelu)")
-    demo.add_argument("--size", choices=("small", "medium"), default="medium",
-                      help="problem size (default: medium, e.g. a BERT-base dense layer)")
+    demo.add_argument("--size", choices=("small", "medium"), default="small",
+                      help="problem size (default: small, 64x256x256 for dense_gelu)")
+    demo.add_argument("--trials", type=int, default=16, help="total tuning budget (default: 16)")
+    demo.add_argument("--strategy", default="tpe", help="search strategy: tpe or random (default: tpe)")
+    demo.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
+    demo.add_argument("--database", default="autosched-demo.db",
+                      help="records database URL or SQLite path (default: ./autosched-demo.db)")
     demo.add_argument("--seconds", type=float, default=0.3,
                       help="minimum measured seconds per timing (default: 0.3)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
+    add_commands(sub)
     return parser
 
 
 def main(argv=None) -> int:
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    from schedules.errors import AutoschedError
+    try:
+        return args.func(args)
+    except AutoschedError as exc:
+        print(f"autosched: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("autosched: interrupted; measured records are kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -114,7 +114,9 @@ class LocalMeasurer:
         canonical = {}
         for i, cfg in enumerate(configs):
             try:
-                canonical[i] = space.validate(cfg)
+                # Knob checks only: applying a schedule runs template code, which belongs in
+                # a worker with a timeout.
+                canonical[i] = space.check(cfg)
             except (ConfigError, ScheduleError) as exc:
                 results[i] = MeasureResult(error="invalid_config", error_message=str(exc))
         order = list(canonical)

@@ -49,6 +49,17 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(config.to_json().encode()).hexdigest()
 
 
+def _row(record: TuningRecord, wid: int, tid: int, run_id):
+    from .models import RecordRow
+    return RecordRow(workload_id=wid, target_id=tid, run_id=run_id,
+                     config=record.config.to_json(), config_hash=config_hash(record.config),
+                     seconds=record.seconds, costs=json.dumps(list(record.costs)),
+                     error_kind=record.error, error_message=record.error_message[:4000],
+                     compile_seconds=record.compile_seconds, measured_at=record.measured_at,
+                     autosched_version=record.autosched_version,
+                     space_version=record.space_version, codegen_version=record.codegen_version)
+
+
 def _url(url: str) -> str:
     if "://" in url:
         return url
@@ -97,16 +108,20 @@ class Database:
     # -- keys ------------------------------------------------------------------------------------
     def _workload_and_target(self, op, target) -> tuple:
         tgt = as_target(target)
-        key = (op.workload_key, tgt.key)
+        shapes = json.dumps({"inputs": [[t.name, list(t.shape), t.dtype] for t in op.inputs],
+                             "outputs": [[t.name, list(t.shape), t.dtype] for t in op.outputs]})
+        return self._ids_for_keys(op.workload_key, op.name, shapes, tgt.key, tgt.kind)
+
+    def _ids_for_keys(self, workload_key, op_name, shapes, target_key, target_kind) -> tuple:
+        from .models import TargetRow, WorkloadRow
+        key = (workload_key, target_key)
         with self._lock:
             if key in self._ids:
                 return self._ids[key]
-        from .models import TargetRow, WorkloadRow
-        shapes = json.dumps({"inputs": [[t.name, list(t.shape), t.dtype] for t in op.inputs],
-                             "outputs": [[t.name, list(t.shape), t.dtype] for t in op.outputs]})
-        wid = self._get_or_create(WorkloadRow, WorkloadRow.key == op.workload_key,
-                                  dict(key=op.workload_key, op_name=op.name, shapes=shapes))
-        tid = self._get_or_create(TargetRow, TargetRow.key == tgt.key, dict(key=tgt.key, kind=tgt.kind))
+        wid = self._get_or_create(WorkloadRow, WorkloadRow.key == workload_key,
+                                  dict(key=workload_key, op_name=op_name, shapes=shapes))
+        tid = self._get_or_create(TargetRow, TargetRow.key == target_key,
+                                  dict(key=target_key, kind=target_kind))
         with self._lock:
             self._ids[key] = (wid, tid)
         return wid, tid
@@ -142,18 +157,10 @@ class Database:
     def add(self, op, target, record: TuningRecord, run_id: int | None = None) -> bool:
         """Commit one record now. Returns False when this config was already measured."""
         from sqlalchemy.exc import IntegrityError
-
-        from .models import RecordRow
         if record.error is not None and record.error not in ERROR_KINDS:
             raise ValueError(f"unknown error kind {record.error!r}; use one of {ERROR_KINDS}")
         wid, tid = self._workload_and_target(op, target)
-        row = RecordRow(workload_id=wid, target_id=tid, run_id=run_id,
-                        config=record.config.to_json(), config_hash=config_hash(record.config),
-                        seconds=record.seconds, costs=json.dumps(list(record.costs)),
-                        error_kind=record.error, error_message=record.error_message[:4000],
-                        compile_seconds=record.compile_seconds, measured_at=record.measured_at,
-                        autosched_version=record.autosched_version,
-                        space_version=record.space_version, codegen_version=record.codegen_version)
+        row = _row(record, wid, tid, run_id)
         with self.session() as s:
             s.add(row)
             try:
@@ -162,6 +169,36 @@ class Database:
                 s.rollback()
                 return False
         return True
+
+    def import_records(self, records) -> tuple:
+        """Add records keyed by their own workload and target keys, in one transaction.
+
+        Returns (added, already_present). Either every new record is committed or none is.
+        """
+        from sqlalchemy import select
+
+        from .models import RecordRow
+        added = present = 0
+        rows = []
+        for r in records:
+            kind = r.target_key.split("|", 1)[0]
+            wid, tid = self._ids_for_keys(r.workload_key, r.op_name or r.workload_key.rsplit("-", 1)[0],
+                                          "{}", r.target_key, kind)
+            rows.append(_row(r, wid, tid, None))
+        with self.session() as s:
+            with s.begin():
+                for row in rows:
+                    exists = s.scalars(select(RecordRow.id).where(
+                        RecordRow.workload_id == row.workload_id, RecordRow.target_id == row.target_id,
+                        RecordRow.space_version == row.space_version,
+                        RecordRow.config_hash == row.config_hash)).first()
+                    if exists is not None:
+                        present += 1
+                        continue
+                    s.add(row)
+                    s.flush()
+                    added += 1
+        return added, present
 
     # -- reading ---------------------------------------------------------------------------------
     def _select(self):

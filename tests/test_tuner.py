@@ -1,0 +1,115 @@
+"""The tuning pipeline: search, records, resumption, build_best (simulated and real measurement)."""
+import logging
+
+import numpy as np
+import pytest
+
+from schedules import Config, ops
+from tuner import Database, MeasureOptions, TuningRecord, build_best, tune
+from tuner.build_best import clear_cache
+from tuner.simulate import ReplayMeasurer
+
+FAST = MeasureOptions(min_seconds=0.001, min_repeats=2, build_timeout=60, run_timeout=60)
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = Database(str(tmp_path / "records.db"))
+    yield d
+    d.close()
+
+
+def test_tune_end_to_end_measures_distinct_configs_and_stores_them(db):
+    op = ops.elementwise([(8, 16), (16,)], lambda a, b: a * b + 1.0, name="ew_tune")
+    result = tune(op, "cpu", database=db, trials=10, seed=1, strategy="random", options=FAST)
+    assert len(result.history) == 10 and result.total_measured == 10
+    assert len({t.config for t in result.history}) == 10
+    assert all(t.error is None and t.seconds > 0 for t in result.history)
+    records = db.records(op, "cpu")
+    assert [r.config for r in records] == [t.config for t in result.history]
+    assert result.best_seconds == min(t.seconds for t in result.history)
+    assert db.best(op, "cpu").config == result.best_config
+    # rerunning with the same budget measures nothing more
+    again = tune(op, "cpu", database=db, trials=10, seed=1, strategy="random", options=FAST)
+    assert again.history == () and again.total_measured == 10
+
+
+def test_tune_with_tpe_on_a_fused_operator(db):
+    op = ops.dense(8, 16, 8, activation="relu")
+    result = tune(op, "cpu", database=db, trials=8, seed=0, strategy="tpe", options=FAST)
+    assert len(result.history) == 8
+    assert result.best_config is not None
+    kernel = build_best(op, "cpu", db)
+    assert kernel.config == result.best_config
+    x, w, b = op.random_inputs(0)
+    np.testing.assert_allclose(kernel(x, w, b), op.reference(x, w, b), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe"])
+def test_search_is_deterministic_for_a_seed(tmp_path, strategy):
+    op = ops.matmul(32, 24, 16)
+    runs = []
+    for k in range(2):
+        d = Database(str(tmp_path / f"det{k}.db"))
+        r = tune(op, "cpu", database=d, trials=14, seed=3, strategy=strategy, measurer=ReplayMeasurer())
+        runs.append([t.config for t in r.history])
+    other = tune(op, "cpu", database=Database(str(tmp_path / "other.db")), trials=14, seed=4,
+                 strategy=strategy, measurer=ReplayMeasurer())
+    assert runs[0] == runs[1]
+    assert runs[0] != [t.config for t in other.history]
+
+
+def test_resume_continues_to_the_total_budget_without_remeasuring(db):
+    op = ops.matmul(32, 24, 16)
+    first = ReplayMeasurer()
+    tune(op, "cpu", database=db, trials=6, seed=0, strategy="tpe", measurer=first)
+    second = ReplayMeasurer()
+    r = tune(op, "cpu", database=db, trials=15, seed=0, strategy="tpe", measurer=second)
+    assert len(first.calls) == 6 and len(second.calls) == 9
+    assert not set(first.calls) & set(second.calls)
+    assert r.total_measured == 15 and len({x.config for x in db.records(op, "cpu")}) == 15
+
+
+def test_exhausted_space_stops_early(db):
+    op = ops.elementwise([(2, 2)], lambda a: a + 1.0, name="tiny_space")
+    size = op.space("cpu").size()
+    r = tune(op, "cpu", database=db, trials=size + 10, seed=0, strategy="tpe", measurer=ReplayMeasurer())
+    assert r.total_measured == size
+
+
+def test_build_best_falls_back_to_default_with_one_info_line(db, caplog):
+    clear_cache()
+    op = ops.softmax(4, 8)
+    with caplog.at_level(logging.INFO, logger="autosched.build_best"):
+        kernel = build_best(op, "cpu", db)
+        build_best(op, "cpu", db)  # cached: no second line
+    assert kernel.config == op.space("cpu").default()
+    lines = [r for r in caplog.records if "no tuned record" in r.getMessage()]
+    assert len(lines) == 1
+
+
+def test_records_of_other_versions_are_kept_but_not_applied(db):
+    clear_cache()
+    op = ops.softmax(4, 8)
+    space = op.space("cpu")
+    fast_but_old = TuningRecord(op.workload_key, "", space.sample(np.random.default_rng(1)), 1e-9,
+                                (1e-9,), space_version="old-space", op_name=op.name)
+    other_codegen = TuningRecord(op.workload_key, "", space.sample(np.random.default_rng(2)), 1e-9,
+                                 (1e-9,), space_version=space.version, codegen_version="numba-0", op_name=op.name)
+    current = TuningRecord(op.workload_key, "", space.sample(np.random.default_rng(3)), 1e-3,
+                           (1e-3,), space_version=space.version, op_name=op.name)
+    for r in (fast_but_old, other_codegen, current):
+        assert db.add(op, "cpu", r)
+    assert len(db.records(op, "cpu")) == 3
+    assert build_best(op, "cpu", db).config == current.config
+
+
+def test_failed_records_never_become_best(db):
+    op = ops.softmax(4, 8)
+    space = op.space("cpu")
+    wrong = TuningRecord(op.workload_key, "", space.default(), None, error="wrong_answer",
+                         space_version=space.version)
+    db.add(op, "cpu", wrong)
+    assert db.best(op, "cpu") is None
+    with pytest.raises(ValueError, match="unknown error kind"):
+        db.add(op, "cpu", TuningRecord(op.workload_key, "", Config({"x": 1}), None, error="oops"))

@@ -1,0 +1,198 @@
+"""The tune, best, export and import subcommands of `autosched`."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+from schedules.errors import AutoschedError
+
+
+class UsageError(AutoschedError):
+    """A command-line argument or suite file that cannot be used."""
+
+
+def parse_duration(text: str) -> float:
+    """'90', '45s', '30m', '8h' or '1h30m' -> seconds."""
+    t = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", t)
+    if not parts or "".join(a + b for a, b in parts) != t:
+        raise UsageError(f"cannot read time budget {text!r}; write e.g. 90, 45s, 30m, 8h or 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    return text
+
+
+def parse_shape(text: str) -> dict:
+    """'M=128,N=768,K=768,activation=gelu' -> keyword arguments of the operator constructor."""
+    out = {}
+    for item in filter(None, (p.strip() for p in (text or "").split(","))):
+        if "=" not in item:
+            raise UsageError(f"--shape item {item!r} must look like name=value, e.g. M=128")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _value(v.strip())
+    return out
+
+
+def make_operator(name: str, params: dict):
+    from schedules import ops
+    if name not in ops.LIBRARY:
+        raise UsageError(f"unknown operator {name!r}; choose one of {', '.join(sorted(ops.LIBRARY))}")
+    try:
+        return ops.LIBRARY[name](**params)
+    except TypeError as exc:
+        raise UsageError(f"operator {name}: {exc}; see help(schedules.ops.{ops.LIBRARY[name].__name__})") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def load_suite(path: str) -> tuple:
+    """(workloads, time budget or None) from a YAML suite file.
+
+    time_budget: 8h            # optional, for the whole suite
+    trials: 200                # optional default per workload
+    workloads:
+      - {op: dense, M: 128, N: 768, K: 768, activation: gelu, trials: 300}
+      - {op: softmax, M: 128, N: 768}
+    """
+    import yaml
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise UsageError(f"cannot read suite {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"suite {path} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("workloads"), list) or not doc["workloads"]:
+        raise UsageError(f"suite {path} needs a non-empty 'workloads:' list")
+    budget = parse_duration(doc["time_budget"]) if doc.get("time_budget") is not None else None
+    default_trials = doc.get("trials", 64)
+    out = []
+    for i, w in enumerate(doc["workloads"], 1):
+        if not isinstance(w, dict) or "op" not in w:
+            raise UsageError(f"suite {path}: workload {i} must be a mapping with an 'op' key")
+        params = {k: v for k, v in w.items() if k not in ("op", "trials")}
+        trials = w.get("trials", default_trials)
+        if not isinstance(trials, int) or trials < 0:
+            raise UsageError(f"suite {path}: workload {i} has trials={trials!r}; use a non-negative integer")
+        out.append((make_operator(str(w["op"]), params), trials))
+    return out, budget
+
+
+def cmd_tune(args) -> int:
+    from tuner import Database, tune
+    if bool(args.suite) == bool(args.op):
+        raise UsageError("give either --op NAME (with --shape) or --suite FILE.yaml")
+    if args.suite:
+        jobs, budget = load_suite(args.suite)
+    else:
+        jobs, budget = [(make_operator(args.op, parse_shape(args.shape)), args.trials)], None
+    if args.time_budget:
+        budget = parse_duration(args.time_budget)
+    db = Database(args.database)
+    deadline = None if budget is None else time.monotonic() + budget
+    status = 0
+    for op, trials in jobs:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            print(f"time budget spent; {op.name} ({op.workload_key}) not tuned this time")
+            continue
+        result = tune(op, args.target, database=db, trials=trials, seed=args.seed,
+                      strategy=args.strategy, timeout=remaining, progress=not args.quiet)
+        errors = sum(1 for t in result.history if t.error)
+        best = "no correct candidate yet" if result.best_seconds is None else \
+            f"best {result.best_seconds * 1e3:.4f} ms ({op.flops() / result.best_seconds / 1e9:.1f} GFLOPS)"
+        print(f"{op.name} {op.workload_key}: {len(result.history)} measured now ({errors} errors), "
+              f"{result.total_measured}/{trials} in total; {best}")
+        if result.interrupted:
+            return 130
+    return status
+
+
+def cmd_best(args) -> int:
+    from tuner import Database
+    rows = Database(args.database).summary()
+    if not rows:
+        print(f"no records in {args.database}")
+        return 0
+    print(f"{'operator':<24} {'workload':<44} {'records':>7} {'errors':>6} {'best ms':>10}  target")
+    for r in rows:
+        best = "-" if r["best_seconds"] is None else f"{r['best_seconds'] * 1e3:.4f}"
+        print(f"{r['op_name']:<24} {r['workload_key']:<44} {r['records']:>7} {r['errors']:>6} {best:>10}  {r['target_key']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from tuner import Database
+    from tuner.logs import export_jsonl
+    n = export_jsonl(Database(args.database), args.out)
+    print(f"exported {n} records to {args.out}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from tuner import Database
+    from tuner.logs import import_jsonl
+    added, present = import_jsonl(Database(args.database), args.file)
+    print(f"imported {added} records from {args.file} ({present} were already present)")
+    return 0
+
+
+def add_commands(sub) -> None:
+    t = sub.add_parser("tune", help="tune one operator or a suite of them into a records database",
+                       description="Measure candidates of an operator's schedule space and store every "
+                                   "measurement. Rerunning the same command resumes: --trials is the "
+                                   "total budget per workload and target.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  autosched tune --op dense --shape M=128,N=768,K=768,activation=gelu "
+                              "--trials 200 --database tuning.db\n  autosched tune --suite overnight.yaml "
+                              "--database postgresql://host/tuning --time-budget 8h")
+    t.add_argument("--op", help="library operator: matmul, dense, conv2d, softmax, ...")
+    t.add_argument("--shape", default="", help="constructor arguments, e.g. M=128,N=768,K=768")
+    t.add_argument("--suite", help="YAML file listing operators and shapes")
+    t.add_argument("--target", default="cpu", help="hardware target (default: cpu, this machine)")
+    t.add_argument("--trials", type=int, default=64, help="total trials per workload (default: 64)")
+    t.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path (default: ./autosched.db)")
+    t.add_argument("--strategy", default="tpe", help="tpe or random (default: tpe)")
+    t.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
+    t.add_argument("--time-budget", help="stop after this long, e.g. 30m or 8h")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_tune)
+
+    b = sub.add_parser("best", help="show the best record of each workload and target",
+                       description="A table of the best correct record per workload and target.")
+    b.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path")
+    b.set_defaults(func=cmd_best)
+
+    e = sub.add_parser("export", help="write every record as JSON lines",
+                       description="Export every record of a database as JSON lines, for sharing.")
+    e.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path")
+    e.add_argument("--out", required=True, help="output file (.jsonl)")
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("import", help="add records from a JSON-lines file",
+                       description="Import records from JSON lines. Every line is validated first; "
+                                   "if any line is invalid nothing is imported, and each bad line is "
+                                   "reported with its number. Records already present are skipped.")
+    i.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path")
+    i.add_argument("file", help="a .jsonl file written by autosched export")
+    i.set_defaults(func=cmd_import)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run `autosched`, not this module")

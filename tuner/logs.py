@@ -1,0 +1,97 @@
+"""Tuning logs as JSON lines: export a database, and import with strict validation.
+
+Import is all-or-nothing: if any line is invalid, nothing is imported and every bad line is
+reported with its number. Lines are parsed as JSON data only; nothing is evaluated or unpickled.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+from schedules import Config
+
+from .errors import ImportFileError
+from .records import ERROR_KINDS, TuningRecord
+
+_REQUIRED = {"workload_key": str, "target_key": str, "config": dict, "space_version": str,
+             "codegen_version": str, "autosched_version": str}
+_MAX_LINE = 1 << 20
+
+
+def export_jsonl(db, path) -> int:
+    records = db.all_records()
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(r.to_json() + "\n")
+    return len(records)
+
+
+def parse_line(text: str) -> TuningRecord:
+    """One record from one line, or ValueError saying what is wrong with it."""
+    if len(text) > _MAX_LINE:
+        raise ValueError(f"line longer than {_MAX_LINE} characters")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise ValueError("a record must be a JSON object")
+    for name, typ in _REQUIRED.items():
+        if not isinstance(data.get(name), typ) or (typ is str and not data[name]):
+            raise ValueError(f"field {name!r} must be a non-empty {typ.__name__}")
+    for k, v in data["config"].items():
+        ok = isinstance(v, (bool, int, str)) or (isinstance(v, float) and math.isfinite(v)) or (
+            isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v))
+        if not ok:
+            raise ValueError(f"config value of {k!r} must be a number, string, boolean or list of integers")
+    seconds = data.get("seconds")
+    if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+                                or not math.isfinite(seconds) or seconds <= 0):
+        raise ValueError("field 'seconds' must be a positive number or null")
+    error = data.get("error")
+    if error is not None and error not in ERROR_KINDS:
+        raise ValueError(f"field 'error' must be null or one of {', '.join(ERROR_KINDS)}")
+    if (seconds is None) == (error is None):
+        raise ValueError("exactly one of 'seconds' and 'error' must be set")
+    costs = data.get("costs", [])
+    if not isinstance(costs, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                              and math.isfinite(c) for c in costs):
+        raise ValueError("field 'costs' must be a list of numbers")
+    try:
+        measured_at = dt.datetime.fromisoformat(data.get("measured_at", ""))
+    except (TypeError, ValueError):
+        raise ValueError("field 'measured_at' must be an ISO-8601 timestamp") from None
+    compile_seconds = data.get("compile_seconds", 0.0)
+    if not isinstance(compile_seconds, (int, float)) or isinstance(compile_seconds, bool):
+        raise ValueError("field 'compile_seconds' must be a number")
+    return TuningRecord(
+        workload_key=data["workload_key"], target_key=data["target_key"], config=Config(data["config"]),
+        seconds=None if seconds is None else float(seconds), costs=tuple(float(c) for c in costs),
+        error=error, error_message=str(data.get("error_message", ""))[:4000],
+        compile_seconds=float(compile_seconds), measured_at=measured_at.replace(tzinfo=None),
+        autosched_version=data["autosched_version"], space_version=data["space_version"],
+        codegen_version=data["codegen_version"], op_name=str(data.get("op_name", "")))
+
+
+def import_jsonl(db, path) -> tuple:
+    """(added, already_present); raises ImportFileError listing bad lines, importing nothing."""
+    records, problems = [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(parse_line(line))
+                except ValueError as exc:
+                    problems.append(f"line {number}: {exc}")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"{path}: not UTF-8 text ({exc.reason}); nothing was imported") from None
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from None
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ImportFileError(f"{path}: {len(problems)} invalid line(s); nothing was imported:\n  {shown}{more}")
+    return db.import_records(records)
