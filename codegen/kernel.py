@@ -25,7 +25,7 @@ class Kernel:
         """Run on numpy inputs; returns the output array (a tuple for several outputs)."""
         inputs = self.op.check_inputs(arrays)
         outs = self._outputs(out)
-        temps = [np.empty(tuple(b.shape), dtype=b.dtype) for b in self.loopnest.temps]
+        temps = [self._scratch(b) for b in self.loopnest.temps]
         args = (*inputs, *outs, *temps, *self.params)
         threads = thread_count()
         for step, extent in self.steps:
@@ -34,6 +34,13 @@ class Kernel:
             else:
                 run_parallel(step, extent, args, threads)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _scratch(self, b):
+        if self.origin == "interpreted":
+            # Checking mode: scratch starts as garbage, so a read before a write shows up.
+            fill = np.nan if np.dtype(b.dtype).kind == "f" else np.iinfo(b.dtype).min
+            return np.full(tuple(b.shape), fill, dtype=b.dtype)
+        return np.empty(tuple(b.shape), dtype=b.dtype)
 
     def _outputs(self, out) -> list:
         specs = self.op.outputs

@@ -1,6 +1,8 @@
 """LoopNest -> Python source for one Numba @njit function."""
 from __future__ import annotations
 
+import builtins
+import keyword
 import math
 
 from schedules.expr import INFIX, Binary, Cast, Const, Load, Select, Unary, Var
@@ -23,6 +25,11 @@ def signature(nest: LoopNest) -> str:
     return f"void({', '.join(args)})"
 
 
+# Names the generated module uses itself; tensors named like these get a prefix.
+_RESERVED = frozenset({"np", "math", "njit", "lo_", "hi_", "STEPS", *FAST_FLOAT32.values(),
+                       *dir(builtins)})
+
+
 class _Printer:
     def __init__(self):
         self.names: dict = {}
@@ -32,8 +39,8 @@ class _Printer:
     def name(self, obj) -> str:
         if id(obj) not in self.names:
             base = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in obj.name) or "v"
-            if base[0].isdigit() or base in ("np", "math", "njit", "lo_", "hi_", "STEPS") \
-                    or base.startswith(("step_", "extent_")) or base in FAST_FLOAT32.values():
+            if base[0].isdigit() or base in _RESERVED or keyword.iskeyword(base) \
+                    or base.startswith(("step_", "extent_")):
                 base = "v_" + base
             name, k = base, 1
             while name in self.taken:

@@ -19,6 +19,17 @@ def thread_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _forget_pool_after_fork() -> None:
+    # A forked child inherits the pool object but none of its threads; tasks submitted to it
+    # would wait forever. The child starts a fresh pool on first use instead.
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def _executor(workers: int):
     global _pool, _pool_size
     with _lock:

@@ -11,11 +11,12 @@ INDEX_DTYPE = "int64"
 
 UNARY_FUNCS = ("exp", "log", "sqrt", "tanh", "erf", "sigmoid", "abs", "neg", "not")
 BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum",
-              "lt", "le", "gt", "ge", "eq", "ne", "and", "or")
+              "lt", "le", "gt", "ge", "eq", "ne", "and", "or", "bitand", "bitor")
 COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
 # Python spelling of the infix binary ops (maximum/minimum are calls).
 INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "lt": "<",
-         "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "and", "or": "or"}
+         "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "and", "or": "or",
+         "bitand": "&", "bitor": "|"}
 REDUCERS = ("sum", "max", "min")
 
 
@@ -62,8 +63,19 @@ class Expr:
     def __ge__(self, o): return self._bin("ge", o)
     def __eq__(self, o): return self._bin("eq", o)  # type: ignore[override]
     def __ne__(self, o): return self._bin("ne", o)  # type: ignore[override]
-    def __and__(self, o): return self._bin("and", o)
-    def __or__(self, o): return self._bin("or", o)
+    def __and__(self, o): return self._logic("and", o)
+    def __or__(self, o): return self._logic("or", o)
+
+    def _logic(self, op: str, other) -> "Binary":
+        """Logical on booleans, bitwise on integers, an error on floats."""
+        other = as_expr(other, like=self)
+        kinds = {self.dtype, other.dtype}
+        if kinds == {"bool"}:
+            return Binary(op, self, other)
+        if kinds <= set(INT_DTYPES):
+            return Binary("bit" + op, self, other)
+        raise TypeError(f"'{'&' if op == 'and' else '|'}' needs two booleans (comparisons) or two "
+                        f"integers, got {self.dtype} and {other.dtype}")
     def __neg__(self): return Unary("neg", self)
     def __invert__(self): return Unary("not", self)
 
@@ -193,8 +205,10 @@ def as_expr(value, like: Expr | None = None) -> Expr:
 def reduce_init(combiner: str, dtype: str):
     if combiner == "sum":
         return 0.0 if dtype in FLOAT_DTYPES else 0
-    big = math.inf if dtype in FLOAT_DTYPES else (2**31 - 1 if dtype == "int32" else 2**63 - 1)
-    return -big if combiner == "max" else big
+    if dtype in FLOAT_DTYPES:
+        return -math.inf if combiner == "max" else math.inf
+    bits = 32 if dtype == "int32" else 64
+    return -(2 ** (bits - 1)) if combiner == "max" else 2 ** (bits - 1) - 1
 
 
 def children(e: Expr) -> tuple:

@@ -129,9 +129,8 @@ class _Lowering:
         self._effective_bodies()
         self._plan_groups()
         body = list(self.prologue)
-        for st in self.sch.stage_list:
-            if self.role.get(id(st)) == "anchor":
-                body.extend(self._emit_anchor(st))
+        for st in self._group_order([s for s in self.sch.stage_list if not s.inlined]):
+            body.extend(self._emit_anchor(st))
         return LoopNest(self.op.name, self.inputs, self.outputs, tuple(self.temps),
                         tuple(p for p, _ in self.sch.params), hoist_invariant_loads(tuple(body)),
                         tuple(self.notes))
@@ -162,7 +161,7 @@ class _Lowering:
                 value = substitute(self._expand(prod), dict(zip(prod.axis, node.indices)))
             elif id(t) in self.packed:
                 value = self._packed_load(node)
-            elif in_bounds_condition(node, ranges) is not None:
+            elif t.is_placeholder and in_bounds_condition(node, ranges) is not None:
                 key = (id(t), float(node.default))
                 plan = self.pads.get(key) or padding.PadPlan(t, node.default)
                 if plan.try_widen(node, ranges):
@@ -210,6 +209,7 @@ class _Lowering:
         """Decide each stage's role: anchor (own nest), attached (compute_at) or epilogue."""
         self.role, self.frame, self.group, self.attached_at = {}, {}, {}, {}
         stages = [s for s in self.sch.stage_list if not s.inlined]
+        self.role_by_tensor = {id(s.tensor): s for s in stages}
         for st in stages:
             if st.epilogue_of is not None:
                 anchor = st.epilogue_of[0]
@@ -233,7 +233,8 @@ class _Lowering:
                 if self.role.get(id(consumer)) != "anchor":
                     raise ScheduleError(f"compute_at: stage {st.name} must be attached to a stage "
                                         f"with its own loop nest, but {consumer.name} is not")
-                if any(st.kind[id(leaf)] == "spatial" and leaf not in st.axis for leaf in st.leaves):
+                if any(st.kind[id(leaf)] == "spatial" and not any(leaf is a for a in st.axis)
+                       for leaf in st.leaves):
                     raise ScheduleError(f"compute_at: stage {st.name} is computed per point of "
                                         f"{consumer.name}; split only its reduction axes")
                 self.group[id(st)] = consumer
@@ -268,24 +269,39 @@ class _Lowering:
         return substitute(self.body[id(st)], self.frame[id(st)])
 
     def _attach_mapping(self, st, consumer, stages) -> dict:
+        """st's axes -> consumer's axes, from how the consumer's nest reads st."""
         members = [consumer] + [s for s in stages if self.group.get(id(s)) is consumer and s is not st]
+        found = None
         for m in members:
             body = self._framed(m) if id(m) in self.frame else self.body[id(m)]
             for node in walk(body):
                 if isinstance(node, Load) and node.tensor is st.tensor:
                     idx = node.indices
-                    if all(isinstance(i, Var) and any(i is a for a in consumer.axis) for i in idx) \
-                            and len({id(i) for i in idx}) == len(idx):
-                        return dict(zip(st.axis, idx))
-        raise ScheduleError(f"compute_at: {consumer.name} must read {st.name} at its own loop "
-                            f"indices (like {st.name}[i]) for {st.name} to be computed inside it")
+                    ok = all(isinstance(i, Var) and any(i is a for a in consumer.axis) for i in idx) \
+                        and len({id(i) for i in idx}) == len(idx)
+                    if not ok or (found is not None and any(a is not b for a, b in zip(idx, found))):
+                        raise ScheduleError(
+                            f"compute_at: {consumer.name} must read {st.name} at one point of its "
+                            f"own loop indices (like {st.name}[i]) for {st.name} to be computed inside it")
+                    found = idx
+        if found is None:
+            raise ScheduleError(f"compute_at: {consumer.name} does not read {st.name}")
+        for a, i in zip(st.axis, found):
+            if a.extent != i.extent:
+                raise ScheduleError(
+                    f"compute_at: {st.name} has extent {a.extent} where {consumer.name} loops over "
+                    f"{i.extent}; it can only be computed inside a loop that covers it exactly")
+        return dict(zip(st.axis, found))
+
+    def _readers(self, st, stages) -> list:
+        """Stages whose expanded bodies read st (directly or through inlined stages)."""
+        return [o for o in stages if o is not st and any(
+            isinstance(n, Load) and n.tensor is st.tensor for n in walk(self.body[id(o)]))]
 
     def _all_reads_local(self, st, stages) -> bool:
         anchor = self.group.get(id(st))
         want = tuple(self.frame[id(st)].get(a, a) for a in st.axis)
-        for other in stages:
-            if other is st or not any(i is st.tensor for i in other.tensor.inputs):
-                continue
+        for other in self._readers(st, stages):
             if self.group.get(id(other)) is not anchor:
                 return False
             body = self._framed(other) if id(other) in self.frame else self.body[id(other)]
@@ -294,6 +310,30 @@ class _Lowering:
                     if not all(i is w for i, w in zip(node.indices, want)):
                         return False
         return True
+
+    def _group_order(self, stages) -> list:
+        """Anchors in an order where every nest runs after the nests it reads from."""
+        anchors = [s for s in stages if self.role[id(s)] == "anchor"]
+        needs = {id(a): set() for a in anchors}
+        for st in stages:
+            group = self.group[id(st)]
+            for node in walk(self.body[id(st)]):
+                if isinstance(node, Load) and not isinstance(node.tensor, Buffer) \
+                        and not node.tensor.is_placeholder and id(node.tensor) in self.role_by_tensor:
+                    producer = self.role_by_tensor[id(node.tensor)]
+                    other = self.group[id(producer)]
+                    if other is not group:
+                        needs[id(group)].add(id(other))
+        order, done = [], set()
+        while len(order) < len(anchors):
+            ready = [a for a in anchors if id(a) not in done and needs[id(a)] <= done]
+            if not ready:
+                cycle = [a.name for a in anchors if id(a) not in done]
+                raise ScheduleError(f"stages {cycle} of {self.op.name} read each other's results "
+                                    f"inside fused loop nests; fuse fewer stages")
+            order.append(ready[0])
+            done.add(id(ready[0]))
+        return order
 
     # -- emission ------------------------------------------------------------------------------
     def _resolve(self, expr, env):

@@ -24,6 +24,7 @@ _BINARY = {
     "mod": np.mod, "maximum": np.maximum, "minimum": np.minimum, "lt": np.less,
     "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal, "eq": np.equal,
     "ne": np.not_equal, "and": np.logical_and, "or": np.logical_or,
+    "bitand": np.bitwise_and, "bitor": np.bitwise_or,
 }
 
 

@@ -160,9 +160,9 @@ class StageSchedule:
         element by element, it becomes `other`'s epilogue, applied while the tile is local.
         """
         other._check_leaf(leaf, "compute_at")
-        if any(i is other.tensor for i in self.tensor.inputs):
+        if self.schedule.reads_through_inline(self, other):
             self.epilogue_of = (other, leaf)
-        elif any(i is self.tensor for i in other.tensor.inputs) or self.schedule.reads_through_inline(other, self):
+        elif self.schedule.reads_through_inline(other, self):
             self.attach = (other, leaf)
         else:
             raise ScheduleError(f"compute_at: stage {self.name} neither produces for nor consumes "

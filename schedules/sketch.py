@@ -66,43 +66,54 @@ def cpu_sketch(sch: Schedule) -> None:
     loads = {id(st): expanded_loads(sch, st) for st in live}
     consumers = {id(st): [c for c in live if any(t is st.tensor for t, _ in loads[id(c)])] for st in live}
 
-    # Rule 2: an elementwise consumer reading a stage point-for-point becomes its epilogue.
+    # Rule 2: an elementwise consumer reading a stage point-for-point becomes its epilogue,
+    # unless something else it reads is itself computed from that stage (no cycle of nests).
+    def depends_on(x, producer, seen=()):
+        return any(t is producer.tensor or (not t.is_placeholder and id(t) not in seen and
+                                             depends_on(sch[t], producer, seen + (id(t),)))
+                   for t, _ in loads[id(x)])
+
     epilogue_of = {}
     for st in live:
         if st.is_reduction:
             continue
         for producer in live:
             reads = [idx for t, idx in loads[id(st)] if t is producer.tensor]
-            if reads and producer.tensor.shape == st.tensor.shape and all(
+            if not reads or producer.tensor.shape != st.tensor.shape or not all(
                     all(i is a for i, a in zip(idx, st.axis)) for idx in reads):
-                root = producer
-                while id(root) in epilogue_of:
-                    root = epilogue_of[id(root)]
-                epilogue_of[id(st)] = root
-                break
+                continue
+            others = {id(t): sch[t] for t, _ in loads[id(st)]
+                      if not t.is_placeholder and t is not producer.tensor}
+            if any(depends_on(o, producer) for o in others.values()):
+                continue
+            root = producer
+            while id(root) in epilogue_of:
+                root = epilogue_of[id(root)]
+            epilogue_of[id(st)] = root
+            break
 
     # Rule 3: a reduction read as a broadcast statistic (a row max, a mean) is computed
     # inside the loop of the stage that consumes it, once per point of the axes it keeps.
-    attach_to, mapped_axes = {}, {}
+    attach_to, positions = {}, {}
     for st in reversed(live):
         if not st.is_reduction or id(st) in epilogue_of:
             continue
-        targets = set()
-        for c in consumers[id(st)]:
-            target = attach_to.get(id(c), epilogue_of.get(id(c), c))
-            targets.add(id(target))
+        targets = {id(attach_to.get(id(c), epilogue_of.get(id(c), c))) for c in consumers[id(st)]}
         if len(targets) != 1:
             continue
         target_id = targets.pop()
         target = next(s for s in live if id(s) == target_id)
         if target.is_reduction or target.tensor.ndim <= st.tensor.ndim or id(target) in epilogue_of:
             continue
-        axes = _mapped_axes(st, target, loads, attach_to, epilogue_of, live)
-        if axes is None:
+        pattern = _read_pattern(st, target, consumers[id(st)], loads, positions)
+        if pattern is None:
             continue
         attach_to[id(st)] = target
-        mapped_axes.setdefault(id(target), set()).update(axes)
+        positions[id(st)] = pattern
 
+    mapped_axes = {}
+    for pid, target in attach_to.items():
+        mapped_axes.setdefault(id(target), set()).update(positions[pid])
     for st in live:
         if id(st) in epilogue_of or id(st) in attach_to:
             continue
@@ -114,27 +125,43 @@ def cpu_sketch(sch: Schedule) -> None:
                               mapped_axes.get(id(st), set()))
 
 
-def _mapped_axes(producer, target, loads, attach_to, epilogue_of, live):
-    """Positions of target's axes that index `producer`, if every read uses target's own vars."""
-    axes = None
-    for c in live:
-        if c is producer or not (c is target or attach_to.get(id(c)) is target):
-            continue
+def _read_pattern(producer, target, readers, loads, positions):
+    """The target axes (by position) at which every reader reads `producer`, if they all agree.
+
+    A reader is the target itself or a stage already attached to it (whose own axes map to
+    the target's through `positions`). Each producer axis must map to a distinct target axis
+    of the same extent, so computing the producer inside the target's loops covers it exactly.
+    """
+    pattern = None
+    for c in readers:
         for t, idx in loads[id(c)]:
             if t is not producer.tensor:
                 continue
-            if c is not target:
-                continue  # checked once c is framed in target's vars during lowering
             pos = []
             for i in idx:
-                hits = [k for k, a in enumerate(target.axis) if i is a]
+                hits = [k for k, a in enumerate(c.axis) if i is a]
                 if not hits:
                     return None
-                pos.append(hits[0])
-            if len(set(pos)) != len(pos):
+                pos.append(hits[0] if c is target else positions[id(c)][hits[0]])
+            if len(set(pos)) != len(pos) or (pattern is not None and pos != pattern):
                 return None
-            axes = (axes or set()) | set(pos)
-    return axes if axes is not None else None
+            pattern = pos
+    if pattern is None:
+        return None
+    if any(producer.tensor.shape[d] != target.tensor.shape[p] for d, p in enumerate(pattern)):
+        return None
+    return pattern
+
+
+def _knob_name(sch, stage: str, axis: str) -> str:
+    """stage.axis, made unique when two axes of a stage share a name."""
+    base = f"{stage}.{axis}"
+    taken = {k.name for k in sch.knobs}
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}#{n}"
+    return name
 
 
 def _divisor_or_pow2(extent: int, cap: int) -> int:
@@ -189,7 +216,7 @@ def _tile_reduction(sch: Schedule, st, epilogues) -> None:
             default = _fits((1, 8, 4), ext)
         else:
             default = (1, 1, 1)
-        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (True, True, last), default,
+        factors = sch.split_knob(_knob_name(sch, name, te_axis.name), ext, (True, True, last), default,
                                  max_innermost=256 if last else 16)
         levels.append(st.tile(axis, factors))
     rlevels = []
@@ -197,7 +224,7 @@ def _tile_reduction(sch: Schedule, st, epilogues) -> None:
         ext = te_axis.extent
         default = (_fits((64 if default_order == "SSRSRS" else 256,), ext)
                    if axis is last_r else (ext,) if ext <= 16 else _fits((16,), ext))
-        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (True,), default, max_innermost=4096)
+        factors = sch.split_knob(_knob_name(sch, name, te_axis.name), ext, (True,), default, max_innermost=4096)
         rlevels.append(st.tile(axis, factors))
     s0, s1, s2, s3 = ([lv[k] for lv in levels] for k in range(4))
     r0, r1 = ([lv[k] for lv in rlevels] for k in range(2))
@@ -233,7 +260,7 @@ def _tile_elementwise(sch: Schedule, st, epilogues, attached, prefix_axes) -> No
         ext = te_axis.extent
         last = d == n - 1
         default = (_divisor_or_pow2(ext, 32 * lanes),) if last else (1,)
-        factors = sch.split_knob(f"{name}.{te_axis.name}", ext, (True,), default,
+        factors = sch.split_knob(_knob_name(sch, name, te_axis.name), ext, (True,), default,
                                  max_innermost=1024 if last else 4096)
         levels.append(st.tile(axis, factors))
     pre = [levels[d] for d in range(n) if d in prefix_axes]
@@ -253,7 +280,7 @@ def _tile_elementwise(sch: Schedule, st, epilogues, attached, prefix_axes) -> No
     attach_leaf = pre[-1][1] if pre else None
     for p in attached:
         for axis, te_axis in zip(p.reduce_axis, p.tensor.reduce_axes):
-            f = sch.split_knob(f"{p.name}.{te_axis.name}", te_axis.extent, (True,),
+            f = sch.split_knob(_knob_name(sch, p.name, te_axis.name), te_axis.extent, (True,),
                                (_divisor_or_pow2(te_axis.extent, 8 * lanes),), max_innermost=4096)
             p.tile(axis, f)
         p.compute_at(st, attach_leaf)

@@ -26,13 +26,60 @@ def test_no_command_prints_help_and_fails():
     assert res.returncode == 2 and "demo" in res.stdout
 
 
-def test_demo_builds_checks_and_times_against_numpy():
-    res = autosched("demo", "--op", "softmax", "--size", "small", "--seconds", "0.05")
+def test_demo_tunes_builds_checks_and_times_against_numpy(tmp_path):
+    db = tmp_path / "demo.db"
+    res = autosched("demo", "--op", "softmax", "--trials", "4", "--seconds", "0.05", "--quiet",
+                    "--database", str(db))
     out = res.stdout
-    assert "matches numpy" in out
-    assert "autosched" in out and "numpy" in out and "speedup" in out
+    assert "matches numpy" in out and "measured   4 new candidates" in out
+    assert "tuned" in out and "numpy" in out and "speedup" in out
+    assert db.exists()
 
 
 def test_demo_rejects_unknown_operator():
     res = autosched("demo", "--op", "nope", check=False)
     assert res.returncode != 0 and "invalid choice" in res.stderr
+
+
+@pytest.mark.parametrize("command", ["tune", "best", "export", "import"])
+def test_every_command_has_help(command):
+    assert f"usage: autosched {command}" in autosched(command, "--help").stdout
+
+
+def test_tune_best_export_import_round_trip(tmp_path):
+    db, db2, log = tmp_path / "a.db", tmp_path / "b.db", tmp_path / "log.jsonl"
+    res = autosched("tune", "--op", "softmax", "--shape", "M=4,N=8", "--trials", "3",
+                    "--database", str(db), "--strategy", "random", "--quiet")
+    assert "3/3 in total" in res.stdout
+    assert "softmax" in autosched("best", "--database", str(db)).stdout
+    assert "exported 3 records" in autosched("export", "--database", str(db), "--out", str(log)).stdout
+    assert "imported 3 records" in autosched("import", "--database", str(db2), str(log)).stdout
+    assert "imported 0 records" in autosched("import", "--database", str(db2), str(log)).stdout
+
+
+def test_damaged_log_is_refused_whole_with_line_numbers(tmp_path):
+    db, log = tmp_path / "a.db", tmp_path / "bad.jsonl"
+    good = ('{"workload_key": "w-1", "target_key": "cpu|x", "config": {"a": 1}, "seconds": 0.5, '
+            '"error": null, "space_version": "s", "codegen_version": "c", "autosched_version": "v", '
+            '"measured_at": "2026-01-01T00:00:00", "costs": [0.5]}')
+    log.write_text("\n".join([good, "{not json", good.replace('"seconds": 0.5', '"seconds": "fast"'),
+                              '__import__("os").system("echo pwned")']) + "\n")
+    res = autosched("import", "--database", str(db), str(log), check=False)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    for n in (2, 3, 4):
+        assert f"line {n}:" in res.stderr
+    assert "nothing was imported" in res.stderr
+    assert "no records" in autosched("best", "--database", str(db)).stdout
+
+
+def test_suite_file_tunes_each_workload(tmp_path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("trials: 2\nworkloads:\n  - {op: softmax, M: 4, N: 8}\n"
+                     "  - {op: layer_norm, M: 4, N: 8, trials: 3}\n")
+    res = autosched("tune", "--suite", str(suite), "--database", str(tmp_path / "s.db"), "--quiet",
+                    "--strategy", "random")
+    assert "2/2 in total" in res.stdout and "3/3 in total" in res.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workloads:\n  - {op: nonsense}\n")
+    res = autosched("tune", "--suite", str(bad), "--database", str(tmp_path / "s.db"), check=False)
+    assert res.returncode == 1 and "unknown operator 'nonsense'" in res.stderr

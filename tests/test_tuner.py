@@ -113,3 +113,13 @@ def test_failed_records_never_become_best(db):
     assert db.best(op, "cpu") is None
     with pytest.raises(ValueError, match="unknown error kind"):
         db.add(op, "cpu", TuningRecord(op.workload_key, "", Config({"x": 1}), None, error="oops"))
+
+
+def test_measurement_works_after_kernels_ran_in_the_parent(db):
+    # Worker processes are forked; the parent's kernel thread pool must not leak into them.
+    from codegen import build
+    op = ops.elementwise([(64, 64)], lambda a: a * 2.0, name="after_parent_run")
+    (x,) = op.random_inputs(0)
+    build(op, "cpu")(x)  # starts the parent's thread pool
+    result = tune(op, "cpu", database=db, trials=3, seed=0, strategy="random", options=FAST)
+    assert [t.error for t in result.history] == [None, None, None]
