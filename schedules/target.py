@@ -5,13 +5,19 @@ import os
 import platform
 from dataclasses import dataclass, field
 
-_CPU_FEATURES_OF_INTEREST = ("avx512f", "avx2", "fma", "avx", "sse4_2", "neon", "asimd")
+# ISA features that change generated code; the key lists those the host has, in this order.
+_CPU_FEATURES_OF_INTEREST = ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4.2",
+                             "neon", "asimd", "sve")
+
+
+_HOST = None
 
 
 @dataclass(frozen=True)
 class Target:
     kind: str                     # "cpu", "cuda" or "cuda-sim"
     model: str = ""               # CPU model name or GPU device name
+    arch: str = ""                # LLVM CPU name (znver3, skylake-avx512) or compute capability
     features: tuple = ()          # ISA features that change code generation
     cores: int = 1
     extra: tuple = field(default=())  # (name, value) pairs, e.g. compute capability
@@ -19,7 +25,8 @@ class Target:
     @property
     def key(self) -> str:
         feats = "+".join(self.features)
-        return f"{self.kind}|{self.model}|{feats}|{self.cores}" + "".join(f"|{k}={v}" for k, v in self.extra)
+        return f"{self.kind}|{self.model}|{self.arch}|{feats}|{self.cores}" + \
+            "".join(f"|{k}={v}" for k, v in self.extra)
 
     @property
     def vector_bits(self) -> int:
@@ -34,19 +41,34 @@ class Target:
 
     @staticmethod
     def host_cpu() -> "Target":
-        model, flags = platform.processor() or platform.machine(), set()
+        """This machine: model name, LLVM's CPU name and ISA features, and usable cores.
+
+        The features come from LLVM (the compiler that will generate the code) when llvmlite
+        is importable, which it is wherever the Numba backend is; else from /proc/cpuinfo.
+        """
+        global _HOST
+        if _HOST is not None:
+            return _HOST
+        model, flags, arch = platform.processor() or platform.machine(), set(), ""
         try:
             with open("/proc/cpuinfo") as f:
                 for line in f:
                     if line.startswith("model name") and ":" in line:
                         model = line.split(":", 1)[1].strip()
                     elif line.startswith(("flags", "Features")) and ":" in line:
-                        flags.update(line.split(":", 1)[1].split())
+                        flags.update(x.replace("_", ".") for x in line.split(":", 1)[1].split())
         except OSError:
+            pass
+        try:
+            import llvmlite.binding as llvm  # lazily: only to describe the host
+            arch = llvm.get_host_cpu_name()
+            flags = {name for name, on in llvm.get_host_cpu_features().items() if on}
+        except Exception:  # no llvmlite, or a platform it cannot describe
             pass
         features = tuple(f for f in _CPU_FEATURES_OF_INTEREST if f in flags)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return Target("cpu", model, features, cores)
+        _HOST = Target("cpu", model, arch, features, cores)
+        return _HOST
 
 
 def as_target(target) -> Target:

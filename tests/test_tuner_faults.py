@@ -32,9 +32,13 @@ def faulty_templates():
         if sch.knob("corrupt", [False, True]):
             st = sch["y"]
             st.body = st.body * 3.0  # a template bug: the kernel computes something else
+    @register_template("crashes_sometimes", mode="extend")
+    def crash(sch):
+        if sch.knob("fate", ["live", "die"]) == "die":
+            os._exit(13)  # a candidate that takes its whole process down
     yield
-    unregister_template("hangs_sometimes")
-    unregister_template("wrong_sometimes")
+    for name in ("hangs_sometimes", "wrong_sometimes", "crashes_sometimes"):
+        unregister_template(name)
 
 
 def test_hanging_candidates_become_timeouts_and_tuning_goes_on(tmp_path, faulty_templates):
@@ -60,6 +64,37 @@ def test_wrong_answers_are_recorded_and_never_best(tmp_path, faulty_templates):
     assert any(t.error == "wrong_answer" for t in result.history)
     assert result.best_config["corrupt"] is False
     assert "differs from op.reference" in next(t for t in result.history if t.error).error_message
+
+
+def test_crashing_candidates_cost_only_their_worker(tmp_path, faulty_templates):
+    op = faulty_op("crashes_sometimes")
+    db = Database(str(tmp_path / "r.db"))
+    result = tune(op, "cpu", database=db, trials=6, seed=3, strategy="random",
+                  options=MeasureOptions(min_seconds=0.001, min_repeats=1))
+    assert len(result.history) == 6
+    for t in result.history:
+        assert (t.error == "compile_error") == (t.config["fate"] == "die"), t
+    assert any(t.error for t in result.history) and any(t.error is None for t in result.history)
+    assert "crashed" in next(t for t in result.history if t.error).error_message
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_records(tmp_path):
+    url = str(tmp_path / "interrupted.db")
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "tune", "--op", "softmax", "--shape",
+                             "M=8,N=16", "--trials", "40", "--database", url, "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    op = ops.softmax(8, 16)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if os.path.exists(url) and len(Database(url).records(op, "cpu")) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "records are kept" in err
+    kept = len(Database(url).records(op, "cpu"))
+    assert 2 <= kept < 40
 
 
 TUNE_SCRIPT = textwrap.dedent("""

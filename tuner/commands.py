@@ -120,6 +120,7 @@ def cmd_tune(args) -> int:
         print(f"{op.name} {op.workload_key}: {len(result.history)} measured now ({errors} errors), "
               f"{result.total_measured}/{trials} in total; {best}")
         if result.interrupted:
+            print(f"autosched: interrupted; measured records are kept in {db.url}", file=sys.stderr)
             return 130
     return status
 

@@ -1,0 +1,31 @@
+"""Target: the host description that keys every record."""
+import dataclasses
+
+import llvmlite.binding as llvm
+import pytest
+
+from schedules import Target, as_target
+
+
+def test_cpu_resolves_to_the_host_with_llvm_features():
+    t = as_target("cpu")
+    assert t.kind == "cpu" and t.cores >= 1
+    assert t.arch == llvm.get_host_cpu_name()
+    host = {k for k, v in llvm.get_host_cpu_features().items() if v}
+    assert set(t.features) <= host
+    assert ("avx2" in host) == ("avx2" in t.features)
+    assert t.key.startswith("cpu|") and t.arch in t.key and str(t.cores) in t.key
+    assert as_target(t) is t and as_target("cpu").key == t.key
+
+
+def test_target_is_frozen_and_unknown_targets_are_explained():
+    t = as_target("cpu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.cores = 99
+    other = dataclasses.replace(t, cores=t.cores + 1)
+    assert other.key != t.key
+    with pytest.raises(ValueError, match="unknown target 'tpu'"):
+        as_target("tpu")
+    with pytest.raises(TypeError):
+        as_target(3)
+    assert Target("cpu", features=("avx512f",)).vector_lanes("float32") == 16
