@@ -123,3 +123,34 @@ def test_measurement_works_after_kernels_ran_in_the_parent(db):
     build(op, "cpu")(x)  # starts the parent's thread pool
     result = tune(op, "cpu", database=db, trials=3, seed=0, strategy="random", options=FAST)
     assert [t.error for t in result.history] == [None, None, None]
+
+
+def test_schema_version_is_recorded_and_newer_schemas_are_refused(tmp_path):
+    from sqlalchemy import text
+
+    from tuner.errors import DatabaseError
+    path = str(tmp_path / "v.db")
+    d = Database(path)
+    with d.engine.begin() as c:
+        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == "1"
+        c.execute(text("update autosched_meta set value='99' where key='schema_version'"))
+    with pytest.raises(DatabaseError, match="newer than this autosched"):
+        Database(path)
+
+
+def test_concurrent_schema_creation_is_safe(tmp_path):
+    import threading
+    path = str(tmp_path / "race.db")
+    errors = []
+
+    def open_db():
+        try:
+            Database(path).close()
+        except Exception as exc:  # pragma: no cover - the assertion reports it
+            errors.append(exc)
+    threads = [threading.Thread(target=open_db) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

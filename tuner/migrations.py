@@ -9,28 +9,52 @@ MIGRATIONS: dict = {}
 
 
 def ensure_schema(engine, url: str) -> None:
-    from sqlalchemy import select
-    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
     try:
-        Base.metadata.create_all(engine, checkfirst=True)
-        with engine.begin() as conn:
-            row = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).first()
-            if row is None:
-                try:
-                    conn.execute(MetaRow.__table__.insert().values(key="schema_version",
-                                                                   value=str(SCHEMA_VERSION)))
-                except IntegrityError:
-                    pass  # another process initialised it at the same moment
-                return
-            version = int(row[0])
-            if version > SCHEMA_VERSION:
-                raise DatabaseError(
-                    f"records database {url} has schema version {version}, newer than this "
-                    f"autosched understands ({SCHEMA_VERSION}); upgrade autosched to use it")
-            while version < SCHEMA_VERSION:
-                MIGRATIONS[version](conn)
-                version += 1
-                conn.execute(MetaRow.__table__.update().where(MetaRow.key == "schema_version")
-                             .values(value=str(version)))
+        retry_on_race(lambda: Base.metadata.create_all(engine, checkfirst=True))
+        _check_version(engine, url)
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot open records database {url}: {exc}") from exc
+
+
+def retry_on_race(fn, attempts: int = 6):
+    """Run fn, retrying while another process is creating the same tables at the same moment
+    (both see no table, both issue CREATE TABLE, one fails with 'already exists')."""
+    import random
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except SQLAlchemyError as exc:
+            text = str(exc).lower()
+            racing = any(w in text for w in ("already exists", "duplicate", "locked", "unique"))
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1) + random.random() * 0.05)
+
+
+def _check_version(engine, url: str) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+    with engine.begin() as conn:
+        row = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).first()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(MetaRow.__table__.insert().values(key="schema_version",
+                                                                   value=str(SCHEMA_VERSION)))
+            except IntegrityError:
+                pass  # another process initialised it at the same moment
+            return
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"records database {url} has schema version {version}, newer than this "
+                f"autosched understands ({SCHEMA_VERSION}); upgrade autosched to use it")
+        while version < SCHEMA_VERSION:
+            MIGRATIONS[version](conn)
+            version += 1
+            conn.execute(MetaRow.__table__.update().where(MetaRow.key == "schema_version")
+                         .values(value=str(version)))

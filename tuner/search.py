@@ -86,8 +86,14 @@ class OptunaStrategy:
         self.dists = distributions(space)
         sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
                    if strategy == "tpe" else optuna.samplers.RandomSampler(seed=seed))
-        self.study = optuna.create_study(storage=storage, study_name=study_name, sampler=sampler,
-                                         direction="minimize", load_if_exists=True)
+        from .migrations import retry_on_race
+
+        def create():
+            # Optuna creates its tables on first use; two tuning processes may race on that.
+            store = optuna.storages.RDBStorage(storage) if isinstance(storage, str) else storage
+            return optuna.create_study(storage=store, study_name=study_name, sampler=sampler,
+                                       direction="minimize", load_if_exists=True)
+        self.study = retry_on_race(create)
 
     def warm_start(self, measured) -> None:
         """Tell the study about (config, seconds) pairs it has not seen, e.g. after a restart."""
