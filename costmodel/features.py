@@ -1,0 +1,238 @@
+"""Fixed-length features of a lowered LoopNest, in the style of Ansor, for the learned cost model.
+
+Every statement inside the loops contributes its buffer accesses. Runtime knobs are replaced
+by their values, loop extents by their nominal (unclamped) values, and index expressions are
+expanded down to loop variables, so each access has an exact stride along every loop.
+
+Features (all counts and sizes as log2(1 + x)):
+  global   flops, loop count, max depth, parallel extent, threads used, innermost-loop extent,
+           innermost loop vectorized, unrolled copies, local (register/accumulator) bytes,
+           arithmetic intensity (flops per byte of distinct data touched).
+  accesses for reads and for writes separately: number of accesses, number with unit stride
+           along the innermost loop, number invariant in it, largest innermost stride.
+  levels   for the 6 innermost loop levels (level 0 is the innermost loop): bytes touched by all
+           accesses while that loop and the ones inside it run, reuse (iterations per distinct
+           element), and the working set against the L1, L2 and L3 sizes.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from schedules.expr import Binary, Const, Load, Var, substitute, walk
+from schedules.loopnest import Allocate, Assign, Fill, For, If, Scalar, Store
+
+LEVELS = 6
+CACHE_BYTES = {"L1": 32 * 1024, "L2": 512 * 1024, "L3": 32 * 1024 * 1024}
+_ITEM = {"float32": 4, "float64": 8, "int32": 4, "int64": 8, "bool": 1}
+
+
+def _names() -> list:
+    names = ["flops", "loops", "depth", "parallel_extent", "threads", "inner_extent",
+             "inner_vectorized", "unrolled_copies", "local_bytes", "arith_intensity"]
+    for kind in ("read", "write"):
+        names += [f"{kind}_accesses", f"{kind}_unit_stride", f"{kind}_invariant", f"{kind}_max_stride"]
+    for lvl in range(LEVELS):
+        names += [f"L{lvl}_bytes", f"L{lvl}_reuse"] + [f"L{lvl}_over_{c}" for c in CACHE_BYTES]
+    return names
+
+
+FEATURE_NAMES = tuple(_names())
+
+
+def _lg(x: float) -> float:
+    return math.log2(1.0 + max(0.0, float(x)))
+
+
+class _Walker:
+    def __init__(self, params: dict, threads: int):
+        self.env = dict(params)        # id(var) -> int value, for params and extent variables
+        self.defs: dict = {}           # id(var) -> defining index expression (inside loops)
+        self.accesses: list = []       # (buffer, flat-index expr, is_write, loop stack)
+        self.stmt_flops: list = []     # (flops per execution, loop stack)
+        self.loops = 0
+        self.depth = 0
+        self.parallel = 1
+        self.threads = threads
+        self.local_bytes = 0
+
+    def value(self, e, loop_values=None) -> int:
+        env = self.env if loop_values is None else {**self.env, **loop_values}
+        return _eval(e, env)
+
+    def run(self, stmts, stack=()):
+        for s in stmts:
+            if isinstance(s, For):
+                try:
+                    extent = max(1, self.value(self._expand(s.extent), {id(v): 0 for v, _, _ in stack}))
+                except KeyError:
+                    extent = 1
+                self.loops += 1
+                self.depth = max(self.depth, len(stack) + 1)
+                if s.kind == "parallel":
+                    self.parallel = extent
+                self.run(s.body, stack + ((s.var, extent, s.kind),))
+            elif isinstance(s, If):
+                self.run(s.body, stack)
+            elif isinstance(s, Assign):
+                if isinstance(s.var, Scalar):
+                    self._statement(s.value, None, stack)
+                elif stack:
+                    self.defs[id(s.var)] = s.value
+                else:
+                    try:
+                        self.env[id(s.var)] = self.value(s.value)
+                    except KeyError:
+                        self.defs[id(s.var)] = s.value
+            elif isinstance(s, Store):
+                self._statement(s.value, s, stack)
+            elif isinstance(s, Allocate):
+                try:
+                    n = math.prod(self.value(d) if not isinstance(d, int) else d for d in s.buffer.shape)
+                except KeyError:
+                    n = 0
+                self.local_bytes += n * _ITEM.get(s.buffer.dtype, 4)
+            elif isinstance(s, Fill):
+                pass
+
+    def _statement(self, value, store, stack):
+        flops = sum(1 for n in walk(value) if isinstance(n, Binary) and n.dtype.startswith("float"))
+        self.stmt_flops.append((flops, stack))
+        for n in walk(value):
+            if isinstance(n, Load) and hasattr(n.tensor, "scope"):
+                self.accesses.append((n.tensor, self._flat(n.tensor, n.indices), False, stack))
+        if store is not None:
+            self.accesses.append((store.buffer, self._flat(store.buffer, store.indices), True, stack))
+
+    def _flat(self, buf, indices):
+        expanded = [self._expand(i) for i in indices]
+        strides, acc = [], 1
+        for d in reversed(buf.shape):
+            strides.insert(0, acc)
+            try:
+                acc *= d if isinstance(d, int) else self.value(d)
+            except KeyError:
+                acc *= 1
+        flat = Const(0, "int64")
+        for i, st in zip(expanded, strides):
+            flat = Binary("add", flat, Binary("mul", i, Const(st, "int64")))
+        return flat
+
+    def _expand(self, e, depth=0):
+        if depth > 16:
+            return e
+        mapping = {}
+        for v in walk(e):
+            if isinstance(v, Var) and id(v) in self.defs:
+                mapping[v] = self.defs[id(v)]
+        if not mapping:
+            return e
+        return self._expand(substitute(e, mapping), depth + 1)
+
+
+def _eval(e, env) -> int:
+    if isinstance(e, Const):
+        return int(e.value)
+    if isinstance(e, Var):
+        return env[id(e)]
+    if isinstance(e, Binary):
+        a, b = _eval(e.a, env), _eval(e.b, env)
+        op = e.op
+        if op == "add":
+            return a + b
+        if op == "sub":
+            return a - b
+        if op == "mul":
+            return a * b
+        if op == "floordiv":
+            return a // b if b else 0
+        if op == "mod":
+            return a % b if b else 0
+        if op == "minimum":
+            return min(a, b)
+        if op == "maximum":
+            return max(a, b)
+    raise KeyError(type(e).__name__)
+
+
+def featurize(nest, params: dict, threads: int = 1) -> np.ndarray:
+    """The feature vector of a LoopNest; params maps id(Param) -> its runtime value."""
+    w = _Walker(params, threads)
+    w.run(nest.body)
+    f = dict.fromkeys(FEATURE_NAMES, 0.0)
+    total_flops = sum(fl * math.prod(e for _, e, _ in stack) for fl, stack in w.stmt_flops)
+    f["flops"] = _lg(total_flops)
+    f["loops"] = _lg(w.loops)
+    f["depth"] = float(w.depth)
+    f["parallel_extent"] = _lg(w.parallel)
+    f["threads"] = _lg(min(w.parallel, threads))
+    f["local_bytes"] = _lg(w.local_bytes)
+    inner_extents, vectorized, unrolled = [], 0, 1
+    level_bytes = [0.0] * LEVELS
+    level_iters = [0.0] * LEVELS
+    distinct_outer = 0.0
+    counts = {True: [0, 0, 0, 0], False: [0, 0, 0, 0]}
+    for buf, flat, is_write, stack in w.accesses:
+        item = _ITEM.get(buf.dtype, 4)
+        strides = []
+        for k, (var, extent, _) in enumerate(stack):
+            zero = {id(v): 0 for v, _, _ in stack}
+            try:
+                base = _eval(flat, {**w.env, **zero})
+                one = _eval(flat, {**w.env, **zero, id(var): 1})
+                strides.append(abs(one - base))
+            except KeyError:
+                strides.append(1)
+        c = counts[is_write]
+        c[0] += 1
+        if stack:
+            inner = strides[-1]
+            c[1] += inner == 1
+            c[2] += inner == 0
+            c[3] = max(c[3], inner)
+        distinct, iters = 1.0, 1.0
+        for lvl in range(min(LEVELS, len(stack))):
+            _, extent, _ = stack[-1 - lvl]
+            iters *= extent
+            if strides[-1 - lvl] != 0:
+                distinct *= extent
+            level_bytes[lvl] += distinct * item
+            level_iters[lvl] += iters
+        all_distinct = math.prod(e for (_, e, _), s in zip(stack, strides) if s != 0)
+        distinct_outer += all_distinct * item
+    for is_write, prefix in ((False, "read"), (True, "write")):
+        c = counts[is_write]
+        f[f"{prefix}_accesses"] = _lg(c[0])
+        f[f"{prefix}_unit_stride"] = _lg(c[1])
+        f[f"{prefix}_invariant"] = _lg(c[2])
+        f[f"{prefix}_max_stride"] = _lg(c[3])
+    for _, stack in w.stmt_flops:
+        if stack:
+            inner_extents.append(stack[-1][1])
+            vectorized = max(vectorized, int(stack[-1][2] == "vectorized"))
+            unrolled = max(unrolled, math.prod(e for _, e, k in stack if k == "unrolled"))
+    f["inner_extent"] = _lg(max(inner_extents, default=0))
+    f["inner_vectorized"] = float(vectorized)
+    f["unrolled_copies"] = _lg(unrolled)
+    f["arith_intensity"] = _lg(total_flops / distinct_outer) if distinct_outer else 0.0
+    for lvl in range(LEVELS):
+        f[f"L{lvl}_bytes"] = _lg(level_bytes[lvl])
+        f[f"L{lvl}_reuse"] = _lg(level_iters[lvl] / max(1.0, level_bytes[lvl] / 4))
+        for cache, size in CACHE_BYTES.items():
+            f[f"L{lvl}_over_{cache}"] = level_bytes[lvl] / size if level_bytes[lvl] else 0.0
+    return np.array([f[n] for n in FEATURE_NAMES], dtype=np.float32)
+
+
+def featurize_config(op, config, target="cpu") -> np.ndarray:
+    from schedules import lower
+    space = op.space(target)
+    sch = space.apply(space.check(config))
+    threads = getattr(space, "threads", None) or sch.target.cores
+    return featurize(lower(sch), {id(p): v for p, v in sch.params}, threads)
+
+
+def featurize_many(op, configs, target="cpu") -> np.ndarray:
+    if not configs:
+        return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+    return np.stack([featurize_config(op, c, target) for c in configs])
