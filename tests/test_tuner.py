@@ -45,7 +45,7 @@ def test_tune_with_tpe_on_a_fused_operator(db):
     np.testing.assert_allclose(kernel(x, w, b), op.reference(x, w, b), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("strategy", ["random", "tpe"])
+@pytest.mark.parametrize("strategy", ["random", "tpe", "xgb"])
 def test_search_is_deterministic_for_a_seed(tmp_path, strategy):
     op = ops.matmul(32, 24, 16)
     runs = []
@@ -132,7 +132,7 @@ def test_schema_version_is_recorded_and_newer_schemas_are_refused(tmp_path):
     path = str(tmp_path / "v.db")
     d = Database(path)
     with d.engine.begin() as c:
-        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == "1"
+        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == "2"
         c.execute(text("update autosched_meta set value='99' where key='schema_version'"))
     with pytest.raises(DatabaseError, match="newer than this autosched"):
         Database(path)
@@ -154,3 +154,43 @@ def test_concurrent_schema_creation_is_safe(tmp_path):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_xgb_strategy_end_to_end_on_a_tiny_operator(db):
+    op = ops.dense(8, 16, 8, activation="gelu")
+    result = tune(op, "cpu", database=db, trials=10, seed=0, strategy="xgb", options=FAST)
+    assert len(result.history) == 10 and result.best_config is not None
+    records = db.records(op, "cpu")
+    assert all(r.features is not None and len(r.features) > 10 for r in records)
+
+
+def test_xgb_learns_across_workloads_from_stored_features(db):
+    from costmodel import FEATURE_NAMES
+
+    from tuner.model_search import ModelGuidedStrategy
+    first = ops.matmul(32, 24, 16)
+    tune(first, "cpu", database=db, trials=12, seed=0, strategy="xgb", measurer=ReplayMeasurer())
+    second = ops.matmul(32, 32, 16)
+    X, y, g = db.training_data("cpu", exclude_workload=second.workload_key, feature_count=len(FEATURE_NAMES))
+    assert X.shape == (12, len(FEATURE_NAMES)) and set(g) == {0} and np.isfinite(y).all()
+    strat = ModelGuidedStrategy(second.space("cpu"), second, "cpu", seed=0, transfer=(X, y, g))
+    proposals = strat.propose(4)  # ranked by a model fitted on the first workload alone
+    assert strat.fitted_at == 0 and len(proposals) == 4
+
+
+def test_schema_v1_databases_are_migrated_in_place(tmp_path):
+    from sqlalchemy import text
+    path = str(tmp_path / "old.db")
+    d = Database(path)
+    op = ops.softmax(4, 8)
+    d.add(op, "cpu", TuningRecord(op.workload_key, "", op.space("cpu").default(), 1e-3, (1e-3,),
+                                  space_version=op.space("cpu").version))
+    with d.engine.begin() as c:  # turn it into what version 1 wrote
+        c.execute(text("ALTER TABLE records DROP COLUMN features"))
+        c.execute(text("UPDATE autosched_meta SET value='1' WHERE key='schema_version'"))
+    d.close()
+    upgraded = Database(path)
+    with upgraded.engine.begin() as c:
+        assert c.execute(text("SELECT value FROM autosched_meta")).scalar() == "2"
+    [record] = upgraded.records(op, "cpu")
+    assert record.seconds == 1e-3 and record.features is None

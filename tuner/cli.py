@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", choices=("small", "medium"), default="small",
                       help="problem size (default: small, 64x256x256 for dense_gelu)")
     demo.add_argument("--trials", type=int, default=16, help="total tuning budget (default: 16)")
-    demo.add_argument("--strategy", default="tpe", help="search strategy: tpe or random (default: tpe)")
+    demo.add_argument("--strategy", default="xgb", choices=("xgb", "tpe", "random"),
+                      help="search strategy (default: xgb, cost-model guided)")
     demo.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
     demo.add_argument("--database", default="autosched-demo.db",
                       help="records database URL or SQLite path (default: ./autosched-demo.db)")

@@ -169,7 +169,8 @@ def add_commands(sub) -> None:
     t.add_argument("--target", default="cpu", help="hardware target (default: cpu, this machine)")
     t.add_argument("--trials", type=int, default=64, help="total trials per workload (default: 64)")
     t.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path (default: ./autosched.db)")
-    t.add_argument("--strategy", default="tpe", help="tpe or random (default: tpe)")
+    t.add_argument("--strategy", default="xgb", choices=("xgb", "tpe", "random"),
+                   help="xgb (cost-model guided), tpe or random (default: xgb)")
     t.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
     t.add_argument("--time-budget", help="stop after this long, e.g. 30m or 8h")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,8 +4,14 @@ from __future__ import annotations
 from .errors import DatabaseError
 from .models import SCHEMA_VERSION, Base, MetaRow
 
+def _v1_to_v2(conn) -> None:
+    """Version 2 stores each record's cost-model features; old records keep NULL there."""
+    from sqlalchemy import text
+    conn.execute(text("ALTER TABLE records ADD COLUMN features TEXT"))
+
+
 # version -> function(connection) that upgrades a schema of that version to version + 1.
-MIGRATIONS: dict = {}
+MIGRATIONS: dict = {1: _v1_to_v2}
 
 
 def ensure_schema(engine, url: str) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import (DateTime, Float, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Bump with a migration in records.py whenever a table changes shape.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> dt.datetime:
@@ -72,6 +72,8 @@ class RecordRow(Base):
     autosched_version: Mapped[str] = mapped_column(String(32))
     space_version: Mapped[str] = mapped_column(String(32))
     codegen_version: Mapped[str] = mapped_column(String(32))
+    # Cost-model features of the candidate (JSON list), so other workloads can learn from it.
+    features: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         # One measurement per config of one space version: a rerun never measures it again.

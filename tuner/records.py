@@ -34,6 +34,7 @@ class TuningRecord:
     space_version: str = ""
     codegen_version: str = field(default_factory=codegen_version)
     op_name: str = ""
+    features: tuple | None = None   # cost-model features, when they were computed
 
     def to_json(self) -> str:
         return json.dumps({
@@ -57,7 +58,8 @@ def _row(record: TuningRecord, wid: int, tid: int, run_id):
                      error_kind=record.error, error_message=record.error_message[:4000],
                      compile_seconds=record.compile_seconds, measured_at=record.measured_at,
                      autosched_version=record.autosched_version,
-                     space_version=record.space_version, codegen_version=record.codegen_version)
+                     space_version=record.space_version, codegen_version=record.codegen_version,
+                     features=None if record.features is None else json.dumps([round(float(x), 6) for x in record.features]))
 
 
 def _url(url: str) -> str:
@@ -216,7 +218,8 @@ class Database:
             seconds=row.seconds, costs=tuple(json.loads(row.costs or "[]")), error=row.error_kind,
             error_message=row.error_message or "", compile_seconds=row.compile_seconds or 0.0,
             measured_at=row.measured_at, autosched_version=row.autosched_version,
-            space_version=row.space_version, codegen_version=row.codegen_version, op_name=op_name)
+            space_version=row.space_version, codegen_version=row.codegen_version, op_name=op_name,
+            features=None if row.features is None else tuple(json.loads(row.features)))
 
     def records(self, op, target) -> list:
         """Every record of (op, target), oldest first."""
@@ -254,6 +257,29 @@ class Database:
             RecordRow.space_version == space_version).order_by(RecordRow.id)
         with self.session() as s:
             return [Config.from_json(c) for c in s.scalars(stmt).all()]
+
+    def training_data(self, target, exclude_workload: str | None = None, feature_count: int | None = None):
+        """(features, seconds, group ids) of every record with features for `target`, for
+        training the cost model across workloads; failed candidates have seconds = inf."""
+        import numpy as np
+
+        from .models import RecordRow, TargetRow, WorkloadRow
+        tgt = as_target(target)
+        stmt = (self._select().where(TargetRow.key == tgt.key, RecordRow.features.is_not(None)))
+        if exclude_workload is not None:
+            stmt = stmt.where(WorkloadRow.key != exclude_workload)
+        X, y, g, groups = [], [], [], {}
+        with self.session() as s:
+            for row, wkey, _tkey, _name in s.execute(stmt).all():
+                feats = json.loads(row.features)
+                if feature_count is not None and len(feats) != feature_count:
+                    continue
+                X.append(feats)
+                y.append(row.seconds if row.seconds is not None and row.error_kind is None else float("inf"))
+                g.append(groups.setdefault(wkey, len(groups)))
+        width = len(X[0]) if X else (feature_count or 0)
+        return (np.array(X, dtype=np.float32).reshape(len(X), width), np.array(y, dtype=np.float64),
+                np.array(g, dtype=np.int64))
 
     def all_records(self) -> list:
         from .models import RecordRow

@@ -14,6 +14,8 @@ from schedules import Config, as_target
 from .measure import LocalMeasurer, MeasureOptions, MeasureResult
 from .records import Database, TuningRecord
 from .search import OptunaStrategy, Proposal
+
+STRATEGIES = ("xgb", "tpe", "random")
 from .versions import codegen_version
 
 log = logging.getLogger("autosched.tune")
@@ -57,15 +59,17 @@ def open_database(database) -> Database:
     return Database(str(database))
 
 
-def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strategy: str = "tpe",
+def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strategy: str = "xgb",
          timeout: float | None = None, batch_size: int | None = None,
          measurer: Measurer | None = None, options: MeasureOptions | None = None,
-         progress: bool = False, callbacks: tuple = ()) -> TuneResult:
+         progress: bool = False, callbacks: tuple = (), transfer: bool = True) -> TuneResult:
     """Measure up to `trials` distinct configs in total for (op, target), resuming earlier runs.
 
     The budget counts every config already recorded for this space version, so rerunning a
     killed job continues where it stopped and never measures a config twice. `timeout` caps
     this call's wall time in seconds. Callbacks get (op, Trial) after each measurement.
+    strategy: "xgb" (cost-model guided, the default), "tpe" or "random". With transfer=True
+    the "xgb" model also learns from records of other workloads on the same target.
     """
     if trials < 0:
         raise ValueError(f"trials must be >= 0, got {trials}")
@@ -75,7 +79,7 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     measured = {c: None for c in db.measured_configs(op, tgt, space.version)}
     own_measurer = measurer is None
     measurer = measurer or LocalMeasurer(options)
-    searcher = _strategy(strategy, space, seed, db, op, tgt)
+    searcher = _strategy(strategy, space, seed, db, op, tgt, transfer)
     searcher_name = getattr(searcher, "name", type(searcher).__name__)
     previous = [(r.config, r.seconds) for r in db.records(op, tgt) if r.space_version == space.version]
     if hasattr(searcher, "warm_start"):
@@ -118,13 +122,22 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
                       best.seconds if best else None, tuple(history), len(measured), interrupted)
 
 
-def _strategy(strategy, space, seed, db, op, tgt):
+def _strategy(strategy, space, seed, db, op, tgt, transfer: bool):
     if not isinstance(strategy, str):
         return strategy  # a SearchStrategy object
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     url = db.url
-    storage = None if url.startswith("sqlite://") and url in ("sqlite://", "sqlite:///:memory:") else url
+    storage = None if url in ("sqlite://", "sqlite:///:memory:") else url
     digest = hashlib.sha256(f"{op.workload_key}|{tgt.key}|{space.version}".encode()).hexdigest()[:16]
     name = f"autosched-{op.name}-{digest}-{strategy}-seed{seed}"
+    if strategy == "xgb":
+        from costmodel import FEATURE_NAMES
+
+        from .model_search import ModelGuidedStrategy
+        data = db.training_data(tgt, exclude_workload=op.workload_key,
+                                feature_count=len(FEATURE_NAMES)) if transfer else None
+        return ModelGuidedStrategy(space, op, tgt, seed, storage=storage, study_name=name, transfer=data)
     return OptunaStrategy(space, strategy, seed, storage=storage, study_name=name)
 
 
@@ -160,9 +173,20 @@ def _uniform_unmeasured(space, measured, seen, n, rng) -> list:
 def _record(db, op, tgt, space, proposal, result: MeasureResult, run_id) -> Trial:
     record = TuningRecord(op.workload_key, tgt.key, proposal.config, result.seconds, tuple(result.costs),
                           result.error, result.error_message, result.compile_seconds,
-                          result.timestamp, space_version=space.version, op_name=op.name)
+                          result.timestamp, space_version=space.version, op_name=op.name,
+                          features=_features(op, proposal.config, tgt))
     db.add(op, tgt, record, run_id)
     return Trial(proposal.config, result.seconds, result.error, result.error_message, result.compile_seconds)
+
+
+def _features(op, config, tgt):
+    """Cost-model features stored with the record, so later jobs can learn across workloads."""
+    try:
+        from costmodel import featurize_config
+        return tuple(float(x) for x in featurize_config(op, config, tgt))
+    except Exception as exc:  # an invalid config has no loop nest; the record still counts
+        log.debug("no features for %s %s: %s", op.name, config.to_json(), exc)
+        return None
 
 
 def _progress(enabled: bool, total: int, done: int, op):

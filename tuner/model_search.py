@@ -1,0 +1,129 @@
+"""Strategy "xgb": a learned cost model ranks a large pool of proposals; the best few are measured."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from costmodel import XGBModel, featurize_config
+
+from .search import OptunaStrategy, Proposal
+
+
+class ModelGuidedStrategy:
+    """Each batch: refill a pool of unmeasured candidates (part proposed by Optuna's TPE, the
+    rest drawn uniformly), score it with the cost model, and measure the top candidates plus
+    an `explore` share drawn at random. Measurements go back to the model, which is refitted
+    once enough new ones have arrived, and to the persisted Optuna study.
+
+    `transfer` is (features, seconds, groups) of other workloads on the same target: the
+    model starts from them instead of from nothing.
+    """
+
+    name = "xgb"
+
+    def __init__(self, space, op, target, seed: int, storage=None, study_name=None,
+                 model=None, pool_size: int = 192, tpe_share: float = 0.125, explore: float = 0.25,
+                 min_train: int = 6, transfer=None):
+        self.space, self.op, self.target = space, op, target
+        self.rng = np.random.default_rng(seed)
+        self.model = model or XGBModel(seed=seed, rounds=60)
+        self.tpe = OptunaStrategy(space, "tpe", seed, storage=storage, study_name=study_name)
+        self.pool_size, self.tpe_share, self.explore, self.min_train = pool_size, tpe_share, explore, min_train
+        self.pool: dict = {}        # Config -> (features, Optuna trial or None)
+        self.features: dict = {}    # Config -> features (cache)
+        self.seen: set = set()      # measured or skipped
+        self.own: list = []         # (features, seconds) of this workload
+        if transfer is not None and len(transfer[0]):
+            X, y, g = transfer
+            self.transfer = (np.asarray(X, np.float32), np.asarray(y, np.float64), np.asarray(g) + 1)
+        else:
+            self.transfer = None
+        self.fitted_at = -1
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _feat(self, config):
+        f = self.features.get(config)
+        if f is None:
+            f = featurize_config(self.op, config, self.target)
+            self.features[config] = f
+        return f
+
+    def warm_start(self, measured) -> None:
+        self.tpe.warm_start(measured)
+        for config, seconds in measured:
+            self.seen.add(config)
+            self.own.append((self._feat(config), math.inf if seconds is None else seconds))
+
+    def _refill(self) -> None:
+        want_tpe = max(1, int(self.pool_size * self.tpe_share))
+        tpe_in_pool = sum(1 for _, h in self.pool.values() if h is not None)
+        if tpe_in_pool < want_tpe:
+            for p in self.tpe.propose(want_tpe - tpe_in_pool):
+                if p.config in self.seen or p.config in self.pool:
+                    self.tpe.skip(p)
+                else:
+                    self.pool[p.config] = (self._feat(p.config), p.handle)
+        attempts = 0
+        while len(self.pool) < self.pool_size and attempts < 20 * self.pool_size:
+            attempts += 1
+            c = self.space.sample(self.rng)
+            if c not in self.seen and c not in self.pool:
+                self.pool[c] = (self._feat(c), None)
+
+    def _fit_if_due(self) -> bool:
+        n = len(self.own)
+        have_transfer = self.transfer is not None
+        if n < self.min_train and not have_transfer:
+            return False
+        # Refit when the data grew by a quarter since the last fit (and at least 4 points):
+        # cheap early on, rare once hundreds of measurements exist.
+        if self.fitted_at >= 0 and n - self.fitted_at < max(4, self.fitted_at // 4):
+            return True
+        X = [f for f, _ in self.own]
+        y = [s for _, s in self.own]
+        g = [0] * len(self.own)
+        if have_transfer:
+            tx, ty, tg = self.transfer
+            X = np.concatenate([np.array(X, np.float32).reshape(len(X), tx.shape[1]), tx])
+            y = np.concatenate([np.array(y), ty])
+            g = np.concatenate([np.array(g), tg])
+        if len(y) < 2 or not np.isfinite(y).any():
+            return False
+        self.model.fit(np.asarray(X, np.float32), np.asarray(y), np.asarray(g))
+        self.fitted_at = n
+        return True
+
+    # -- SearchStrategy ------------------------------------------------------------------------
+    def propose(self, n: int) -> list:
+        self._refill()
+        if not self.pool:
+            return []
+        configs = list(self.pool)
+        if self._fit_if_due():
+            scores = self.model.predict(np.stack([self.pool[c][0] for c in configs]))
+            order = list(np.argsort(-scores, kind="stable"))
+            n_explore = int(round(n * self.explore))
+        else:
+            order = list(self.rng.permutation(len(configs)))
+            n_explore = 0
+        chosen = order[:n - n_explore]
+        rest = order[n - n_explore:]
+        if n_explore and rest:
+            chosen += list(self.rng.choice(rest, size=min(n_explore, len(rest)), replace=False))
+        out = []
+        for i in chosen:
+            c = configs[i]
+            _, handle = self.pool.pop(c)
+            out.append(Proposal(c, handle))
+        return out
+
+    def observe(self, proposal: Proposal, seconds, error) -> None:
+        self.seen.add(proposal.config)
+        self.own.append((self._feat(proposal.config), math.inf if seconds is None else seconds))
+        self.tpe.observe(proposal, seconds, error)
+
+    def skip(self, proposal: Proposal) -> None:
+        self.seen.add(proposal.config)
+        if proposal.handle is not None:
+            self.tpe.skip(proposal)
