@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from schedules.expr import Binary, Const, Load, Var, substitute, walk
+from schedules.expr import Binary, Const, Load, Var, walk
 from schedules.loopnest import Allocate, Assign, Fill, For, If, Scalar, Store
 
 LEVELS = 6
@@ -56,16 +56,57 @@ class _Walker:
         self.parallel = 1
         self.threads = threads
         self.local_bytes = 0
+        self.aff_cache: dict = {}
 
-    def value(self, e, loop_values=None) -> int:
-        env = self.env if loop_values is None else {**self.env, **loop_values}
-        return _eval(e, env)
+    def value(self, e) -> int:
+        """Integer value with every loop variable at 0 (nominal extents, base offsets)."""
+        aff = self.affine(e)
+        if aff is not None:
+            return aff[1]
+        return _eval(e, _LazyEnv(self))
+
+    def affine(self, e):
+        """(coefficients by loop-variable id, constant) if e is affine in loop variables."""
+        if isinstance(e, Const):
+            return ({}, int(e.value))
+        if isinstance(e, Var):
+            key = id(e)
+            if key in self.env:
+                return ({}, self.env[key])
+            if key in self.defs:
+                if key not in self.aff_cache:
+                    self.aff_cache[key] = None  # guards against cycles
+                    self.aff_cache[key] = self.affine(self.defs[key])
+                return self.aff_cache[key]
+            return ({key: 1}, 0)
+        if isinstance(e, Binary):
+            a, b = self.affine(e.a), self.affine(e.b)
+            if a is None or b is None:
+                return None
+            if e.op in ("add", "sub"):
+                sign = 1 if e.op == "add" else -1
+                coeffs = dict(a[0])
+                for k, v in b[0].items():
+                    coeffs[k] = coeffs.get(k, 0) + sign * v
+                return (coeffs, a[1] + sign * b[1])
+            if e.op == "mul":
+                if not a[0]:
+                    a, b = b, a
+                if not b[0]:
+                    return ({k: v * b[1] for k, v in a[0].items()}, a[1] * b[1])
+                return None
+            if not a[0] and not b[0]:
+                return ({}, _eval(Binary(e.op, Const(a[1], "int64"), Const(b[1], "int64")), {}))
+            # A division or min of loop variables (a fused loop's decode): not affine, but it
+            # still moves with every loop variable inside it; count each with stride 1.
+            return ({k: 1 for k in set(a[0]) | set(b[0])}, 0)
+        return None
 
     def run(self, stmts, stack=()):
         for s in stmts:
             if isinstance(s, For):
                 try:
-                    extent = max(1, self.value(self._expand(s.extent), {id(v): 0 for v, _, _ in stack}))
+                    extent = max(1, self.value(s.extent))
                 except KeyError:
                     extent = 1
                 self.loops += 1
@@ -106,7 +147,7 @@ class _Walker:
             self.accesses.append((store.buffer, self._flat(store.buffer, store.indices), True, stack))
 
     def _flat(self, buf, indices):
-        expanded = [self._expand(i) for i in indices]
+        """Element strides of the access along loop variables, or None when not affine."""
         strides, acc = [], 1
         for d in reversed(buf.shape):
             strides.insert(0, acc)
@@ -114,21 +155,32 @@ class _Walker:
                 acc *= d if isinstance(d, int) else self.value(d)
             except KeyError:
                 acc *= 1
-        flat = Const(0, "int64")
-        for i, st in zip(expanded, strides):
-            flat = Binary("add", flat, Binary("mul", i, Const(st, "int64")))
-        return flat
+        coeffs = {}
+        for i, st in zip(indices, strides):
+            aff = self.affine(i)
+            if aff is None:
+                return None
+            for k, v in aff[0].items():
+                coeffs[k] = coeffs.get(k, 0) + v * st
+        return coeffs
 
-    def _expand(self, e, depth=0):
-        if depth > 16:
-            return e
-        mapping = {}
-        for v in walk(e):
-            if isinstance(v, Var) and id(v) in self.defs:
-                mapping[v] = self.defs[id(v)]
-        if not mapping:
-            return e
-        return self._expand(substitute(e, mapping), depth + 1)
+
+class _LazyEnv(dict):
+    """Variable values for _eval: knobs and extents, definitions on demand, loops at 0."""
+
+    def __init__(self, walker):
+        super().__init__()
+        self.walker = walker
+
+    def __missing__(self, key):
+        w = self.walker
+        if key in w.env:
+            return w.env[key]
+        if key in w.defs:
+            value = _eval(w.defs[key], self)
+            self[key] = value
+            return value
+        return 0
 
 
 def _eval(e, env) -> int:
@@ -176,14 +228,7 @@ def featurize(nest, params: dict, threads: int = 1) -> np.ndarray:
     for buf, flat, is_write, stack in w.accesses:
         item = _ITEM.get(buf.dtype, 4)
         strides = []
-        for k, (var, extent, _) in enumerate(stack):
-            zero = {id(v): 0 for v, _, _ in stack}
-            try:
-                base = _eval(flat, {**w.env, **zero})
-                one = _eval(flat, {**w.env, **zero, id(var): 1})
-                strides.append(abs(one - base))
-            except KeyError:
-                strides.append(1)
+        strides = [1] * len(stack) if flat is None else [abs(flat.get(id(var), 0)) for var, _, _ in stack]
         c = counts[is_write]
         c[0] += 1
         if stack:

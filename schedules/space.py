@@ -1,6 +1,7 @@
 """Knobs, the Space of a schedule, and Config: one point in it with canonical JSON."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -65,9 +66,7 @@ class SplitKnob:
 
     def candidates(self, level: int) -> tuple:
         cap = self.max_innermost if level == self.parts - 1 else self.extent
-        pows = {1 << p for p in range(int(math.log2(self.extent)) + 1)}
-        divs = {d for d in range(1, min(self.extent, 4096) + 1) if self.extent % d == 0}
-        return tuple(sorted(f for f in pows | divs if f <= cap))
+        return _split_candidates(self.extent, cap)
 
     def default(self):
         return self.canonical(self.default_value) or (1,) * self.parts
@@ -103,6 +102,14 @@ class SplitKnob:
 
     def spec(self) -> list:
         return ["split", self.name, self.extent, list(self.runtime), self.max_innermost]
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_candidates(extent: int, cap: int) -> tuple:
+    """Powers of two and divisors of extent, up to cap: the legal factors of one split level."""
+    pows = {1 << p for p in range(int(math.log2(extent)) + 1)}
+    divs = {d for d in range(1, min(extent, 4096) + 1) if extent % d == 0}
+    return tuple(sorted(f for f in pows | divs if f <= cap))
 
 
 Knob = ChoiceKnob | SplitKnob
