@@ -60,9 +60,6 @@ class _Walker:
 
     def value(self, e) -> int:
         """Integer value with every loop variable at 0 (nominal extents, base offsets)."""
-        aff = self.affine(e)
-        if aff is not None:
-            return aff[1]
         return _eval(e, _LazyEnv(self))
 
     def affine(self, e):
