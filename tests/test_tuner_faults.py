@@ -10,6 +10,7 @@ import pytest
 
 from schedules import ops, register_template, te, unregister_template
 from tuner import Database, MeasureOptions, tune
+from tuner.model_search import ModelGuidedStrategy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,6 +102,7 @@ TUNE_SCRIPT = textwrap.dedent("""
     import sys
     from schedules import ops
     from tuner import Database, MeasureOptions, tune
+from tuner.model_search import ModelGuidedStrategy
     name, db_url, trials, min_seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     op = ops.elementwise([(8, 16), (16,)], lambda a, b: a * b + 1.0, name=name)
     r = tune(op, "cpu", database=Database(db_url), trials=trials, seed=0, strategy="tpe",
@@ -150,3 +152,32 @@ def test_two_processes_tune_different_operators_into_one_sqlite_file(tmp_path):
         assert _count(url, name)[1] == 10
     rows = Database(url).summary()
     assert sorted(r["op_name"] for r in rows) == ["first_op", "second_op"]
+
+
+def _small_pool(init):
+    def wrapped(self, *args, **kwargs):
+        kwargs["pool_size"] = 12
+        init(self, *args, **kwargs)
+    return wrapped
+
+
+def test_xgb_strategy_survives_a_template_that_crashes_while_lowering(tmp_path, faulty_templates, monkeypatch):
+    monkeypatch.setattr(ModelGuidedStrategy, "__init__", _small_pool(ModelGuidedStrategy.__init__))
+    op = faulty_op("crashes_sometimes")
+    db = Database(str(tmp_path / "r.db"))
+    result = tune(op, "cpu", database=db, trials=4, seed=0, strategy="xgb",
+                  options=MeasureOptions(min_seconds=0.001, min_repeats=1))
+    assert len(result.history) == 4
+    assert all(t.config["fate"] == "live" and t.error is None for t in result.history)
+
+
+def test_xgb_strategy_survives_a_template_that_hangs_while_lowering(tmp_path, faulty_templates, monkeypatch):
+    import tuner.model_search as ms
+    monkeypatch.setattr(ms, "FEATURIZE_SECONDS", 0.5)
+    monkeypatch.setattr(ModelGuidedStrategy, "__init__", _small_pool(ModelGuidedStrategy.__init__))
+    op = faulty_op("hangs_sometimes")
+    db = Database(str(tmp_path / "r.db"))
+    opts = MeasureOptions(build_timeout=3, run_timeout=30, min_seconds=0.001, min_repeats=1)
+    result = tune(op, "cpu", database=db, trials=4, seed=0, strategy="xgb", options=opts)
+    assert len(result.history) == 4
+    assert all(t.config["behaviour"] == "fine" for t in result.history)  # hangs never reach the pool

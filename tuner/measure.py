@@ -1,6 +1,7 @@
 """Measuring candidates: parallel builds and one-at-a-time timed runs, in worker processes."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import statistics
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ class MeasureResult:
     error: str | None = None
     error_message: str = ""
     compile_seconds: float = 0.0
+    features: tuple | None = None   # cost-model features, computed where the candidate was built
     timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
 
     @property
@@ -45,7 +47,12 @@ def _build_task(task):
     op, target, config = task
     from codegen import build
     kernel = build(op, target, config)
-    return kernel.compile_seconds
+    try:
+        from costmodel import featurize_config
+        features = tuple(float(x) for x in featurize_config(op, config, target))
+    except Exception:  # features are an aid to the search; their absence is not an error
+        features = None
+    return kernel.compile_seconds, features
 
 
 def _run_task(task):
@@ -125,7 +132,7 @@ class LocalMeasurer:
         for i, outcome in zip(order, outcomes):
             status, value = outcome
             if status == "ok":
-                built.append((i, float(value)))
+                built.append((i, value))
             elif status == "error":
                 kind = "invalid_config" if value[0] in ("ConfigError", "ScheduleError") else "compile_error"
                 results[i] = MeasureResult(error=kind, error_message=f"{value[0]}: {value[1]}")
@@ -133,8 +140,9 @@ class LocalMeasurer:
                 results[i] = MeasureResult(error="timeout", error_message=f"build {value}")
             else:
                 results[i] = MeasureResult(error="compile_error", error_message=f"build crashed: {value}")
-        for i, compile_seconds in built:
-            results[i] = self._run(op, tgt, canonical[i], compile_seconds)
+        for i, (compile_seconds, features) in built:
+            r = self._run(op, tgt, canonical[i], compile_seconds)
+            results[i] = dataclasses.replace(r, features=features)
         return results
 
     def _run(self, op, tgt, config, compile_seconds) -> MeasureResult:

@@ -8,6 +8,52 @@ import numpy as np
 from costmodel import XGBModel, featurize_config
 
 from .search import OptunaStrategy, Proposal
+from .workers import Worker, WorkerDied, WorkerTimeout
+
+# Seconds one candidate may take to lower and featurize before it is dropped from the pool.
+FEATURIZE_SECONDS = 2.0
+
+
+def _featurize_task(task) -> list:
+    op, target, configs = task
+    out = []
+    for c in configs:
+        try:
+            out.append(tuple(float(x) for x in featurize_config(op, c, target)))
+        except Exception:  # an illegal schedule has no loop nest to describe
+            out.append(None)
+    return out
+
+
+class Featurizer:
+    """Lowers and featurizes candidates in a worker process: lowering runs template code, and a
+    template that hangs or crashes must cost a candidate, never the tuning job."""
+
+    def __init__(self, op, target):
+        self.op, self.target = op, target
+        self.worker = Worker(_featurize_task)
+
+    def __call__(self, configs) -> list:
+        if not configs:
+            return []
+        try:
+            status, value = self.worker.run((self.op, self.target, list(configs)),
+                                            2.0 + 0.05 * len(configs))
+            if status == "ok":
+                return value
+        except (WorkerTimeout, WorkerDied):
+            pass
+        out = []  # isolate the culprit: one candidate at a time
+        for c in configs:
+            try:
+                status, value = self.worker.run((self.op, self.target, [c]), FEATURIZE_SECONDS)
+                out.append(value[0] if status == "ok" else None)
+            except (WorkerTimeout, WorkerDied):
+                out.append(None)
+        return out
+
+    def close(self) -> None:
+        self.worker.close()
 
 
 class ModelGuidedStrategy:
@@ -40,36 +86,53 @@ class ModelGuidedStrategy:
         else:
             self.transfer = None
         self.fitted_at = -1
+        self.featurizer = Featurizer(op, target)
 
     # -- bookkeeping -------------------------------------------------------------------------
-    def _feat(self, config):
-        f = self.features.get(config)
-        if f is None:
-            f = featurize_config(self.op, config, self.target)
-            self.features[config] = f
-        return f
+    def _feats(self, configs) -> list:
+        """Features of candidates (cached); None for one whose schedule cannot be lowered."""
+        todo = [c for c in dict.fromkeys(configs) if c not in self.features]
+        for c, f in zip(todo, self.featurizer(todo)):
+            self.features[c] = None if f is None else np.asarray(f, dtype=np.float32)
+        return [self.features[c] for c in configs]
+
+    def close(self) -> None:
+        self.featurizer.close()
+        self.tpe.close() if hasattr(self.tpe, "close") else None
 
     def warm_start(self, measured) -> None:
         self.tpe.warm_start(measured)
-        for config, seconds in measured:
+        measured = list(measured)
+        for (config, seconds), feats in zip(measured, self._feats([c for c, _ in measured])):
             self.seen.add(config)
-            self.own.append((self._feat(config), math.inf if seconds is None else seconds))
+            if feats is not None:
+                self.own.append((feats, math.inf if seconds is None else seconds))
 
     def _refill(self) -> None:
         want_tpe = max(1, int(self.pool_size * self.tpe_share))
         tpe_in_pool = sum(1 for _, h in self.pool.values() if h is not None)
+        fresh = []  # (config, Optuna trial or None)
         if tpe_in_pool < want_tpe:
             for p in self.tpe.propose(want_tpe - tpe_in_pool):
-                if p.config in self.seen or p.config in self.pool:
+                if p.config in self.seen or p.config in self.pool or any(p.config == c for c, _ in fresh):
                     self.tpe.skip(p)
                 else:
-                    self.pool[p.config] = (self._feat(p.config), p.handle)
+                    fresh.append((p.config, p.handle))
+        taken = {c for c, _ in fresh}
         attempts = 0
-        while len(self.pool) < self.pool_size and attempts < 20 * self.pool_size:
+        while len(self.pool) + len(fresh) < self.pool_size and attempts < 20 * self.pool_size:
             attempts += 1
             c = self.space.sample(self.rng)
-            if c not in self.seen and c not in self.pool:
-                self.pool[c] = (self._feat(c), None)
+            if c not in self.seen and c not in self.pool and c not in taken:
+                taken.add(c)
+                fresh.append((c, None))
+        for (c, handle), feats in zip(fresh, self._feats([c for c, _ in fresh])):
+            if feats is None:
+                self.seen.add(c)
+                if handle is not None:
+                    self.tpe.skip(Proposal(c, handle))
+            else:
+                self.pool[c] = (feats, handle)
 
     def _fit_if_due(self) -> bool:
         n = len(self.own)
@@ -120,7 +183,9 @@ class ModelGuidedStrategy:
 
     def observe(self, proposal: Proposal, seconds, error) -> None:
         self.seen.add(proposal.config)
-        self.own.append((self._feat(proposal.config), math.inf if seconds is None else seconds))
+        feats = self.features.get(proposal.config)
+        if feats is not None:
+            self.own.append((feats, math.inf if seconds is None else seconds))
         self.tpe.observe(proposal, seconds, error)
 
     def skip(self, proposal: Proposal) -> None:

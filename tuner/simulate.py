@@ -30,8 +30,16 @@ class ReplayMeasurer:
                 out.append(MeasureResult(costs=tuple(r.costs) or ((r.seconds,) if r.seconds else ()),
                                          error=r.error, error_message=r.error_message))
             else:
-                out.append(MeasureResult(costs=(self.cost_fn(c),)))
+                out.append(MeasureResult(costs=(self.cost_fn(c),), features=self._features(op, target, c)))
         return out
+
+    @staticmethod
+    def _features(op, target, config):
+        try:
+            from costmodel import featurize_config
+            return tuple(float(x) for x in featurize_config(op, config, target))
+        except Exception:
+            return None
 
     def close(self) -> None:
         pass

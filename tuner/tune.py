@@ -117,6 +117,8 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
             bar.close()
         if own_measurer:
             measurer.close()
+        if hasattr(searcher, "close"):
+            searcher.close()
     best = db.best(op, tgt, space.version, codegen_version())
     return TuneResult(op.name, op.workload_key, tgt.key, best.config if best else None,
                       best.seconds if best else None, tuple(history), len(measured), interrupted)
@@ -174,19 +176,9 @@ def _record(db, op, tgt, space, proposal, result: MeasureResult, run_id) -> Tria
     record = TuningRecord(op.workload_key, tgt.key, proposal.config, result.seconds, tuple(result.costs),
                           result.error, result.error_message, result.compile_seconds,
                           result.timestamp, space_version=space.version, op_name=op.name,
-                          features=_features(op, proposal.config, tgt))
+                          features=result.features)
     db.add(op, tgt, record, run_id)
     return Trial(proposal.config, result.seconds, result.error, result.error_message, result.compile_seconds)
-
-
-def _features(op, config, tgt):
-    """Cost-model features stored with the record, so later jobs can learn across workloads."""
-    try:
-        from costmodel import featurize_config
-        return tuple(float(x) for x in featurize_config(op, config, tgt))
-    except Exception as exc:  # an invalid config has no loop nest; the record still counts
-        log.debug("no features for %s %s: %s", op.name, config.to_json(), exc)
-        return None
 
 
 def _progress(enabled: bool, total: int, done: int, op):
