@@ -102,7 +102,6 @@ TUNE_SCRIPT = textwrap.dedent("""
     import sys
     from schedules import ops
     from tuner import Database, MeasureOptions, tune
-from tuner.model_search import ModelGuidedStrategy
     name, db_url, trials, min_seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     op = ops.elementwise([(8, 16), (16,)], lambda a, b: a * b + 1.0, name=name)
     r = tune(op, "cpu", database=Database(db_url), trials=trials, seed=0, strategy="tpe",

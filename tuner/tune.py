@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -90,8 +92,11 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     rng = np.random.default_rng(seed + 7919)
     history, interrupted = [], False
     bar = _progress(progress, trials, len(measured), op)
+    stop = _StopOnCtrlC()
     try:
         while len(measured) < trials and (deadline is None or time.monotonic() < deadline):
+            if stop.requested:
+                raise KeyboardInterrupt
             proposals = _unique_proposals(searcher, space, measured, min(batch, trials - len(measured)), rng)
             if not proposals:
                 log.info("%s: the space has no unmeasured configs left", op.name)
@@ -113,6 +118,7 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
         interrupted = True
         log.warning("%s: interrupted; %d records of this run are stored", op.name, len(history))
     finally:
+        stop.restore()
         if bar is not None:
             bar.close()
         if own_measurer:
@@ -122,6 +128,28 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     best = db.best(op, tgt, space.version, codegen_version())
     return TuneResult(op.name, op.workload_key, tgt.key, best.config if best else None,
                       best.seconds if best else None, tuple(history), len(measured), interrupted)
+
+
+class _StopOnCtrlC:
+    """The first Ctrl-C lets the candidates in flight finish and be recorded, then stops;
+    a second one stops at once. Only the main thread can install the handler."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping after the candidates in flight (Ctrl-C again to stop at once)")
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def _strategy(strategy, space, seed, db, op, tgt, transfer: bool):

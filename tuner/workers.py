@@ -22,6 +22,9 @@ def _context():
 
 
 def _serve(conn, handler):
+    import signal
+    # Ctrl-C is the parent's to handle: it lets in-flight candidates finish, then stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
             task = conn.recv()
