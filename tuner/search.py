@@ -7,7 +7,7 @@ from typing import Protocol
 
 from schedules import ChoiceKnob, Config, SplitKnob
 
-STRATEGIES = ("tpe", "random")
+OPTUNA_SAMPLERS = ("tpe", "random")
 
 
 @dataclass
@@ -78,8 +78,8 @@ class OptunaStrategy:
 
     def __init__(self, space, strategy: str, seed: int, storage=None, study_name: str | None = None):
         import optuna
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if strategy not in OPTUNA_SAMPLERS:
+            raise ValueError(f"unknown Optuna sampler {strategy!r}; choose one of {', '.join(OPTUNA_SAMPLERS)}")
         optuna.logging.set_verbosity(logging.WARNING)
         self.name = strategy
         self.space = space

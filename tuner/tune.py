@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -216,5 +216,3 @@ def _progress(enabled: bool, total: int, done: int, op):
     return tqdm(total=total, initial=min(done, total), desc=f"tuning {op.name}", unit="trial",
                 dynamic_ncols=True)
 
-
-Callback = Callable[[object, Trial], None]
