@@ -180,3 +180,18 @@ def test_xgb_strategy_survives_a_template_that_hangs_while_lowering(tmp_path, fa
     result = tune(op, "cpu", database=db, trials=4, seed=0, strategy="xgb", options=opts)
     assert len(result.history) == 4
     assert all(t.config["behaviour"] == "fine" for t in result.history)  # hangs never reach the pool
+
+
+def test_slow_reference_does_not_count_against_the_run_timeout(tmp_path, monkeypatch):
+    from schedules.operator import Operator
+    original = Operator.reference
+
+    def slow_reference(self, *arrays):
+        time.sleep(6.0)  # a large operator's numpy oracle can take a while
+        return original(self, *arrays)
+    monkeypatch.setattr(Operator, "reference", slow_reference)  # inherited by forked workers
+    op = ops.softmax(4, 8)
+    opts = MeasureOptions(run_timeout=4.0, min_seconds=0.001, min_repeats=1)
+    result = tune(op, "cpu", database=Database(str(tmp_path / "r.db")), trials=3, seed=0,
+                  strategy="random", options=opts)
+    assert [t.error for t in result.history] == [None, None, None]

@@ -32,6 +32,7 @@ class MeasureResult:
 class MeasureOptions:
     build_timeout: float = 120.0    # seconds for one candidate's lowering and compile
     run_timeout: float = 60.0       # seconds for loading, the correctness check and timing
+    reference_timeout: float = 900.0  # seconds for the numpy reference, once per workload
     min_seconds: float = 0.05       # timed repeats continue until this much time has passed
     min_repeats: int = 3
     max_repeats: int = 200
@@ -55,19 +56,26 @@ def _build_task(task):
     return kernel.compile_seconds, features
 
 
-def _run_task(task):
-    op, target, config, opts = task
-    import numpy as np
-
-    from codegen import build
-    from tuner.timing import time_callable
-    kernel = build(op, target, config)
+def _prepare(op, opts):
     key = op.workload_key
     if key not in _REFERENCE_CACHE:
         inputs = op.random_inputs(seed=12345)
         _REFERENCE_CACHE.clear()
         _REFERENCE_CACHE[key] = (inputs, op.reference(*inputs) if opts.check else None)
-    inputs, expected = _REFERENCE_CACHE[key]
+    return _REFERENCE_CACHE[key]
+
+
+def _run_task(task):
+    if task[0] == "prepare":  # inputs and the numpy reference, once per workload
+        _prepare(task[1], task[2])
+        return None
+    _, op, target, config, opts = task
+    import numpy as np
+
+    from codegen import build
+    from tuner.timing import time_callable
+    kernel = build(op, target, config)
+    inputs, expected = _prepare(op, opts)
     try:
         got = kernel(*inputs)
     except Exception as exc:
@@ -97,6 +105,7 @@ class LocalMeasurer:
         n = self.options.builders or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
         self.builders = WorkerPool(_build_task, n)
         self.runner = Worker(_run_task)
+        self._prepared = None
 
     @property
     def parallelism(self) -> int:
@@ -145,12 +154,31 @@ class LocalMeasurer:
             results[i] = dataclasses.replace(r, features=features)
         return results
 
-    def _run(self, op, tgt, config, compile_seconds) -> MeasureResult:
+    def _prepare_runner(self, op) -> str | None:
+        """Compute the reference in the runner once per workload, outside the per-candidate
+        timeout (the numpy oracle of a large operator can take a minute). Returns an error."""
+        if self._prepared == op.workload_key:
+            return None
         try:
-            status, value = self.runner.run((op, tgt, config, self.options), self.options.run_timeout)
+            status, value = self.runner.run(("prepare", op, self.options), self.options.reference_timeout)
+        except (WorkerTimeout, WorkerDied) as exc:
+            return f"computing the reference failed: {exc}"
+        if status == "error":
+            return f"computing the reference failed: {value[0]}: {value[1]}"
+        self._prepared = op.workload_key
+        return None
+
+    def _run(self, op, tgt, config, compile_seconds) -> MeasureResult:
+        problem = self._prepare_runner(op)
+        if problem is not None:
+            return MeasureResult(error="runtime_error", error_message=problem, compile_seconds=compile_seconds)
+        try:
+            status, value = self.runner.run(("run", op, tgt, config, self.options), self.options.run_timeout)
         except WorkerTimeout as exc:
+            self._prepared = None  # the runner was killed, and its reference with it
             return MeasureResult(error="timeout", error_message=f"run {exc}", compile_seconds=compile_seconds)
         except WorkerDied as exc:
+            self._prepared = None
             return MeasureResult(error="runtime_error", error_message=f"run crashed: {exc}",
                                  compile_seconds=compile_seconds)
         if status == "error":
