@@ -194,3 +194,12 @@ def test_schema_v1_databases_are_migrated_in_place(tmp_path):
         assert c.execute(text("SELECT value FROM autosched_meta")).scalar() == "2"
     [record] = upgraded.records(op, "cpu")
     assert record.seconds == 1e-3 and record.features is None
+
+
+@pytest.mark.parametrize("strategy", ["xgb", "tpe", "random"])
+def test_budget_larger_than_the_space_ends_with_every_config_measured_once(tmp_path, strategy):
+    op = ops.elementwise([(8, 16), (16,)], lambda a, b: a * b + 1.0, name="small_space")
+    size = op.space("cpu").size()
+    r = tune(op, "cpu", database=Database(str(tmp_path / "s.db")), trials=size + 10, seed=0,
+             strategy=strategy, measurer=ReplayMeasurer())
+    assert r.total_measured == size == len({t.config for t in r.history})

@@ -178,7 +178,11 @@ def _unique_proposals(searcher, space, measured: dict, n: int, rng) -> list:
             extra = _uniform_unmeasured(space, measured, seen, n - len(out), rng)
             out.extend(extra)
             break
-        for p in searcher.propose(n - len(out)):
+        batch = searcher.propose(n - len(out))
+        if not batch:  # the strategy has nothing left: take what uniform sampling still finds
+            out.extend(_uniform_unmeasured(space, measured, seen, n - len(out), rng))
+            break
+        for p in batch:
             if p.config in measured or p.config in seen:
                 searcher.skip(p)
                 duplicates += 1
