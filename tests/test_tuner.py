@@ -203,3 +203,19 @@ def test_budget_larger_than_the_space_ends_with_every_config_measured_once(tmp_p
     r = tune(op, "cpu", database=Database(str(tmp_path / "s.db")), trials=size + 10, seed=0,
              strategy=strategy, measurer=ReplayMeasurer())
     assert r.total_measured == size == len({t.config for t in r.history})
+
+
+def test_build_best_sees_records_added_after_a_miss(db):
+    op = ops.softmax(4, 8)
+    assert build_best(op, "cpu", db).config == op.space("cpu").default()
+    r = tune(op, "cpu", database=db, trials=6, seed=0, strategy="random", measurer=ReplayMeasurer())
+    assert build_best(op, "cpu", db).config == r.best_config
+
+
+def test_export_import_keeps_features(tmp_path):
+    from tuner.logs import export_jsonl, import_jsonl
+    a, b = Database(str(tmp_path / "a.db")), Database(str(tmp_path / "b.db"))
+    tune(ops.matmul(16, 16, 16), "cpu", database=a, trials=5, seed=0, strategy="random", measurer=ReplayMeasurer())
+    export_jsonl(a, tmp_path / "x.jsonl")
+    import_jsonl(b, tmp_path / "x.jsonl")
+    np.testing.assert_allclose(b.training_data("cpu")[0], a.training_data("cpu")[0], atol=1e-5)

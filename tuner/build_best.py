@@ -11,6 +11,7 @@ from .versions import codegen_version
 
 log = logging.getLogger("autosched.build_best")
 _cache: dict = {}
+_missed: set = set()   # lookups already reported as missing, so the log line is said once
 _lock = threading.Lock()
 
 
@@ -33,9 +34,11 @@ def build_best(op, target="cpu", database=None):
     if config is None:
         record = db.best(op, tgt, space.version, codegen_version())
         config = record.config if record else False
-        with _lock:
-            _cache[key] = config
-        if record is None:
+        if record is not None:  # a miss is not cached: tuning may add records any time
+            with _lock:
+                _cache[key] = config
+        elif key not in _missed:
+            _missed.add(key)
             log.info("build_best: no tuned record for %s (%s) on %s in %s; using the default schedule",
                      op.name, op.workload_key, tgt.key, db.url)
     if config is False:
@@ -50,3 +53,4 @@ def build_best(op, target="cpu", database=None):
 def clear_cache() -> None:
     with _lock:
         _cache.clear()
+        _missed.clear()

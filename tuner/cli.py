@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     from schedules.errors import AutoschedError
     try:
         return args.func(args)
-    except AutoschedError as exc:
+    except (AutoschedError, ValueError, OSError) as exc:
         print(f"autosched: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -65,7 +65,12 @@ def parse_line(text: str) -> TuningRecord:
     compile_seconds = data.get("compile_seconds", 0.0)
     if not isinstance(compile_seconds, (int, float)) or isinstance(compile_seconds, bool):
         raise ValueError("field 'compile_seconds' must be a number")
+    features = data.get("features")
+    if features is not None and (not isinstance(features, list) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in features)):
+        raise ValueError("field 'features' must be null or a list of finite numbers")
     return TuningRecord(
+        features=None if features is None else tuple(float(x) for x in features),
         workload_key=data["workload_key"], target_key=data["target_key"], config=Config(data["config"]),
         seconds=None if seconds is None else float(seconds), costs=tuple(float(c) for c in costs),
         error=error, error_message=str(data.get("error_message", ""))[:4000],

@@ -43,7 +43,9 @@ class TuningRecord:
             "costs": list(self.costs), "error": self.error, "error_message": self.error_message,
             "compile_seconds": self.compile_seconds, "measured_at": self.measured_at.isoformat(),
             "autosched_version": self.autosched_version, "space_version": self.space_version,
-            "codegen_version": self.codegen_version}, sort_keys=True)
+            "codegen_version": self.codegen_version,
+            "features": None if self.features is None else [round(float(x), 6) for x in self.features]},
+            sort_keys=True)
 
 
 def config_hash(config: Config) -> str:

@@ -97,6 +97,10 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
         while len(measured) < trials and (deadline is None or time.monotonic() < deadline):
             if stop.requested:
                 raise KeyboardInterrupt
+            for c in db.measured_configs(op, tgt, space.version):  # other jobs may share the db
+                measured.setdefault(c, None)
+            if len(measured) >= trials:
+                break
             proposals = _unique_proposals(searcher, space, measured, min(batch, trials - len(measured)), rng)
             if not proposals:
                 log.info("%s: the space has no unmeasured configs left", op.name)
@@ -125,6 +129,8 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
             measurer.close()
         if hasattr(searcher, "close"):
             searcher.close()
+        from .build_best import clear_cache
+        clear_cache()  # new records may beat what build_best remembered
     best = db.best(op, tgt, space.version, codegen_version())
     return TuneResult(op.name, op.workload_key, tgt.key, best.config if best else None,
                       best.seconds if best else None, tuple(history), len(measured), interrupted)

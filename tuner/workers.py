@@ -21,8 +21,12 @@ def _context():
     return mp.get_context("fork" if "fork" in methods else "spawn")
 
 
-def _serve(conn, handler):
+def _serve(conn, handler, parent_end=None):
     import signal
+    if parent_end is not None:
+        # Forked children inherit the parent's end too; closing it means a dead tuner gives
+        # us end-of-file instead of an orphaned worker waiting forever.
+        parent_end.close()
     # Ctrl-C is the parent's to handle: it lets in-flight candidates finish, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
@@ -49,7 +53,7 @@ class Worker:
     def _start(self):
         ctx = _context()
         parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, self.handler), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(child, self.handler, parent), daemon=True)
         self.process.start()
         child.close()
         self.conn = parent
