@@ -42,7 +42,6 @@ class StageSchedule:
         self.attach = None        # (consumer StageSchedule, leaf Var) for compute_at
         self.epilogue_of = None   # anchor StageSchedule when fused as an epilogue
         self.cache_local = False  # accumulate in a local tile (cache_write)
-        self._counter = 0
 
     def _root(self, axis: Var, fresh: dict) -> Var:
         v = Var(f"{self.tensor.name}_{axis.name}", axis.extent, axis.kind)
@@ -64,7 +63,6 @@ class StageSchedule:
                             f"current loop of this stage; loops are {[l.name for l in self.leaves]}")
 
     def _new(self, base: Var, suffix: str, kind: str) -> Var:
-        self._counter += 1
         v = Var(f"{base.name}_{suffix}", None, "loop")
         self.kind[id(v)] = kind
         return v
