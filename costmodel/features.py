@@ -12,7 +12,7 @@ Features (all counts and sizes as log2(1 + x)):
            along the innermost loop, number invariant in it, largest innermost stride.
   levels   for the 6 innermost loop levels (level 0 is the innermost loop): bytes touched by all
            accesses while that loop and the ones inside it run, reuse (iterations per distinct
-           element), and the working set against the L1, L2 and L3 sizes.
+           element), and the working set as a fraction of the target's L1, L2 and L3 sizes.
 """
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ import numpy as np
 
 from schedules.expr import Binary, Const, Load, Var, walk
 from schedules.loopnest import Allocate, Assign, Fill, For, If, Scalar, Store
+from schedules.target import DEFAULT_CACHE_BYTES
 
 LEVELS = 6
-CACHE_BYTES = {"L1": 32 * 1024, "L2": 512 * 1024, "L3": 32 * 1024 * 1024}
+CACHE_LEVELS = ("L1", "L2", "L3")
 _ITEM = {"float32": 4, "float64": 8, "int32": 4, "int64": 8, "bool": 1}
 
 
@@ -34,7 +35,7 @@ def _names() -> list:
     for kind in ("read", "write"):
         names += [f"{kind}_accesses", f"{kind}_unit_stride", f"{kind}_invariant", f"{kind}_max_stride"]
     for lvl in range(LEVELS):
-        names += [f"L{lvl}_bytes", f"L{lvl}_reuse"] + [f"L{lvl}_over_{c}" for c in CACHE_BYTES]
+        names += [f"L{lvl}_bytes", f"L{lvl}_reuse"] + [f"L{lvl}_over_{c}" for c in CACHE_LEVELS]
     return names
 
 
@@ -205,8 +206,9 @@ def _eval(e, env) -> int:
     raise KeyError(type(e).__name__)
 
 
-def featurize(nest, params: dict, threads: int = 1) -> np.ndarray:
-    """The feature vector of a LoopNest; params maps id(Param) -> its runtime value."""
+def featurize(nest, params: dict, threads: int = 1, cache_bytes: tuple = DEFAULT_CACHE_BYTES) -> np.ndarray:
+    """The feature vector of a LoopNest; params maps id(Param) -> its runtime value, and
+    cache_bytes gives the target's L1, L2 and L3 sizes."""
     w = _Walker(params, threads)
     w.run(nest.body)
     f = dict.fromkeys(FEATURE_NAMES, 0.0)
@@ -261,20 +263,54 @@ def featurize(nest, params: dict, threads: int = 1) -> np.ndarray:
     for lvl in range(LEVELS):
         f[f"L{lvl}_bytes"] = _lg(level_bytes[lvl])
         f[f"L{lvl}_reuse"] = _lg(level_iters[lvl] / max(1.0, level_bytes[lvl] / 4))
-        for cache, size in CACHE_BYTES.items():
+        for cache, size in zip(CACHE_LEVELS, cache_bytes):
             f[f"L{lvl}_over_{cache}"] = level_bytes[lvl] / size if level_bytes[lvl] else 0.0
     return np.array([f[n] for n in FEATURE_NAMES], dtype=np.float32)
 
 
+class FeatureExtractor:
+    """Features of many configs of one operator. Configs that share their structural knobs
+    share one lowered loop nest (runtime knobs are kernel parameters), so each structure is
+    scheduled and lowered once and only the parameter values change between candidates."""
+
+    def __init__(self, op, target="cpu", max_structures: int = 4096):
+        self.op = op
+        self.space = op.space(target)
+        self.target = target
+        self.max_structures = max_structures
+        self.nests: dict = {}   # structure key -> (LoopNest, threads)
+
+    def __call__(self, config) -> np.ndarray:
+        from schedules import lower
+        config = self.space.check(config)
+        key = self.space.structure_key(config)
+        entry = self.nests.get(key)
+        if entry is None:
+            sch = self.space.apply(config)
+            threads = getattr(self.space, "threads", None) or sch.target.cores
+            entry = (lower(sch), threads, sch.target.cache_bytes)
+            if len(self.nests) >= self.max_structures:
+                self.nests.pop(next(iter(self.nests)))
+            self.nests[key] = entry
+        nest, threads, cache_bytes = entry
+        values = self.space.runtime_values(config)
+        try:
+            params = {id(p): values[p.name] for p in nest.params}
+        except KeyError:  # a template named its parameters its own way: bind them by applying
+            sch = self.space.apply(config)
+            params = {id(p): v for p, v in sch.params}
+            nest = lower(sch)
+        return featurize(nest, params, threads, cache_bytes)
+
+    def many(self, configs) -> np.ndarray:
+        if not configs:
+            return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+        return np.stack([self(c) for c in configs])
+
+
 def featurize_config(op, config, target="cpu") -> np.ndarray:
-    from schedules import lower
-    space = op.space(target)
-    sch = space.apply(space.check(config))
-    threads = getattr(space, "threads", None) or sch.target.cores
-    return featurize(lower(sch), {id(p): v for p, v in sch.params}, threads)
+    return FeatureExtractor(op, target)(config)
 
 
 def featurize_many(op, configs, target="cpu") -> np.ndarray:
-    if not configs:
-        return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
-    return np.stack([featurize_config(op, c, target) for c in configs])
+    return FeatureExtractor(op, target).many(list(configs))

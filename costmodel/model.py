@@ -11,7 +11,8 @@ class CostModel(Protocol):
     """Scores candidates; higher means predicted faster. Scores only order candidates of one
     workload; they are not seconds."""
 
-    def fit(self, features: np.ndarray, seconds: np.ndarray, groups: np.ndarray) -> None: ...
+    def fit(self, features: np.ndarray, seconds: np.ndarray, groups: np.ndarray,
+            group_weights: dict | None = None) -> None: ...
     def predict(self, features: np.ndarray) -> np.ndarray: ...
 
 
@@ -47,7 +48,10 @@ class XGBModel:
         self.booster = None
         self.n_features = None
 
-    def fit(self, features, seconds, groups) -> None:
+    def fit(self, features, seconds, groups, group_weights: dict | None = None) -> None:
+        """group_weights: group id -> weight (default 1). Ranking objectives weigh whole
+        groups, so this is how one workload's own measurements can count for more than many
+        records transferred from other workloads."""
         import xgboost as xgb
         features = np.asarray(features, dtype=np.float32)
         groups = np.asarray(groups)
@@ -60,6 +64,9 @@ class XGBModel:
         sizes = sizes[np.argsort(first)]
         dtrain = xgb.DMatrix(features, label=labels)
         dtrain.set_group(sizes)
+        if group_weights:
+            ordered = groups[np.sort(first)]
+            dtrain.set_weight(np.array([float(group_weights.get(int(g), 1.0)) for g in ordered], np.float32))
         params = {**self.params, "objective": self.objective, "seed": self.seed,
                   "eval_metric": "ndcg"}
         self.booster = xgb.train(params, dtrain, num_boost_round=self.rounds)
@@ -105,7 +112,7 @@ class RandomModel:
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
 
-    def fit(self, features, seconds, groups) -> None:
+    def fit(self, features, seconds, groups, group_weights: dict | None = None) -> None:
         pass
 
     def predict(self, features) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .errors import ConfigError, ScheduleError
 from .expr import Const, Load, Var, substitute, walk
 from .loopnest import Param, ceildiv, mul
-from .space import ChoiceKnob, Config, SplitKnob
+from .space import ChoiceKnob, Config, SplitKnob, param_name
 
 
 class Split:
@@ -221,7 +221,7 @@ class Schedule:
         return value
 
     def _runtime(self, name: str, value: int) -> Param:
-        p = Param("p_" + "".join(ch if ch.isalnum() else "_" for ch in name))
+        p = Param(param_name(name))
         self.params.append((p, int(value)))
         return p
 

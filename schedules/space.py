@@ -193,6 +193,31 @@ class Space:
     def structural_knobs(self) -> tuple:
         return tuple(k for k in self.knobs if not _all_runtime(k))
 
+    def structure_key(self, config: Config) -> tuple:
+        """The values that shape the generated code; configs that share it differ only in
+        kernel arguments, so they share one compile and one lowered loop nest."""
+        out = []
+        for k in self.knobs:
+            v = config[k.name]
+            if isinstance(k, SplitKnob):
+                out.append(tuple(f for f, rt in zip(v, k.runtime) if not rt))
+            elif not k.runtime:
+                out.append(v)
+        return tuple(out)
+
+    def runtime_values(self, config: Config) -> dict:
+        """Kernel-parameter name -> value for the runtime knobs of a checked config."""
+        out = {}
+        for k in self.knobs:
+            v = config[k.name]
+            if isinstance(k, SplitKnob):
+                for level, (f, rt) in enumerate(zip(v, k.runtime)):
+                    if rt:
+                        out[param_name(f"{k.name}_{level}")] = int(f)
+            elif k.runtime:
+                out[param_name(k.name)] = int(v)
+        return out
+
     def size(self) -> int:
         return math.prod(k.size() for k in self.knobs)
 
@@ -201,6 +226,30 @@ class Space:
 
     def sample(self, rng) -> Config:
         return Config({k.name: k.sample(rng) for k in self.knobs})
+
+    def neighbor(self, config: Config, rng) -> Config:
+        """A config one step away: one knob changed (a choice redrawn, or one split level's
+        factor moved to another legal value). Search strategies use it to explore around the
+        best measured configs, where fast schedules cluster."""
+        movable = [k for k in self.knobs
+                   if (len(k.choices) > 1 if isinstance(k, ChoiceKnob) else k.extent > 1)]
+        if not movable:
+            return config
+        knob = movable[int(rng.integers(len(movable)))]
+        value = config[knob.name]
+        if isinstance(knob, ChoiceKnob):
+            others = [c for c in knob.choices if c != value]
+            return config.replace(**{knob.name: others[int(rng.integers(len(others)))]})
+        levels = list(range(knob.parts))
+        rng.shuffle(levels)
+        for level in levels:
+            rest = math.prod(f for i, f in enumerate(value) if i != level)
+            options = [f for f in knob.candidates(level) if f != value[level] and f * rest <= knob.extent]
+            if options:
+                moved = list(value)
+                moved[level] = options[int(rng.integers(len(options)))]
+                return config.replace(**{knob.name: tuple(moved)})
+        return config
 
     def validate(self, config) -> Config:
         """Return the canonical config, or raise ConfigError naming what is wrong and why.
@@ -234,6 +283,11 @@ class Space:
                                   f"see space[{k.name!r}] for its choices, or retune")
             values[k.name] = v
         return Config(values)
+
+
+def param_name(knob_name: str) -> str:
+    """The kernel-parameter name a runtime knob (or split level) is passed as."""
+    return "p_" + "".join(ch if ch.isalnum() else "_" for ch in knob_name)
 
 
 def _all_runtime(knob) -> bool:

@@ -12,6 +12,36 @@ _CPU_FEATURES_OF_INTEREST = ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "
 
 _HOST = None
 
+# Per-core data-cache sizes (L1, L2, L3 bytes) assumed where the host does not report its own.
+DEFAULT_CACHE_BYTES = (32 * 1024, 512 * 1024, 32 * 1024 * 1024)
+
+
+def _host_cache_bytes() -> tuple:
+    """L1d, L2 and L3 sizes from Linux sysfs; the defaults for any level it does not list."""
+    sizes = dict(zip((1, 2, 3), DEFAULT_CACHE_BYTES))
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return DEFAULT_CACHE_BYTES
+    for entry in entries:
+        try:
+            with open(f"{base}/{entry}/level") as f:
+                level = int(f.read())
+            with open(f"{base}/{entry}/type") as f:
+                kind = f.read().strip()
+            with open(f"{base}/{entry}/size") as f:
+                text = f.read().strip().upper()
+        except (OSError, ValueError):
+            continue
+        if level in sizes and kind in ("Data", "Unified") and text:
+            scale = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1], 1)
+            try:
+                sizes[level] = int(text.rstrip("KMG")) * scale
+            except ValueError:
+                pass
+    return (sizes[1], sizes[2], sizes[3])
+
 
 @dataclass(frozen=True)
 class Target:
@@ -21,6 +51,9 @@ class Target:
     features: tuple = ()          # ISA features that change code generation
     cores: int = 1
     extra: tuple = field(default=())  # (name, value) pairs, e.g. compute capability
+    # L1/L2/L3 bytes, for the cost model's working-set features; not part of the key because
+    # the CPU model already determines them.
+    cache_bytes: tuple = field(default=DEFAULT_CACHE_BYTES, compare=False)
 
     @property
     def key(self) -> str:
@@ -67,7 +100,7 @@ class Target:
             pass
         features = tuple(f for f in _CPU_FEATURES_OF_INTEREST if f in flags)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        _HOST = Target("cpu", model, arch, features, cores)
+        _HOST = Target("cpu", model, arch, features, cores, cache_bytes=_host_cache_bytes())
         return _HOST
 
 

@@ -1,8 +1,10 @@
 """Cost-model features and models (tier 1/2: no compiler involved)."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from costmodel.features import FEATURE_NAMES, featurize_config, featurize_many
+from costmodel.features import FEATURE_NAMES, FeatureExtractor, featurize, featurize_config, featurize_many
 from costmodel.model import RandomModel, XGBModel, normalized_throughput
 from schedules import ops
 
@@ -22,6 +24,35 @@ def test_features_are_finite_deterministic_and_config_dependent(make):
     assert len({row.tobytes() for row in X}) > 10  # configs are told apart
     again = make()  # a fresh operator object gives the same vector
     np.testing.assert_array_equal(featurize_config(again, configs[3]), X[3])
+
+
+_SHARED_EXTRACTORS = {}
+
+
+@settings(max_examples=40, deadline=None)
+@given(which=st.sampled_from(["matmul", "conv2d"]), seed=st.integers(0, 2**32 - 1))
+def test_reusing_a_lowered_structure_gives_the_features_of_a_fresh_lowering(which, seed):
+    from schedules import lower
+    if which not in _SHARED_EXTRACTORS:  # one extractor across examples, so structures are reused
+        op = ops.matmul(96, 40, 72) if which == "matmul" else ops.conv2d(1, 6, 10, 12, 8, 3, 3, padding=1)
+        _SHARED_EXTRACTORS[which] = FeatureExtractor(op)
+    extract = _SHARED_EXTRACTORS[which]
+    space = extract.space
+    config = space.sample(np.random.default_rng(seed))
+    sch = space.apply(config)
+    fresh = featurize(lower(sch), {id(p): v for p, v in sch.params}, sch.target.cores,
+                      sch.target.cache_bytes)
+    np.testing.assert_array_equal(extract(config), fresh)
+
+
+def test_configs_differing_only_in_runtime_knobs_share_one_lowering():
+    op = ops.matmul(64, 48, 32)
+    extract = FeatureExtractor(op)
+    rng = np.random.default_rng(1)
+    configs = [extract.space.sample(rng) for _ in range(200)]
+    extract.many(configs)
+    structures = {extract.space.structure_key(c) for c in configs}
+    assert len(extract.nests) == len(structures) < len(configs)
 
 
 def test_flops_feature_matches_the_operator():

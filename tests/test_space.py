@@ -50,6 +50,36 @@ def test_every_drawn_config_validates(name, make):
     check()
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_neighbor_is_legal_and_changes_exactly_one_knob(data):
+    name, make = data.draw(st.sampled_from(CASES))
+    space = make().space("cpu")
+    config = data.draw(configs(space))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    moved = space.neighbor(config, np.random.default_rng(seed))
+    assert space.check(moved) == moved
+    changed = [k for k in space.knobs if moved[k.name] != config[k.name]]
+    movable = [k for k in space.knobs if (len(k.choices) if isinstance(k, ChoiceKnob) else k.extent) > 1]
+    assert len(changed) == (1 if movable else 0)
+    assert moved == space.neighbor(config, np.random.default_rng(seed))  # seeded, so repeatable
+
+
+def test_structure_key_and_runtime_values_split_a_config():
+    space = ops.matmul(64, 48, 32).space("cpu")
+    config = space.default()
+    values = space.runtime_values(config)
+    assert values and all(name.startswith("p_") for name in values)
+    runtime_only = [k for k in space.knobs if isinstance(k, SplitKnob) and any(k.runtime)]
+    k = runtime_only[0]
+    level = k.runtime.index(True)
+    other = [f for f in k.candidates(level) if f != config[k.name][level] and
+             f * np.prod([x for i, x in enumerate(config[k.name]) if i != level]) <= k.extent][0]
+    moved = config.replace(**{k.name: tuple(other if i == level else f for i, f in enumerate(config[k.name]))})
+    assert space.structure_key(moved) == space.structure_key(config)
+    assert space.runtime_values(moved) != values
+
+
 def test_numpy_sampling_is_deterministic_and_valid():
     space = ops.conv2d(1, 8, 14, 14, 16, 3, 3, padding=1).space("cpu")
     draws = [space.sample(np.random.default_rng(7)) for _ in range(2)]

@@ -29,3 +29,10 @@ def test_target_is_frozen_and_unknown_targets_are_explained():
     with pytest.raises(TypeError):
         as_target(3)
     assert Target("cpu", features=("avx512f",)).vector_lanes("float32") == 16
+
+
+def test_host_cache_sizes_are_read_and_grow_with_level():
+    from schedules.target import _host_cache_bytes
+    l1, l2, l3 = _host_cache_bytes()
+    assert 4 * 1024 <= l1 < l2 <= l3
+    assert Target.host_cpu().cache_bytes == (l1, l2, l3)
