@@ -21,7 +21,8 @@ def test_spearman_matches_scipy_and_is_rank_invariant(xs):
     from scipy.stats import spearmanr
     ys = [x ** 3 - 5 * x for x in xs]
     assert abs(spearman(xs, ys) - spearmanr(xs, ys).statistic) < 1e-9
-    assert abs(spearman(xs, [np.arctan(x / 1e3) for x in xs]) - 1.0) < 1e-9  # monotone: exactly 1
+    assert abs(spearman(xs, [2.0 * x for x in xs]) - 1.0) < 1e-9    # same order: exactly 1
+    assert abs(spearman(xs, [-x for x in xs]) + 1.0) < 1e-9         # reversed: exactly -1
 
 
 def test_best_so_far_and_trials_to_reach():
