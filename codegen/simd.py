@@ -1,0 +1,160 @@
+"""Explicit LLVM vector code for Numba: register micro-kernels and the FMA peak probe.
+
+LLVM left to itself vectorizes a register tile along the reduction axis and gathers the
+other operand; emitting `<lanes x float>` loads, broadcasts and `llvm.fma` directly keeps a
+whole mr x (nvec * lanes) tile of C in vector registers for the full reduction.
+"""
+from __future__ import annotations
+
+import functools
+
+# Vector registers an x86-64 AVX2 core has; a tile larger than this spills.
+VECTOR_REGISTERS = 16
+
+
+@functools.lru_cache(maxsize=64)
+def outer_product_kernel(mr: int, nvec: int, lanes: int = 8):
+    """A Numba intrinsic `kernel(a, a_off, b, b_off, c, c_off, ldc, kc)` for float32 arrays:
+
+        C[i, j] += sum_k A[k, i] * B[k, j]   for i < mr, j < nvec * lanes
+
+    where A is a packed panel (a[a_off + k * mr + i]), B is a packed panel
+    (b[b_off + k * nr + j], nr = nvec * lanes) and C is row-major with row stride ldc
+    starting at c_off. Callable only from @njit code. kc <= 0 leaves C unchanged.
+    """
+    if mr < 1 or nvec < 1 or lanes not in (4, 8, 16):
+        raise ValueError(f"outer_product_kernel: mr={mr}, nvec={nvec}, lanes={lanes} is not a register tile")
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+    nr = nvec * lanes
+
+    @intrinsic
+    def kernel(typingctx, a, a_off, b, b_off, c, c_off, ldc, kc):
+        for name, arr in (("a", a), ("b", b), ("c", c)):
+            if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
+                raise TypeError(f"outer-product kernel: {name} must be a float32 array, got {arr}")
+        sig = types.void(a, a_off, b, b_off, c, c_off, ldc, kc)
+
+        def codegen(context, builder, signature, args):
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            vec = ir.VectorType(ir.FloatType(), lanes)
+            data = [context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 2, 4)]
+            a_ptr, b_ptr, c_ptr = data
+            a_off, b_off, c_off, ldc, kc = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                            for i in (1, 3, 5, 6, 7))
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                                 f"llvm.fma.v{lanes}f32")
+            zero, undef = ir.Constant(vec, None), ir.Constant(vec, ir.Undefined)
+            splat_mask = ir.Constant(ir.VectorType(i32, lanes), [0] * lanes)
+
+            def const(v):
+                return ir.Constant(i64, v)
+
+            def vload(ptr, index):
+                return builder.load(builder.bitcast(builder.gep(ptr, [index]), vec.as_pointer()), align=4)
+
+            entry = builder.block
+            loop = builder.append_basic_block("outer_product.loop")
+            done = builder.append_basic_block("outer_product.done")
+            builder.cbranch(builder.icmp_signed(">", kc, const(0)), loop, done)
+
+            builder.position_at_end(loop)
+            k = builder.phi(i64)
+            acc = [[builder.phi(vec) for _ in range(nvec)] for _ in range(mr)]
+            b_row = builder.add(b_off, builder.mul(k, const(nr)))
+            b_vecs = [vload(b_ptr, builder.add(b_row, const(v * lanes))) for v in range(nvec)]
+            a_row = builder.add(a_off, builder.mul(k, const(mr)))
+            updated = []
+            for i in range(mr):
+                scalar = builder.load(builder.gep(a_ptr, [builder.add(a_row, const(i))]))
+                splat = builder.shuffle_vector(builder.insert_element(undef, scalar, ir.Constant(i32, 0)),
+                                               undef, splat_mask)
+                updated.append([builder.call(fma, [splat, b_vecs[v], acc[i][v]]) for v in range(nvec)])
+            k_next = builder.add(k, const(1))
+            body_end = builder.block
+            builder.cbranch(builder.icmp_signed("<", k_next, kc), loop, done)
+            k.add_incoming(const(0), entry)
+            k.add_incoming(k_next, body_end)
+            for i in range(mr):
+                for v in range(nvec):
+                    acc[i][v].add_incoming(zero, entry)
+                    acc[i][v].add_incoming(updated[i][v], body_end)
+
+            builder.position_at_end(done)
+            finals = []  # LLVM wants every phi of a block before its other instructions
+            for i in range(mr):
+                for v in range(nvec):
+                    phi = builder.phi(vec)
+                    phi.add_incoming(zero, entry)
+                    phi.add_incoming(updated[i][v], body_end)
+                    finals.append(phi)
+            for i in range(mr):
+                row = builder.add(c_off, builder.mul(const(i), ldc))
+                for v in range(nvec):
+                    ptr = builder.bitcast(builder.gep(c_ptr, [builder.add(row, const(v * lanes))]), vec.as_pointer())
+                    builder.store(builder.fadd(builder.load(ptr, align=4), finals[i * nvec + v]), ptr, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=8)
+def fma_probe(lanes: int = 8, chains: int = 12):
+    """An @njit function `probe(iterations) -> float` doing iterations * chains * lanes FMAs
+    in independent register chains, with no memory traffic: the core's fp32 FMA peak."""
+    from llvmlite import ir
+    from numba import njit, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def chains_of_fma(typingctx, iterations):
+        sig = types.float32(iterations)
+
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            vec = ir.VectorType(ir.FloatType(), lanes)
+            n = context.cast(builder, args[0], signature.args[0], types.int64)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                                 f"llvm.fma.v{lanes}f32")
+            mul = ir.Constant(vec, [0.999999] * lanes)
+            add = ir.Constant(vec, [1e-7] * lanes)
+            entry = builder.block
+            loop = builder.append_basic_block("fma_probe.loop")
+            done = builder.append_basic_block("fma_probe.done")
+            builder.cbranch(builder.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
+            builder.position_at_end(loop)
+            i = builder.phi(i64)
+            xs = [builder.phi(vec) for _ in range(chains)]
+            ys = [builder.call(fma, [x, mul, add]) for x in xs]
+            i_next = builder.add(i, ir.Constant(i64, 1))
+            body_end = builder.block
+            builder.cbranch(builder.icmp_signed("<", i_next, n), loop, done)
+            i.add_incoming(ir.Constant(i64, 0), entry)
+            i.add_incoming(i_next, body_end)
+            for c, (x, y) in enumerate(zip(xs, ys)):
+                x.add_incoming(ir.Constant(vec, [1.0 + c] * lanes), entry)
+                x.add_incoming(y, body_end)
+            builder.position_at_end(done)
+            outs = []
+            for c, y in enumerate(ys):
+                phi = builder.phi(vec)
+                phi.add_incoming(ir.Constant(vec, [1.0 + c] * lanes), entry)
+                phi.add_incoming(y, body_end)
+                outs.append(phi)
+            total = outs[0]
+            for o in outs[1:]:
+                total = builder.fadd(total, o)
+            return builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
+
+        return sig, codegen
+
+    @njit(nogil=True)
+    def probe(iterations):
+        return chains_of_fma(iterations)
+
+    return probe
