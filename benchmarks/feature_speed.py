@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -21,6 +17,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="results folder")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from report import write_result
     import numpy as np
 
     from costmodel import FeatureExtractor, featurize
@@ -54,14 +52,7 @@ def main(argv=None) -> int:
                      "distinct_structures": len(extract.nests),
                      "seconds_without_structure_sharing": round(unshared, 2)})
         print(rows[-1])
-    doc = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-           "cores": os.cpu_count(), "python": platform.python_version(),
-           "command": " ".join(["python", "benchmarks/feature_speed.py"] + (argv if argv is not None else sys.argv[1:])),
-           "results": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"feature_speed-{doc['date']}.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    path = write_result(args.out, "feature_speed", "benchmarks/feature_speed.py", argv, {"results": rows})
     print(f"wrote {path}")
     return 0
 

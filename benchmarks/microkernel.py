@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +19,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="results folder")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from report import write_result
     import numpy as np
     from numba import njit
 
@@ -54,15 +53,9 @@ def main(argv=None) -> int:
         rows.append({"tile": f"{mr}x{nr}", "gflops_one_core": round(gflops, 1),
                      "fraction_of_core_peak": round(gflops / peak_1, 3), "compile_s": round(compile_s, 2)})
         print(rows[-1])
-    doc = {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-           "cores": os.cpu_count(), "python": platform.python_version(),
-           "command": " ".join(["python", "benchmarks/microkernel.py"] + (argv if argv is not None else sys.argv[1:])),
-           "fp32_peak_gflops_one_core": round(peak_1, 1), "fp32_peak_gflops_all_cores": round(peak_all, 1),
-           "kc": args.kc, "results": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"microkernel-{doc['date']}.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    path = write_result(args.out, "microkernel", "benchmarks/microkernel.py", argv,
+                        {"fp32_peak_gflops_one_core": round(peak_1, 1),
+                         "fp32_peak_gflops_all_cores": round(peak_all, 1), "kc": args.kc, "results": rows})
     print(f"peak: {peak_1:.1f} GFLOPS on one core, {peak_all:.1f} on all; wrote {path}")
     return 0
 
