@@ -74,3 +74,23 @@ def test_peak_probe_reports_a_positive_rate_and_rejects_bad_arguments():
     assert fp32_peak_gflops(threads=1, iterations=1000, repeats=1) > 0
     with pytest.raises(ValueError, match="threads"):
         fp32_peak_gflops(threads=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(M=st.integers(1, 40), K=st.integers(0, 70), N=st.integers(1, 50), mc=st.integers(1, 30),
+       kc=st.integers(1, 40), nc=st.integers(1, 40), threads=st.integers(1, 2), seed=st.integers(0, 2**32 - 1))
+def test_packed_matmul_is_correct_for_any_shape_and_blocking(M, K, N, mc, kc, nc, threads, seed):
+    from codegen.gemm import packed_matmul
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((M, K)).astype(np.float32)
+    B = rng.standard_normal((K, N)).astype(np.float32)
+    C = packed_matmul(A, B, mc=mc, kc=kc, nc=nc, threads=threads)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4 * (1 + np.sqrt(K)))
+
+
+def test_packed_matmul_explains_bad_shapes():
+    from codegen.gemm import packed_matmul
+    with pytest.raises(ValueError, match="do not multiply"):
+        packed_matmul(np.zeros((3, 4)), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="out must be"):
+        packed_matmul(np.zeros((3, 4)), np.zeros((4, 2)), out=np.zeros((3, 2)))
