@@ -52,7 +52,7 @@ def main(argv=None) -> int:
            "result": row}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"tuning_throughput-{args.strategy}-{doc['date']}.json"
+    path = out / f"tuning_throughput-{args.strategy}-{args.size}-{doc['date']}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(row, indent=2))
     print(f"wrote {path}")
