@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from schedules import Config, ops
-from tuner import Database, MeasureOptions, TuningRecord, build_best, tune
+from tuner import Database, LocalMeasurer, MeasureOptions, TuningRecord, build_best, tune
 from tuner.build_best import clear_cache
 from tuner.simulate import ReplayMeasurer
 
@@ -246,3 +246,28 @@ def test_model_guided_proposals_beat_random_ones_once_the_model_has_data():
     assert len(guided) == 12
     assert np.mean(guided) < 0.7 * np.mean(uniform)
     assert min(guided) <= min(_peaked_cost(c) for c in seen)  # it proposes beyond what it was shown
+
+
+def test_timing_skips_the_warm_up_when_asked_and_gives_up_on_slow_candidates():
+    from tuner.timing import time_callable
+    calls = []
+
+    def fn():
+        calls.append(1)
+    costs = time_callable(fn, min_seconds=0.0, min_repeats=4, max_repeats=10, warmup=False)
+    assert len(costs) == len(calls) == 4
+    calls.clear()
+    costs = time_callable(fn, min_seconds=0.0, min_repeats=4, max_repeats=10, give_up_after=-1.0)
+    assert len(costs) == 1 and len(calls) == 2       # warm-up plus the one timed call
+    assert len(time_callable(fn, min_seconds=0.0, min_repeats=4, give_up_after=1e9)) == 4
+
+
+def test_measurer_times_a_slow_candidate_once_after_a_fast_one_was_seen():
+    op = ops.matmul(32, 24, 16)
+    space = op.space("cpu")
+    configs = [space.default(), space.sample(np.random.default_rng(5))]
+    with LocalMeasurer(MeasureOptions(min_seconds=0.0, min_repeats=5, slow_factor=1e-9)) as m:
+        first, second = m.measure(op, "cpu", configs)
+    assert first.error is None and second.error is None
+    assert len(first.costs) >= 5     # nothing known yet: timed fully
+    assert len(second.costs) == 1    # slower than 1e-9 x the best: timed once

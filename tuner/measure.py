@@ -38,6 +38,9 @@ class MeasureOptions:
     max_repeats: int = 200
     check: bool = True              # compare the first run with op.reference
     builders: int | None = None     # parallel build processes; None: the number of cores
+    # A candidate whose first timed run is this many times slower than the best this measurer
+    # has seen for the workload is timed once, not min_repeats times (0 disables).
+    slow_factor: float = 4.0
 
 
 # -- code run inside the worker processes ---------------------------------------------------------
@@ -69,7 +72,7 @@ def _run_task(task):
     if task[0] == "prepare":  # inputs and the numpy reference, once per workload
         _prepare(task[1], task[2])
         return None
-    _, op, target, config, opts = task
+    _, op, target, config, opts, give_up_after = task
     import numpy as np
 
     from codegen import build
@@ -89,8 +92,10 @@ def _run_task(task):
                 return ("wrong_answer", f"output {t.name} differs from op.reference by up to "
                         f"{worst:.3g} (rtol 1e-3, atol 1e-3)", ())
     outs = got if isinstance(got, tuple) else (got,)
+    # The correctness run above already warmed the kernel up.
     costs = time_callable(lambda: kernel(*inputs, out=outs if len(outs) > 1 else outs[0]),
-                          opts.min_seconds, opts.min_repeats, opts.max_repeats)
+                          opts.min_seconds, opts.min_repeats, opts.max_repeats,
+                          warmup=not opts.check, give_up_after=give_up_after)
     return (None, "", tuple(costs))
 
 
@@ -106,6 +111,7 @@ class LocalMeasurer:
         self.builders = WorkerPool(_build_task, n)
         self.runner = Worker(_run_task)
         self._prepared = None
+        self._best: dict = {}  # workload key -> fastest seconds this measurer has seen
 
     @property
     def parallelism(self) -> int:
@@ -173,7 +179,9 @@ class LocalMeasurer:
         if problem is not None:
             return MeasureResult(error="runtime_error", error_message=problem, compile_seconds=compile_seconds)
         try:
-            status, value = self.runner.run(("run", op, tgt, config, self.options), self.options.run_timeout)
+            best = self._best.get(op.workload_key)
+            give_up = best * self.options.slow_factor if best and self.options.slow_factor > 0 else None
+            status, value = self.runner.run(("run", op, tgt, config, self.options, give_up), self.options.run_timeout)
         except WorkerTimeout as exc:
             self._prepared = None  # the runner was killed, and its reference with it
             return MeasureResult(error="timeout", error_message=f"run {exc}", compile_seconds=compile_seconds)
@@ -185,4 +193,7 @@ class LocalMeasurer:
             return MeasureResult(error="runtime_error", error_message=f"{value[0]}: {value[1]}",
                                  compile_seconds=compile_seconds)
         kind, message, costs = value
-        return MeasureResult(costs=costs, error=kind, error_message=message, compile_seconds=compile_seconds)
+        result = MeasureResult(costs=costs, error=kind, error_message=message, compile_seconds=compile_seconds)
+        if result.seconds is not None and result.seconds < self._best.get(op.workload_key, float("inf")):
+            self._best[op.workload_key] = result.seconds
+        return result
