@@ -45,13 +45,12 @@ def run_one(op, others, strategy, seed, trials, measurer, work: Path) -> dict:
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     db = Database(str(db_path))
     tgt = Target.host_cpu()
-    if strategy == "xgb-warm":
-        for other in others:
-            space_version = other.space(tgt).version
-            for config, r in measurer.entries(other.workload_key):
-                db.add(other, tgt, TuningRecord(other.workload_key, tgt.key, config, r.seconds, r.costs, r.error,
-                                                r.error_message, r.compile_seconds, space_version=space_version,
-                                                op_name=other.name, features=r.features))
+    if strategy == "xgb-warm":  # one transaction, not a commit per transferred record
+        db.import_records(
+            TuningRecord(other.workload_key, tgt.key, config, r.seconds, r.costs, r.error, r.error_message,
+                         r.compile_seconds, space_version=other.space(tgt).version, op_name=other.name,
+                         features=r.features)
+            for other in others for config, r in measurer.entries(other.workload_key))
     measuring_before = measurer.seconds_measuring
     start = time.perf_counter()
     result = tune(op, tgt, database=db, trials=trials, seed=seed,

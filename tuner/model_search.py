@@ -203,7 +203,7 @@ class ModelGuidedStrategy:
             chosen = [configs[i] for i in self.rng.permutation(len(configs))[:n]]
             return [Proposal(c, self.pool.pop(c)[1]) for c in chosen]
         self._renew_mutants()
-        configs = list(self.pool) + [c for c in self.mutants if c not in self.pool]
+        configs = list(self.pool) + list(self.mutants)  # disjoint: mutants exclude pool members
         if not configs:
             return []
         feats = [self.pool[c][0] if c in self.pool else self.mutants[c] for c in configs]

@@ -20,6 +20,7 @@ class ReplayMeasurer:
         self.table = {r.config: r for r in records}
         self.parallelism = parallelism
         self.calls: list = []
+        self._extractors: dict = {}
 
     def measure(self, op, target, configs) -> list:
         out = []
@@ -33,11 +34,13 @@ class ReplayMeasurer:
                 out.append(MeasureResult(costs=(self.cost_fn(c),), features=self._features(op, target, c)))
         return out
 
-    @staticmethod
-    def _features(op, target, config):
+    def _features(self, op, target, config):
+        from costmodel import FeatureExtractor
+        key = (op.workload_key, str(target))
+        if key not in self._extractors:  # one per workload, so each structure is lowered once
+            self._extractors[key] = FeatureExtractor(op, target)
         try:
-            from costmodel import featurize_config
-            return tuple(float(x) for x in featurize_config(op, config, target))
+            return tuple(float(x) for x in self._extractors[key](config))
         except Exception:
             return None
 
