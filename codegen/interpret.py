@@ -12,8 +12,29 @@ def python_njit(*args, **kwargs):
     return keep
 
 
+def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool):
+    """What codegen.simd.outer_product_kernel computes, in numpy (float32 accumulation)."""
+    import numpy as np
+    cols = vecs * lanes
+
+    def kernel(a, a_off, b, b_off, c, c_off, ldc, kc, *flag):
+        flat = c.reshape(-1)
+        tile = np.zeros((rows, cols), np.float32)
+        if kc > 0:
+            pa = a[a_off:a_off + kc * rows].reshape(kc, rows)
+            pb = b[b_off:b_off + kc * cols].reshape(kc, cols)
+            tile = (pa.T.astype(np.float64) @ pb.astype(np.float64)).astype(np.float32)
+        for i in range(rows):
+            row = flat[c_off + i * ldc:c_off + i * ldc + cols]
+            add = bool(flag[0]) if accumulate == "runtime" else accumulate
+            row[:] = row + tile[i] if add else tile[i]
+    return kernel
+
+
 def interpreted_steps(source: str) -> list:
     namespace: dict = {"__name__": "autosched_interpreted"}
     code = source.replace("from numba import njit", "from codegen.interpret import python_njit as njit")
+    code = code.replace("from codegen.simd import outer_product_kernel",
+                        "from codegen.interpret import python_outer_product as outer_product_kernel")
     exec(compile(code.replace("cache=CACHE", "cache=False"), "<autosched interpreted>", "exec"), namespace)
     return namespace["STEPS"]

@@ -13,15 +13,21 @@ VECTOR_REGISTERS = 16
 
 
 @functools.lru_cache(maxsize=64)
-def outer_product_kernel(mr: int, nvec: int, lanes: int = 8):
+def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
     """A Numba intrinsic `kernel(a, a_off, b, b_off, c, c_off, ldc, kc)` for float32 arrays:
 
         C[i, j] += sum_k A[k, i] * B[k, j]   for i < mr, j < nvec * lanes
+        (C[i, j] = ... when accumulate is False: C's old values are ignored)
+
+    accumulate="runtime" adds a ninth argument, a flag choosing between the two per call.
 
     where A is a packed panel (a[a_off + k * mr + i]), B is a packed panel
     (b[b_off + k * nr + j], nr = nvec * lanes) and C is row-major with row stride ldc
-    starting at c_off. Callable only from @njit code. kc <= 0 leaves C unchanged.
+    starting at c_off. C may have any number of dimensions: it is addressed as its flat,
+    C-contiguous data. Callable only from @njit code. kc <= 0 adds nothing.
     """
+    if accumulate not in (True, False, "runtime"):
+        raise ValueError(f"outer_product_kernel: accumulate must be True, False or 'runtime', got {accumulate!r}")
     if mr < 1 or nvec < 1 or lanes not in (4, 8, 16):
         raise ValueError(f"outer_product_kernel: mr={mr}, nvec={nvec}, lanes={lanes} is not a register tile")
     from llvmlite import ir
@@ -30,12 +36,11 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8):
     from numba.extending import intrinsic
     nr = nvec * lanes
 
-    @intrinsic
-    def kernel(typingctx, a, a_off, b, b_off, c, c_off, ldc, kc):
+    def typing(a, a_off, b, b_off, c, c_off, ldc, kc, *flag):
         for name, arr in (("a", a), ("b", b), ("c", c)):
             if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
                 raise TypeError(f"outer-product kernel: {name} must be a float32 array, got {arr}")
-        sig = types.void(a, a_off, b, b_off, c, c_off, ldc, kc)
+        sig = types.void(a, a_off, b, b_off, c, c_off, ldc, kc, *flag)
 
         def codegen(context, builder, signature, args):
             i32, i64 = ir.IntType(32), ir.IntType(64)
@@ -90,15 +95,30 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8):
                     phi.add_incoming(zero, entry)
                     phi.add_incoming(updated[i][v], body_end)
                     finals.append(phi)
+            if accumulate == "runtime":
+                add_to_c = context.cast(builder, args[8], signature.args[8], types.boolean)
             for i in range(mr):
                 row = builder.add(c_off, builder.mul(const(i), ldc))
                 for v in range(nvec):
                     ptr = builder.bitcast(builder.gep(c_ptr, [builder.add(row, const(v * lanes))]), vec.as_pointer())
-                    builder.store(builder.fadd(builder.load(ptr, align=4), finals[i * nvec + v]), ptr, align=4)
+                    value = finals[i * nvec + v]
+                    if accumulate == "runtime":
+                        value = builder.select(add_to_c, builder.fadd(builder.load(ptr, align=4), value), value)
+                    elif accumulate:
+                        value = builder.fadd(builder.load(ptr, align=4), value)
+                    builder.store(value, ptr, align=4)
             return context.get_dummy_value()
 
         return sig, codegen
 
+    if accumulate == "runtime":
+        @intrinsic
+        def kernel(typingctx, a, a_off, b, b_off, c, c_off, ldc, kc, flag):
+            return typing(a, a_off, b, b_off, c, c_off, ldc, kc, flag)
+    else:
+        @intrinsic
+        def kernel(typingctx, a, a_off, b, b_off, c, c_off, ldc, kc):
+            return typing(a, a_off, b, b_off, c, c_off, ldc, kc)
     return kernel
 
 

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from schedules.expr import Binary, Const, Load, Var, walk
-from schedules.loopnest import Allocate, Assign, Fill, For, If, Scalar, Store
+from schedules.loopnest import Allocate, Assign, Fill, For, If, MicroKernel, Scalar, Store
 from schedules.target import DEFAULT_CACHE_BYTES
 
 LEVELS = 6
@@ -134,6 +134,35 @@ class _Walker:
                 self.local_bytes += n * _ITEM.get(s.buffer.dtype, 4)
             elif isinstance(s, Fill):
                 pass
+            elif isinstance(s, MicroKernel):
+                self._microkernel(s, stack)
+
+    def _microkernel(self, s, stack):
+        """A micro-kernel call is a vectorized k loop of rows * cols FMAs (2 flops each) over
+        two unit-stride panels, with the C tile read and written once around it. Calls into
+        a local edge tile repeat the work of the guarded full-tile call, so add no flops; the
+        full-tile call carries the exact total, as its nominal loop extents round up."""
+        try:
+            kc = max(1, self.value(s.kc))
+        except KeyError:
+            kc = 1
+        k = Var("mk_k", None, "loop")
+        inner = stack + ((k, kc, "vectorized"),)
+        self.loops += 1
+        self.depth = max(self.depth, len(inner))
+        self.local_bytes = max(self.local_bytes, s.rows * s.cols * 4)
+        self.stmt_flops.append((0, inner))
+        self.stmt_flops.append((s.total_flops, ()))
+        for buf, off, step in ((s.a, s.a_off, s.rows), (s.b, s.b_off, s.cols)):
+            base = self._flat(buf, (off,)) or {}
+            self.accesses.append((buf, {**base, id(k): 1}, False, inner))
+        c = self._flat(s.c, (s.c_off,)) if len(s.c.shape) == 1 else self._offset(s.c_off)
+        self.accesses.append((s.c, c, False, stack))
+        self.accesses.append((s.c, c, True, stack))
+
+    def _offset(self, off):
+        aff = self.affine(off)
+        return None if aff is None else dict(aff[0])
 
     def _statement(self, value, store, stack):
         flops = sum(1 for n in walk(value) if isinstance(n, Binary) and n.dtype.startswith("float"))

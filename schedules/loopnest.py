@@ -81,6 +81,36 @@ class If:
 
 
 @dataclass(frozen=True, eq=False)
+class MicroKernel:
+    """A register-tile outer product on packed panels (the tensorized inner loops):
+
+        c[c_off + i*ldc + j] (+)= sum_{k < kc} a[a_off + k*rows + i] * b[b_off + k*cols + j]
+
+    for i < rows, j < cols = vecs * lanes, with c addressed as flat C-contiguous data. The
+    tile lives in `rows * vecs` vector registers of `lanes` floats for the whole k loop.
+    `accumulate` is an Expr (a runtime condition) or a bool: when false the call overwrites
+    the tile instead of adding to it.
+    """
+    a: Buffer
+    a_off: Expr
+    b: Buffer
+    b_off: Expr
+    c: Buffer
+    c_off: Expr
+    ldc: Expr
+    kc: Expr
+    rows: int
+    vecs: int
+    lanes: int
+    accumulate: object
+    total_flops: int = 0  # of all executions together (exact, for features); 0 for edge tiles
+
+    @property
+    def cols(self) -> int:
+        return self.vecs * self.lanes
+
+
+@dataclass(frozen=True, eq=False)
 class LoopNest:
     op_name: str
     inputs: tuple      # Buffers, in the operator's input order
@@ -213,6 +243,10 @@ def _dump(stmts, depth, lines):
             lines.append(f"{pad}{s.buffer.name}[{', '.join(fmt(i) for i in s.indices)}] = {fmt(s.value)}")
         elif isinstance(s, Fill):
             lines.append(f"{pad}{s.buffer.name}[...] = {fmt(s.value)}")
+        elif isinstance(s, MicroKernel):
+            op = "+=" if s.accumulate is True else "=" if s.accumulate is False else f"(+ if {fmt(s.accumulate)})="
+            lines.append(f"{pad}microkernel {s.rows}x{s.cols} {s.c.name}@{fmt(s.c_off)} ldc={fmt(s.ldc)} {op} "
+                         f"{s.a.name}@{fmt(s.a_off)} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}")
         elif isinstance(s, Allocate):
             lines.append(f"{pad}allocate {s.buffer.name}{tuple(fmt(c(d)) for d in s.buffer.shape)} "
                          f"{s.buffer.dtype} {s.buffer.scope}")

@@ -9,6 +9,7 @@ from .loopnest import (Allocate, Assign, Buffer, Fill, For, If, LoopNest, Scalar
                        ceildiv, floordiv, is_const, minimum, mod, mul, sub)
 from .passes import hoist_invariant_loads
 from .schedule import Schedule, Split
+from .tensorize import emit_microkernel
 
 # Above this many copies of a loop body, an unroll hint is ignored (and noted).
 MAX_UNROLLED_BODIES = 512
@@ -380,8 +381,20 @@ class _Lowering:
             return [Assign(leaf, Const(0, "int64"))] + body
         return [For(leaf, extent, kind, tuple(body))]
 
+    def epilogues_of(self, st) -> list:
+        return [s for s in self.sch.stage_list
+                if self.role.get(id(s)) == "epilogue" and self.group.get(id(s)) is st]
+
+    def has_epilogues(self, st) -> bool:
+        return bool(self.epilogues_of(st))
+
     def _emit_anchor(self, st):
         self._inside_nest = False
+        if st.microkernel is not None:
+            if any(self.attached_at.get(id(leaf)) for leaf in st.leaves):
+                raise ScheduleError(f"tensorize on stage {st.name}: stages computed inside its loops "
+                                    f"(compute_at) are not supported; compute them separately")
+            return emit_microkernel(self, st, self._tail(st, {}))
         plan = _LoopPlan(st)
         leaves = st.leaves
         n = len(leaves)
@@ -462,8 +475,7 @@ class _Lowering:
 
     def _tail(self, st, env):
         """Statements once a point of anchor `st` is final: store it and run its epilogues."""
-        epilogues = [s for s in self.sch.stage_list
-                     if self.role.get(id(s)) == "epilogue" and self.group.get(id(s)) is st]
+        epilogues = self.epilogues_of(st)
 
         def emit(value):
             out = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .expr import Load, Select, Var, children, rebuild, walk
-from .loopnest import Assign, Fill, For, If, Scalar, Store, fmt
+from .loopnest import Assign, Fill, For, If, MicroKernel, Scalar, Store, fmt
 
 
 def hoist_invariant_loads(body: tuple) -> tuple:
@@ -49,6 +49,8 @@ def _hoist(loop: For, body: list, counter):
             variant.add(id(s.var))
         elif isinstance(s, (Store, Fill)):
             written.add(id(s.buffer))
+        elif isinstance(s, MicroKernel):
+            written.add(id(s.c))
     candidates = {}
 
     def collect(e, guarded=False):

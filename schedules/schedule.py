@@ -42,6 +42,7 @@ class StageSchedule:
         self.attach = None        # (consumer StageSchedule, leaf Var) for compute_at
         self.epilogue_of = None   # anchor StageSchedule when fused as an epilogue
         self.cache_local = False  # accumulate in a local tile (cache_write)
+        self.microkernel = None   # a MicroKernelPlan once tensorized
 
     def _root(self, axis: Var, fresh: dict) -> Var:
         v = Var(f"{self.tensor.name}_{axis.name}", axis.extent, axis.kind)
@@ -172,6 +173,35 @@ class StageSchedule:
         if not self.is_reduction:
             raise ScheduleError(f"cache_write on stage {self.name}: only reductions accumulate")
         self.cache_local = True
+
+
+    def tensorize(self, rows: int, vecs: int, lanes: int, mc=96, kc=256, nc=2048,
+                  parts_m=1, parts_n=1) -> None:
+        """Compute this contraction with a rows x (vecs*lanes) SIMD outer-product micro-kernel.
+
+        Blocks of mc rows and nc columns, kc deep, are packed into panels (the `pack`
+        decision of a matmul) and the tile stays in vector registers for the whole kc loop;
+        epilogues run on each finished tile while it is in L1. The work is split into
+        parts_m x parts_n parallel parts. Blocks and parts may be runtime knobs.
+        """
+        from .tensorize import MicroKernelPlan
+        if not self.is_reduction:
+            raise ScheduleError(f"tensorize on stage {self.name}: only a reduction (a contraction) "
+                                f"can run on the micro-kernel")
+        for label, v in (("rows", rows), ("vecs", vecs)):
+            if not isinstance(v, int) or not 1 <= v <= 16:
+                raise ScheduleError(f"tensorize on stage {self.name}: {label} must be an int in 1..16, got {v!r}")
+        if lanes not in (4, 8, 16):
+            raise ScheduleError(f"tensorize on stage {self.name}: lanes must be 4, 8 or 16, got {lanes!r}")
+        blocks = []
+        for label, v in (("mc", mc), ("kc", kc), ("nc", nc), ("parts_m", parts_m), ("parts_n", parts_n)):
+            if isinstance(v, int) and v >= 1:
+                v = Const(v, "int64")
+            elif not isinstance(v, Param):
+                raise ScheduleError(f"tensorize on stage {self.name}: {label} must be a positive int "
+                                    f"or a runtime knob, got {v!r}")
+            blocks.append(v)
+        self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks)
 
 
 class Schedule:

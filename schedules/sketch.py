@@ -1,6 +1,7 @@
 """CPU sketch rules: derive a schedule space for any te operator (inline, fuse, tile, parallel)."""
 from __future__ import annotations
 
+from .contraction import expand_inlined, find_contraction
 from .expr import Load, substitute, walk
 from .schedule import Schedule
 from .space import Space
@@ -235,6 +236,49 @@ def _tile_reduction(sch: Schedule, st, epilogues) -> None:
     _unroll_constant_tail(st, s3, unroll, vector_last=order == "SSRSRS")
     for e in epilogues:
         e.compute_at(st, s1[-1])
+    _micro_kernel_rule(sch, st)
+
+
+# Micro-kernel knob choices. Register tiles: rows x vecs vectors of accumulators, plus vecs
+# B vectors and one broadcast, must fit the 16 vector registers of AVX2 to avoid spills.
+MICRO_ROWS = (4, 6, 8)
+MICRO_VECS = (1, 2, 3)
+MICRO_MC = (24, 48, 96, 144, 192, 288)
+MICRO_KC = (64, 128, 192, 256, 384, 512)
+MICRO_NC = (256, 512, 1024, 2048, 4096)
+MICRO_PARTS = (1, 2, 4, 8, 16)
+
+
+def _micro_kernel_rule(sch: Schedule, st) -> None:
+    """A contraction may run on the SIMD outer-product micro-kernel over packed panels
+    (the tiled loops above stay as the alternative). Only the tile shape and vector width
+    change the code; block sizes and the parallel split are runtime knobs."""
+    con = find_contraction(st.axis, st.reduce_axis, expand_inlined(sch, st), st.tensor.dtype)
+    if con is None:
+        return
+    name = st.name
+    lanes = sch.target.vector_lanes(st.tensor.dtype)
+    batch, m, n = con.extents(st.axis)
+    kernel = sch.knob(f"{name}.kernel", ("micro", "tiled"),
+                      default="micro" if m >= 4 and n >= lanes else "tiled")
+    rows = sch.knob(f"{name}.mk_rows", MICRO_ROWS, default=6 if m >= 6 else 4)
+    vecs = sch.knob(f"{name}.mk_vecs", MICRO_VECS, default=2 if n >= 2 * lanes else 1)
+    width = sch.knob(f"{name}.mk_lanes", (lanes, lanes // 2) if lanes >= 8 else (lanes,), default=lanes)
+    cores = max(1, sch.target.cores)
+    split_m = batch < cores and m >= n
+    mc = sch.knob(f"{name}.mc", MICRO_MC, default=96, runtime=True)
+    kc = sch.knob(f"{name}.kc", MICRO_KC, default=256, runtime=True)
+    nc = sch.knob(f"{name}.nc", MICRO_NC, default=2048, runtime=True)
+    parts_m = sch.knob(f"{name}.parts_m", MICRO_PARTS, runtime=True,
+                       default=_nearest(MICRO_PARTS, cores) if split_m else 1)
+    parts_n = sch.knob(f"{name}.parts_n", MICRO_PARTS, runtime=True,
+                       default=_nearest(MICRO_PARTS, cores) if batch < cores and not split_m else 1)
+    if kernel == "micro":
+        st.tensorize(rows, vecs, width, mc, kc, nc, parts_m, parts_n)
+
+
+def _nearest(choices, value):
+    return min(choices, key=lambda c: (abs(c - value), c))
 
 
 def _unroll_constant_tail(st, loops, budget: int, vector_last: bool) -> None:

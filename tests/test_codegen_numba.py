@@ -99,7 +99,7 @@ def test_config_from_another_operator_is_rejected():
 def test_configs_differing_in_runtime_knobs_share_one_compiled_kernel():
     op = ops.matmul(32, 48, 16)
     space = op.space("cpu")
-    base = space.default()
+    base = space.default().replace(**{"matmul.kernel": "tiled"})
     other = base.replace(**{"matmul.i": (2, 2, base["matmul.i"][2]), "matmul.k": (4,)})
     assert other != base
     first = build(op, "cpu", base)
@@ -111,6 +111,13 @@ def test_configs_differing_in_runtime_knobs_share_one_compiled_kernel():
     assert_matches(op, second(a, b), op.reference(a, b))
     structural = base.replace(**{"matmul.order": "SSRSSR" if base["matmul.order"] == "SSRSRS" else "SSRSRS"})
     assert build(op, "cpu", structural, jit=False).source != first.source
+    # On the micro-kernel, cache blocks and parallel parts are runtime knobs; the tile is not.
+    micro = space.default().replace(**{"matmul.kernel": "micro"})
+    blocks = micro.replace(**{"matmul.mc": 24, "matmul.kc": 64, "matmul.nc": 512, "matmul.parts_m": 4})
+    assert build(op, "cpu", micro, jit=False).source == build(op, "cpu", blocks, jit=False).source
+    assert space.structure_key(micro) == space.structure_key(blocks)
+    tile = micro.replace(**{"matmul.mk_rows": 4 if micro["matmul.mk_rows"] != 4 else 8})
+    assert build(op, "cpu", tile, jit=False).source != build(op, "cpu", micro, jit=False).source
 
 
 def test_disk_cache_avoids_compiling_again_in_a_new_process(tmp_path):
@@ -145,8 +152,11 @@ def test_default_schedule_is_parallel_and_vectorized():
     dump = kernel.loopnest.dump()
     assert "parallel(" in dump
     assert "STEPS = [(step_0, extent_0)]" in kernel.source
-    k2 = build(ops.matmul(64, 64, 64), "cpu")
-    assert "vectorized(" in k2.loopnest.dump()
+    mm = ops.matmul(64, 64, 64)
+    k2 = build(mm, "cpu")
+    assert "microkernel 6x16" in k2.loopnest.dump() and "outer_product_kernel(6, 2, 8" in k2.source
+    tiled = mm.space("cpu").default().replace(**{"matmul.kernel": "tiled"})
+    assert "vectorized(" in build(mm, "cpu", tiled, jit=False).loopnest.dump()
 
 
 ONE_SHAPE_PER_KIND = [c for c in CASES if c[0].endswith("odd") or c[0] in

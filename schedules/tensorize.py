@@ -1,0 +1,247 @@
+"""Lowering of a tensorized contraction: parallel parts, cache blocks, packed panels, micro-kernel
+calls, remainder tiles and fused epilogues on each finished tile."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .contraction import find_contraction
+from .errors import ScheduleError
+from .expr import Binary, Const, Load, Select, Var, walk
+from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, add, ceildiv,
+                       floordiv, is_const, minimum, mod, mul, sub)
+
+
+@dataclass(frozen=True, eq=False)
+class MicroKernelPlan:
+    rows: int
+    vecs: int
+    lanes: int
+    mc: object        # Exprs: constants or runtime Params
+    kc: object
+    nc: object
+    parts_m: object
+    parts_n: object
+
+    @property
+    def cols(self) -> int:
+        return self.vecs * self.lanes
+
+
+def _maximum(a, b):
+    if is_const(a) and is_const(b):
+        return Const(max(a.value, b.value), "int64")
+    return Binary("maximum", a, b)
+
+
+def _and(*conds):
+    out = conds[0]
+    for c in conds[1:]:
+        out = Binary("and", out, c)
+    return out
+
+
+class _Names:
+    def __init__(self, lowering, stage: str):
+        self.lowering, self.stage = lowering, stage
+
+    def var(self, base: str, kind: str = "loop") -> Var:
+        return Var(self.lowering.unique(f"{self.stage}_{base}"), None, kind)
+
+
+def _decode(flat, axes, positions) -> list:
+    """Assignments giving each axis (at `positions`, row-major) its value from a flat index."""
+    out = []
+    rest = flat
+    for k, d in enumerate(reversed(positions)):
+        ext = axes[d].extent
+        if k == len(positions) - 1:
+            out.append(Assign(axes[d], rest))
+        else:
+            out.append(Assign(axes[d], mod(rest, ext)))
+            rest = floordiv(rest, ext)
+    return out
+
+
+def _k_inner(expr, reduce_axes) -> bool:
+    """Whether the operand's innermost index moves with the innermost reduce axis, so its
+    packing loop should walk k innermost (contiguous reads)."""
+    loads = [n for n in walk(expr) if isinstance(n, Load) and n.indices]
+    if not loads:
+        return True
+    last = {id(v) for v in walk(loads[0].indices[-1]) if isinstance(v, Var)}
+    return any(id(r) in last for r in reduce_axes[-1:])
+
+
+def emit_microkernel(low, st, tail) -> list:
+    """Statements computing anchor stage `st` on its micro-kernel; `tail(value)` stores a
+    final point and runs the stage's epilogues (the stage axes must be assigned)."""
+    plan: MicroKernelPlan = st.microkernel
+    body = low.body[id(st)]
+    con = find_contraction(st.axis, st.reduce_axis, body, st.tensor.dtype)
+    if con is None:
+        raise ScheduleError(
+            f"tensorize on stage {st.name} of {low.op.name}: the stage is not a float32 sum of a "
+            f"product whose factors split the output axes into rows and columns, laid out "
+            f"batch, rows, columns; keep it on the tiled schedule")
+    R, C, lanes = plan.rows, plan.cols, plan.lanes
+    axes, raxes = st.axis, st.reduce_axis
+    Bt, Mt, Nt = con.extents(axes)
+    Kt = 1
+    for r in raxes:
+        Kt *= r.extent
+    nm = _Names(low, st.name)
+    cbuf = _accumulator(low, st)
+    fdt = st.tensor.dtype
+    zero = Const(0.0, fdt)
+
+    # Block sizes: rows of A blocks are whole panels, columns of B blocks whole panels.
+    pro = []
+
+    def hoist(base, value):
+        if is_const(value):
+            return value
+        v = nm.var(base, "extent")
+        pro.append(Assign(v, value))
+        return v
+    mpan, npan = ceildiv(Mt, R), ceildiv(Nt, C)
+    mc = hoist("mc", mul(_maximum(floordiv(plan.mc, R), Const(1, "int64")), R))
+    nc = hoist("nc", mul(_maximum(floordiv(plan.nc, C), Const(1, "int64")), C))
+    kc = hoist("kc", minimum(plan.kc, Kt))
+    pm = hoist("pm", minimum(plan.parts_m, mpan))
+    pn = hoist("pn", minimum(plan.parts_n, npan))
+    mstep = hoist("mstep", mul(ceildiv(mpan, pm), R))
+    nstep = hoist("nstep", mul(ceildiv(npan, pn), C))
+    parts = hoist("parts", mul(mul(Bt, pm), pn))
+
+    t = nm.var("part")
+    bidx, pmi, pni = nm.var("b", "index"), nm.var("pm_i", "index"), nm.var("pn_i", "index")
+    m_lo, m_hi, n_lo, n_hi = (nm.var(x, "index") for x in ("m_lo", "m_hi", "n_lo", "n_hi"))
+    part_head = [
+        Assign(bidx, floordiv(t, mul(pm, pn))),
+        Assign(pmi, mod(floordiv(t, pn), pm)),
+        Assign(pni, mod(t, pn)),
+        Assign(m_lo, mul(pmi, mstep)), Assign(m_hi, minimum(add(m_lo, mstep), Mt)),
+        Assign(n_lo, mul(pni, nstep)), Assign(n_hi, minimum(add(n_lo, nstep), Nt)),
+    ]
+    batch_assign = _decode(bidx, axes, list(con.batch)) if con.batch else []
+    unit_assign = [Assign(axes[d], Const(0, "int64")) for d in con.unit]
+    apack = Buffer(low.unique(f"{st.name}_apack"), (mul(mc, kc),), fdt, "local", "local")
+    bpack = Buffer(low.unique(f"{st.name}_bpack"), (mul(nc, kc),), fdt, "local", "local")
+    ctile = Buffer(low.unique(f"{st.name}_ctile"), (R * C,), fdt, "local", "local")
+
+    j0, ncur, jpan = nm.var("j0", "index"), nm.var("ncur", "index"), nm.var("jpan", "index")
+    p0, kcur, i0 = nm.var("p0", "index"), nm.var("kcur", "index"), nm.var("i0", "index")
+    mcur, ipan = nm.var("mcur", "index"), nm.var("ipan", "index")
+    jb, pb, ib = nm.var("jb"), nm.var("pb"), nm.var("ib")
+    kk, jp, jj, ip, ii = nm.var("kk"), nm.var("jp"), nm.var("jj"), nm.var("ip"), nm.var("ii")
+    kflat, mflat, nflat = nm.var("k", "index"), nm.var("m", "index"), nm.var("n", "index")
+
+    k_assign = [Assign(kflat, add(p0, kk))] + _decode(kflat, raxes, list(range(len(raxes))))
+
+    def pack(buf, expr, width, panels, cur, lo, flat, group, panel, lane):
+        """buf[panel][kk][lane] = operand at (lo + panel*width + lane, p0 + kk); zero past cur.
+        Whole panels skip the bounds select so their copy loop stays branch-free."""
+        k_inner = _k_inner(expr, raxes)
+        value = low._resolve(expr, {})
+        idx = add(add(mul(mul(panel, kcur), width), mul(kk, width)), lane)
+        at = [Assign(flat, add(add(lo, mul(panel, width)), lane))] + _decode(flat, axes, list(group))
+
+        def loops(v):
+            if k_inner:   # the operand is contiguous along k: walk k innermost
+                inner = For(kk, kcur, "serial", tuple(k_assign) + (Store(buf, (idx,), v),))
+                return For(lane, Const(width, "int64"), "serial", tuple(at) + (inner,))
+            inner = For(lane, Const(width, "int64"), "serial", tuple(at) + (Store(buf, (idx,), v),))
+            return For(kk, kcur, "serial", tuple(k_assign) + (inner,))
+        whole = Binary("le", mul(add(panel, 1), width), cur)
+        ragged = Binary("gt", mul(add(panel, 1), width), cur)
+        guarded = Select(Binary("lt", flat, add(lo, cur)), value, zero)
+        return For(panel, panels, "serial", (If(whole, (loops(value),)), If(ragged, (loops(guarded),))))
+
+    pack_b = pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj)
+    pack_a = pack(apack, con.a, R, ipan, mcur, i0, mflat, con.m, ip, ii)
+
+    # One tile: rows i.., columns j.. of this batch's (Mt, Nt) slab.
+    i, j = nm.var("i", "index"), nm.var("j", "index")
+    slab = mul(bidx, Mt * Nt)
+    a_off, b_off = mul(mul(ip, kcur), R), mul(mul(jp, kcur), C)
+    later = Binary("gt", pb, Const(0, "int64"))
+    last = Binary("ge", add(p0, kcur), Const(Kt, "int64"))
+    full = _and(Binary("le", add(i, R), add(i0, mcur)), Binary("le", add(j, C), add(j0, ncur)))
+    partial = _and(Binary("or", Binary("gt", add(i, R), add(i0, mcur)),
+                          Binary("gt", add(j, C), add(j0, ncur))))
+    c_off = add(slab, add(mul(i, Nt), j))
+
+    def mk(acc, into_tile):
+        if into_tile:
+            return MicroKernel(apack, a_off, bpack, b_off, ctile, Const(0, "int64"), Const(C, "int64"),
+                               kcur, R, plan.vecs, lanes, False)
+        return MicroKernel(apack, a_off, bpack, b_off, cbuf, c_off, Const(Nt, "int64"), kcur, R,
+                           plan.vecs, lanes, acc, 2 * Bt * Mt * Nt * Kt)
+
+    ti, tj = nm.var("ti"), nm.var("tj")
+
+    def point(inner_fn, rows, cols):
+        """Loops over the valid part of the tile, with every stage axis assigned."""
+        stmts = [Assign(mflat, add(i, ti)), Assign(nflat, add(j, tj))] + \
+            _decode(mflat, axes, list(con.m)) + _decode(nflat, axes, list(con.n)) + inner_fn()
+        return For(ti, rows, "serial", (For(tj, cols, "serial", tuple(stmts)),))
+
+    rows_left = minimum(Const(R, "int64"), sub(add(i0, mcur), i))
+    cols_left = minimum(Const(C, "int64"), sub(add(j0, ncur), j))
+    here = tuple(axes)
+
+    def add_tile():
+        prev = Load(cbuf, here)
+        tile_v = Load(ctile, (add(mul(ti, C), tj),))
+        return [Store(cbuf, here, Select(later, Binary("add", prev, tile_v), tile_v))]
+
+    tile_stmts = [
+        If(full, (mk(later, False),)),
+        If(partial, (mk(False, True), point(add_tile, rows_left, cols_left))),
+    ]
+    epilogues = low.has_epilogues(st) or cbuf is not low.buffers.get(id(st.tensor))
+    if epilogues:
+        tile_stmts.append(If(last, (point(lambda: tail(Load(cbuf, here)), rows_left, cols_left),)))
+    compute = For(jp, jpan, "serial", (
+        Assign(j, add(j0, mul(jp, C))),
+        For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + tuple(tile_stmts)),
+    ))
+    m_blocks = For(ib, ceildiv(sub(m_hi, m_lo), mc), "serial", (
+        Assign(i0, add(m_lo, mul(ib, mc))),
+        Assign(mcur, minimum(mc, sub(m_hi, i0))),
+        Assign(ipan, ceildiv(mcur, R)),
+        pack_a,
+        compute,
+    ))
+    k_blocks = For(pb, ceildiv(Const(Kt, "int64"), kc), "serial", (
+        Assign(p0, mul(pb, kc)),
+        Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))),
+        pack_b,
+        m_blocks,
+    ))
+    n_blocks = For(jb, ceildiv(sub(n_hi, n_lo), nc), "serial", (
+        Assign(j0, add(n_lo, mul(jb, nc))),
+        Assign(ncur, minimum(nc, sub(n_hi, j0))),
+        Assign(jpan, ceildiv(ncur, C)),
+        k_blocks,
+    ))
+    part_body = part_head + batch_assign + unit_assign + [
+        If(_and(Binary("lt", m_lo, m_hi), Binary("lt", n_lo, n_hi)),
+           (Allocate(apack), Allocate(bpack), Allocate(ctile), n_blocks)),
+    ]
+    return pro + [For(t, parts, "parallel", tuple(part_body))]
+
+
+def _accumulator(low, st) -> Buffer:
+    """The global buffer the tile accumulates in: the stage's own, else a stored epilogue
+    output of the same shape (overwritten in place by the epilogue), else a new temp."""
+    own = low.buffers.get(id(st.tensor))
+    if low.stored[id(st)] and own is not None:
+        return own
+    for ep in low.epilogues_of(st):
+        buf = low.buffers.get(id(ep.tensor))
+        if low.stored[id(ep)] and buf is not None and ep.tensor.dtype == st.tensor.dtype:
+            return buf
+    buf = Buffer(low.unique(f"{st.name}_acc"), st.tensor.shape, st.tensor.dtype, "global", "temp")
+    low.temps.append(buf)
+    return buf

@@ -1,0 +1,160 @@
+"""Tensorized contractions: detection, and the micro-kernel schedule against the reference for
+every knob value (tile shapes, vector widths, cache blocks, parallel parts), remainders included."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from codegen import build
+from helpers import assert_matches
+from schedules import lower, ops, te
+from schedules.contraction import expand_inlined, find_contraction
+from schedules.errors import ScheduleError
+from schedules.loopnest import For, If, MicroKernel
+from schedules.schedule import Schedule
+from schedules.sketch import (MICRO_KC, MICRO_MC, MICRO_NC, MICRO_PARTS, MICRO_ROWS,
+                              MICRO_VECS)
+from schedules.target import as_target
+
+RELAXED = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _contraction(op, stage):
+    sch = Schedule(op, as_target("cpu"))
+    for s in sch.stage_list:
+        if not s.is_reduction and not op.is_output(s.tensor):
+            s.compute_inline()
+    st_ = sch[stage]
+    return st_, find_contraction(st_.axis, st_.reduce_axis, expand_inlined(sch, st_), st_.tensor.dtype)
+
+
+def test_contractions_are_found_with_their_row_and_column_axes():
+    _, con = _contraction(ops.matmul(8, 16, 4), "matmul")
+    assert (con.batch, con.m, con.n) == ((), (0,), (1,))
+    _, con = _contraction(ops.dense(8, 16, 4, activation="gelu"), "matmul")
+    assert (con.batch, con.m, con.n) == ((), (0,), (1,))
+    _, con = _contraction(ops.batch_matmul(3, 8, 16, 4), "batch_matmul")
+    assert (con.batch, con.m, con.n) == ((0,), (1,), (2,))
+    # NCHW at batch 1: filters are rows, output pixels columns.
+    _, con = _contraction(ops.conv2d(1, 4, 6, 6, 8, 3, 3, padding=1), "conv2d")
+    assert (con.unit, con.m, con.n) == ((0,), (1,), (2, 3))
+    # NHWC: pixels (of every image) are rows, filters columns.
+    _, con = _contraction(ops.conv2d(2, 4, 6, 6, 8, 3, 3, layout="NHWC"), "conv2d")
+    assert (con.m, con.n) == ((0, 1, 2), (3,))
+
+
+def test_non_contractions_are_not_tensorized():
+    # Batch > 1 in NCHW puts a column axis (n) before the rows: not a (rows, columns) layout.
+    assert _contraction(ops.conv2d(2, 4, 6, 6, 8, 3, 3), "conv2d")[1] is None
+    assert _contraction(ops.depthwise_conv2d(1, 4, 6, 6, 3, 3), "depthwise_conv2d")[1] is None
+    sm = ops.softmax(4, 16)
+    for s in sm.stages:
+        if s.reduce_axes:
+            assert _contraction(sm, s.name)[1] is None
+    A = te.placeholder((8, 8), "float32", name="A")
+    k = te.reduce_axis(8, "k")
+    rowmax = te.compute((8, 8), lambda i, j: te.max(A[i, k] * A[k, j], axis=k), name="C")
+    assert _contraction(te.operator("maxplus", [A], [rowmax]), "C")[1] is None
+    assert "matmul.kernel" not in {k.name for k in ops.softmax(4, 16).space("cpu").knobs}
+
+
+def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn):
+    cfg = op.space("cpu").default()
+    return cfg.replace(**{f"{stage}.kernel": "micro", f"{stage}.mk_rows": rows, f"{stage}.mk_vecs": vecs,
+                          f"{stage}.mk_lanes": lanes, f"{stage}.mc": mc, f"{stage}.kc": kc,
+                          f"{stage}.nc": nc, f"{stage}.parts_m": pm, f"{stage}.parts_n": pn})
+
+
+knob_values = st.tuples(st.sampled_from(MICRO_ROWS), st.sampled_from(MICRO_VECS), st.sampled_from((8, 4)),
+                        st.sampled_from(MICRO_MC), st.sampled_from(MICRO_KC), st.sampled_from(MICRO_NC),
+                        st.sampled_from(MICRO_PARTS), st.sampled_from(MICRO_PARTS))
+
+
+def _ops(draw):
+    kind = draw(st.sampled_from(["matmul", "dense", "batch_matmul", "conv_nchw", "conv_nhwc", "user"]))
+    d = lambda lo, hi: draw(st.integers(lo, hi))  # noqa: E731
+    # Depths around the smallest kc (64) so several k blocks, and their last one, get checked.
+    depth = lambda: draw(st.sampled_from([1, 7, 64, 65, 129, 200]))  # noqa: E731
+    if kind == "matmul":
+        return ops.matmul(d(1, 30), d(1, 40), depth()), "matmul"
+    if kind == "dense":
+        act = draw(st.sampled_from([None, "relu", "gelu"]))
+        return ops.dense(d(1, 20), d(1, 40), depth(), bias=draw(st.booleans()), activation=act), "matmul"
+    if kind == "batch_matmul":
+        return ops.batch_matmul(d(1, 3), d(1, 14), d(1, 30), depth()), "batch_matmul"
+    if kind == "conv_nchw":
+        return ops.conv2d(1, d(1, 9), d(3, 8), d(3, 8), d(1, 9), 3, 3, stride=d(1, 2), padding=d(0, 1),
+                          bias=True, activation="relu"), "conv2d"
+    if kind == "conv_nhwc":
+        return ops.conv2d(d(1, 2), d(1, 5), d(3, 7), d(3, 7), d(1, 20), 2, 3, padding=1,
+                          layout="NHWC"), "conv2d"
+    # A user operator: both operands transposed, and two outputs (the sum and an epilogue).
+    M, N, K = d(1, 20), d(1, 30), depth()
+    A = te.placeholder((K, M), "float32", name="At")
+    B = te.placeholder((N, K), "float32", name="Bt")
+    k = te.reduce_axis(K, "k")
+    C = te.compute((M, N), lambda i, j: te.sum(A[k, i] * B[j, k], axis=k), name="C")
+    Y = te.compute((M, N), lambda i, j: te.tanh(C[i, j]) * 2.0, name="Y")
+    return te.operator("tt_matmul_tanh", inputs=[A, B], outputs=[C, Y]), "C"
+
+
+@settings(max_examples=100, **RELAXED)
+@given(data=st.data(), knobs=knob_values)
+def test_every_micro_kernel_knob_value_matches_the_reference(data, knobs):
+    """Interpreted: the exact generated source, run without a compile, so many configs fit."""
+    op, stage = _ops(data.draw)
+    assume(f"{stage}.kernel" in {k.name for k in op.space("cpu").knobs})  # M or N of 1: no tile
+    cfg = _micro(op, stage, *knobs)
+    inputs = op.random_inputs(3)
+    kernel = build(op, "cpu", cfg, jit=False)
+    assert any(isinstance(s, MicroKernel) for s in _walk(kernel.loopnest.body))
+    assert_matches(op, kernel(*inputs), op.reference(*inputs), f"with config {cfg.to_json()}")
+
+
+def _walk(stmts):
+    for s in stmts:
+        yield s
+        if isinstance(s, (For, If)):
+            yield from _walk(s.body)
+
+
+@pytest.mark.parametrize("rows,vecs,lanes", [(6, 2, 8), (4, 3, 4), (8, 1, 8)])
+def test_compiled_micro_kernels_match_the_reference(rows, vecs, lanes):
+    """Compiled with Numba; runtime knobs (blocks, parts) change without a recompile."""
+    op = ops.dense(37, 45, 70, bias=True, activation="gelu")
+    inputs = op.random_inputs(4)
+    ref = op.reference(*inputs)
+    sources = set()
+    for mc, kc, nc, pm, pn in [(24, 64, 256, 1, 1), (48, 64, 256, 2, 2), (96, 512, 4096, 16, 1),
+                               (24, 128, 512, 1, 16)]:
+        kernel = build(op, "cpu", _micro(op, "matmul", rows, vecs, lanes, mc, kc, nc, pm, pn))
+        sources.add(kernel.source)
+        assert_matches(op, kernel(*inputs), ref, f"tile {rows}x{vecs}x{lanes}, blocks {mc, kc, nc}, parts {pm, pn}")
+    assert len(sources) == 1
+
+
+def test_default_matmul_schedule_is_the_micro_kernel_and_the_tiled_one_remains():
+    op = ops.matmul(64, 64, 64)
+    cfg = op.space("cpu").default()
+    assert cfg["matmul.kernel"] == "micro"
+    assert "microkernel" in lower(op.space("cpu").apply(cfg)).dump()
+    tiled = lower(op.space("cpu").apply(cfg.replace(**{"matmul.kernel": "tiled"}))).dump()
+    assert "microkernel" not in tiled
+    # Too narrow for a vector tile: the default stays on the tiled loops.
+    assert ops.matmul(64, 3, 64).space("cpu").default()["matmul.kernel"] == "tiled"
+
+
+def test_tensorize_on_a_non_contraction_names_the_stage():
+    op = ops.softmax(4, 16)
+    red = next(s for s in op.stages if s.reduce_axes)
+    sch = Schedule(op, as_target("cpu"))
+    for s in sch.stage_list:
+        if not s.is_reduction and not op.is_output(s.tensor):
+            s.compute_inline()
+    sch[red].tensorize(6, 2, 8)
+    with pytest.raises(ScheduleError, match=f"tensorize on stage {red.name}"):
+        lower(sch)
+    with pytest.raises(ScheduleError, match="lanes must be 4, 8 or 16"):
+        sch[red].tensorize(6, 2, 5)
+    with pytest.raises(ScheduleError, match="mc must be a positive int"):
+        sch[red].tensorize(6, 2, 8, mc=0)
