@@ -176,13 +176,15 @@ class StageSchedule:
 
 
     def tensorize(self, rows: int, vecs: int, lanes: int, mc=96, kc=256, nc=2048,
-                  parts_m=1, parts_n=1) -> None:
+                  parts_m=1, parts_n=1, order: str = "nk") -> None:
         """Compute this contraction with a rows x (vecs*lanes) SIMD outer-product micro-kernel.
 
         Blocks of mc rows and nc columns, kc deep, are packed into panels (the `pack`
         decision of a matmul) and the tile stays in vector registers for the whole kc loop;
         epilogues run on each finished tile while it is in L1. The work is split into
-        parts_m x parts_n parallel parts. Blocks and parts may be runtime knobs.
+        parts_m x parts_n parallel parts. Blocks and parts may be runtime knobs. order "nk"
+        packs A per mc block inside each k block (GotoBLAS); "kn" runs k blocks outermost and
+        packs all rows of a part once per k block, for short, wide problems.
         """
         from .tensorize import MicroKernelPlan
         if not self.is_reduction:
@@ -191,6 +193,8 @@ class StageSchedule:
         for label, v in (("rows", rows), ("vecs", vecs)):
             if not isinstance(v, int) or not 1 <= v <= 16:
                 raise ScheduleError(f"tensorize on stage {self.name}: {label} must be an int in 1..16, got {v!r}")
+        if order not in ("nk", "kn"):
+            raise ScheduleError(f"tensorize on stage {self.name}: order must be 'nk' or 'kn', got {order!r}")
         if lanes not in (4, 8, 16):
             raise ScheduleError(f"tensorize on stage {self.name}: lanes must be 4, 8 or 16, got {lanes!r}")
         blocks = []
@@ -201,7 +205,7 @@ class StageSchedule:
                 raise ScheduleError(f"tensorize on stage {self.name}: {label} must be a positive int "
                                     f"or a runtime knob, got {v!r}")
             blocks.append(v)
-        self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks)
+        self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks, order=order)
 
 
 class Schedule:

@@ -264,6 +264,7 @@ def _micro_kernel_rule(sch: Schedule, st) -> None:
     rows = sch.knob(f"{name}.mk_rows", MICRO_ROWS, default=6 if m >= 6 else 4)
     vecs = sch.knob(f"{name}.mk_vecs", MICRO_VECS, default=2 if n >= 2 * lanes else 1)
     width = sch.knob(f"{name}.mk_lanes", (lanes, lanes // 2) if lanes >= 8 else (lanes,), default=lanes)
+    order = sch.knob(f"{name}.mk_order", ("nk", "kn"), default="kn" if m <= 256 else "nk")
     cores = max(1, sch.target.cores)
     split_m = batch < cores and m >= n
     mc = sch.knob(f"{name}.mc", MICRO_MC, default=96, runtime=True)
@@ -274,7 +275,7 @@ def _micro_kernel_rule(sch: Schedule, st) -> None:
     parts_n = sch.knob(f"{name}.parts_n", MICRO_PARTS, runtime=True,
                        default=_nearest(MICRO_PARTS, cores) if batch < cores and not split_m else 1)
     if kernel == "micro":
-        st.tensorize(rows, vecs, width, mc, kc, nc, parts_m, parts_n)
+        st.tensorize(rows, vecs, width, mc, kc, nc, parts_m, parts_n, order)
 
 
 def _nearest(choices, value):

@@ -21,6 +21,7 @@ class MicroKernelPlan:
     nc: object
     parts_m: object
     parts_n: object
+    order: str = "nk"   # "nk": column blocks outside k blocks; "kn": k blocks outermost
 
     @property
     def cols(self) -> int:
@@ -125,7 +126,10 @@ def emit_microkernel(low, st, tail) -> list:
     ]
     batch_assign = _decode(bidx, axes, list(con.batch)) if con.batch else []
     unit_assign = [Assign(axes[d], Const(0, "int64")) for d in con.unit]
-    apack = Buffer(low.unique(f"{st.name}_apack"), (mul(mc, kc),), fdt, "local", "local")
+    # "kn" packs the part's whole row range once per k block and reuses it for every column
+    # block (small M, as in transformer dense layers); "nk" packs one mc block at a time.
+    a_outer = plan.order == "kn"
+    apack = Buffer(low.unique(f"{st.name}_apack"), (mul(mstep if a_outer else mc, kc),), fdt, "local", "local")
     bpack = Buffer(low.unique(f"{st.name}_bpack"), (mul(nc, kc),), fdt, "local", "local")
     ctile = Buffer(low.unique(f"{st.name}_ctile"), (R * C,), fdt, "local", "local")
 
@@ -140,30 +144,38 @@ def emit_microkernel(low, st, tail) -> list:
 
     def pack(buf, expr, width, panels, cur, lo, flat, group, panel, lane):
         """buf[panel][kk][lane] = operand at (lo + panel*width + lane, p0 + kk); zero past cur.
-        Whole panels skip the bounds select so their copy loop stays branch-free."""
-        k_inner = _k_inner(expr, raxes)
+
+        The lane loop is innermost (contiguous stores). An operand contiguous along k is read
+        as `width` parallel row streams, one panel at a time; one contiguous along the lanes
+        is read row by row across all panels, since striding down a column defeats the
+        hardware prefetcher (measured 2.5x slower on a 768x3072 B). Whole panels skip the
+        bounds select so their copy loops stay branch-free."""
         value = low._resolve(expr, {})
         idx = add(add(mul(mul(panel, kcur), width), mul(kk, width)), lane)
         at = [Assign(flat, add(add(lo, mul(panel, width)), lane))] + _decode(flat, axes, list(group))
-
-        def loops(v):
-            if k_inner:   # the operand is contiguous along k: walk k innermost
-                inner = For(kk, kcur, "serial", tuple(k_assign) + (Store(buf, (idx,), v),))
-                return For(lane, Const(width, "int64"), "serial", tuple(at) + (inner,))
-            inner = For(lane, Const(width, "int64"), "serial", tuple(at) + (Store(buf, (idx,), v),))
-            return For(kk, kcur, "serial", tuple(k_assign) + (inner,))
         whole = Binary("le", mul(add(panel, 1), width), cur)
         ragged = Binary("gt", mul(add(panel, 1), width), cur)
         guarded = Select(Binary("lt", flat, add(lo, cur)), value, zero)
-        return For(panel, panels, "serial", (If(whole, (loops(value),)), If(ragged, (loops(guarded),))))
+
+        def lanes(v):
+            return For(lane, Const(width, "int64"), "serial", tuple(at) + (Store(buf, (idx,), v),))
+        if _k_inner(expr, raxes):
+            def rows(v):
+                return For(kk, kcur, "serial", tuple(k_assign) + (lanes(v),))
+            return For(panel, panels, "serial", (If(whole, (rows(value),)), If(ragged, (rows(guarded),))))
+        per_panel = For(panel, panels, "serial", (If(whole, (lanes(value),)), If(ragged, (lanes(guarded),))))
+        return For(kk, kcur, "serial", tuple(k_assign) + (per_panel,))
 
     pack_b = pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj)
-    pack_a = pack(apack, con.a, R, ipan, mcur, i0, mflat, con.m, ip, ii)
+    apan = nm.var("apan", "index")
+    pack_a = pack(apack, con.a, R, apan if a_outer else ipan, sub(m_hi, m_lo) if a_outer else mcur,
+                  m_lo if a_outer else i0, mflat, con.m, ip, ii)
 
     # One tile: rows i.., columns j.. of this batch's (Mt, Nt) slab.
     i, j = nm.var("i", "index"), nm.var("j", "index")
     slab = mul(bidx, Mt * Nt)
-    a_off, b_off = mul(mul(ip, kcur), R), mul(mul(jp, kcur), C)
+    a_panel = add(floordiv(sub(i0, m_lo), R), ip) if a_outer else ip
+    a_off, b_off = mul(mul(a_panel, kcur), R), mul(mul(jp, kcur), C)
     later = Binary("gt", pb, Const(0, "int64"))
     last = Binary("ge", add(p0, kcur), Const(Kt, "int64"))
     full = _and(Binary("le", add(i, R), add(i0, mcur)), Binary("le", add(j, C), add(j0, ncur)))
@@ -201,33 +213,33 @@ def emit_microkernel(low, st, tail) -> list:
     ]
     epilogues = low.has_epilogues(st) or cbuf is not low.buffers.get(id(st.tensor))
     if epilogues:
-        tile_stmts.append(If(last, (point(lambda: tail(Load(cbuf, here)), rows_left, cols_left),)))
+        # Whole tiles get constant trip counts, so LLVM unrolls and vectorizes the epilogue.
+        finish = lambda: tail(Load(cbuf, here))  # noqa: E731
+        tile_stmts.append(If(last, (If(full, (point(finish, Const(R, "int64"), Const(C, "int64")),)),
+                                    If(partial, (point(finish, rows_left, cols_left),)))))
     compute = For(jp, jpan, "serial", (
         Assign(j, add(j0, mul(jp, C))),
         For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + tuple(tile_stmts)),
     ))
-    m_blocks = For(ib, ceildiv(sub(m_hi, m_lo), mc), "serial", (
-        Assign(i0, add(m_lo, mul(ib, mc))),
-        Assign(mcur, minimum(mc, sub(m_hi, i0))),
-        Assign(ipan, ceildiv(mcur, R)),
-        pack_a,
-        compute,
-    ))
-    k_blocks = For(pb, ceildiv(Const(Kt, "int64"), kc), "serial", (
-        Assign(p0, mul(pb, kc)),
-        Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))),
-        pack_b,
-        m_blocks,
-    ))
-    n_blocks = For(jb, ceildiv(sub(n_hi, n_lo), nc), "serial", (
-        Assign(j0, add(n_lo, mul(jb, nc))),
-        Assign(ncur, minimum(nc, sub(n_hi, j0))),
-        Assign(jpan, ceildiv(ncur, C)),
-        k_blocks,
-    ))
+    k_block_head = (Assign(p0, mul(pb, kc)), Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))))
+    n_block_head = (Assign(j0, add(n_lo, mul(jb, nc))), Assign(ncur, minimum(nc, sub(n_hi, j0))),
+                    Assign(jpan, ceildiv(ncur, C)))
+    m_block_head = (Assign(i0, add(m_lo, mul(ib, mc))), Assign(mcur, minimum(mc, sub(m_hi, i0))),
+                    Assign(ipan, ceildiv(mcur, R)))
+    k_count, n_count = ceildiv(Const(Kt, "int64"), kc), ceildiv(sub(n_hi, n_lo), nc)
+    m_count = ceildiv(sub(m_hi, m_lo), mc)
+    if a_outer:
+        m_blocks = For(ib, m_count, "serial", m_block_head + (compute,))
+        n_blocks = For(jb, n_count, "serial", n_block_head + (pack_b, m_blocks))
+        nest = For(pb, k_count, "serial", k_block_head + (Assign(apan, ceildiv(sub(m_hi, m_lo), R)),
+                                                         pack_a, n_blocks))
+    else:
+        m_blocks = For(ib, m_count, "serial", m_block_head + (pack_a, compute))
+        k_blocks = For(pb, k_count, "serial", k_block_head + (pack_b, m_blocks))
+        nest = For(jb, n_count, "serial", n_block_head + (k_blocks,))
     part_body = part_head + batch_assign + unit_assign + [
         If(_and(Binary("lt", m_lo, m_hi), Binary("lt", n_lo, n_hi)),
-           (Allocate(apack), Allocate(bpack), Allocate(ctile), n_blocks)),
+           (Allocate(apack), Allocate(bpack), Allocate(ctile), nest)),
     ]
     return pro + [For(t, parts, "parallel", tuple(part_body))]
 

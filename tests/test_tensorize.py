@@ -58,16 +58,17 @@ def test_non_contractions_are_not_tensorized():
     assert "matmul.kernel" not in {k.name for k in ops.softmax(4, 16).space("cpu").knobs}
 
 
-def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn):
+def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn, order="nk"):
     cfg = op.space("cpu").default()
     return cfg.replace(**{f"{stage}.kernel": "micro", f"{stage}.mk_rows": rows, f"{stage}.mk_vecs": vecs,
+                          f"{stage}.mk_order": order,
                           f"{stage}.mk_lanes": lanes, f"{stage}.mc": mc, f"{stage}.kc": kc,
                           f"{stage}.nc": nc, f"{stage}.parts_m": pm, f"{stage}.parts_n": pn})
 
 
 knob_values = st.tuples(st.sampled_from(MICRO_ROWS), st.sampled_from(MICRO_VECS), st.sampled_from((8, 4)),
                         st.sampled_from(MICRO_MC), st.sampled_from(MICRO_KC), st.sampled_from(MICRO_NC),
-                        st.sampled_from(MICRO_PARTS), st.sampled_from(MICRO_PARTS))
+                        st.sampled_from(MICRO_PARTS), st.sampled_from(MICRO_PARTS), st.sampled_from(("nk", "kn")))
 
 
 def _ops(draw):
@@ -118,8 +119,8 @@ def _walk(stmts):
             yield from _walk(s.body)
 
 
-@pytest.mark.parametrize("rows,vecs,lanes", [(6, 2, 8), (4, 3, 4), (8, 1, 8)])
-def test_compiled_micro_kernels_match_the_reference(rows, vecs, lanes):
+@pytest.mark.parametrize("rows,vecs,lanes,order", [(6, 2, 8, "nk"), (4, 3, 4, "kn"), (8, 1, 8, "kn")])
+def test_compiled_micro_kernels_match_the_reference(rows, vecs, lanes, order):
     """Compiled with Numba; runtime knobs (blocks, parts) change without a recompile."""
     op = ops.dense(37, 45, 70, bias=True, activation="gelu")
     inputs = op.random_inputs(4)
@@ -127,7 +128,7 @@ def test_compiled_micro_kernels_match_the_reference(rows, vecs, lanes):
     sources = set()
     for mc, kc, nc, pm, pn in [(24, 64, 256, 1, 1), (48, 64, 256, 2, 2), (96, 512, 4096, 16, 1),
                                (24, 128, 512, 1, 16)]:
-        kernel = build(op, "cpu", _micro(op, "matmul", rows, vecs, lanes, mc, kc, nc, pm, pn))
+        kernel = build(op, "cpu", _micro(op, "matmul", rows, vecs, lanes, mc, kc, nc, pm, pn, order))
         sources.add(kernel.source)
         assert_matches(op, kernel(*inputs), ref, f"tile {rows}x{vecs}x{lanes}, blocks {mc, kc, nc}, parts {pm, pn}")
     assert len(sources) == 1

@@ -132,7 +132,7 @@ def test_schema_version_is_recorded_and_newer_schemas_are_refused(tmp_path):
     path = str(tmp_path / "v.db")
     d = Database(path)
     with d.engine.begin() as c:
-        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == "2"
+        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == "3"
         c.execute(text("update autosched_meta set value='99' where key='schema_version'"))
     with pytest.raises(DatabaseError, match="newer than this autosched"):
         Database(path)
@@ -187,11 +187,14 @@ def test_schema_v1_databases_are_migrated_in_place(tmp_path):
                                   space_version=op.space("cpu").version))
     with d.engine.begin() as c:  # turn it into what version 1 wrote
         c.execute(text("ALTER TABLE records DROP COLUMN features"))
+        c.execute(text("DROP TABLE bench_results"))
+        c.execute(text("DROP TABLE bench_runs"))
         c.execute(text("UPDATE autosched_meta SET value='1' WHERE key='schema_version'"))
     d.close()
     upgraded = Database(path)
     with upgraded.engine.begin() as c:
-        assert c.execute(text("SELECT value FROM autosched_meta")).scalar() == "2"
+        assert c.execute(text("SELECT value FROM autosched_meta")).scalar() == "3"
+        assert c.execute(text("SELECT count(*) FROM bench_runs")).scalar() == 0
     [record] = upgraded.records(op, "cpu")
     assert record.seconds == 1e-3 and record.features is None
 

@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
     add_commands(sub)
+    from .bench_cli import add_bench_command
+    add_bench_command(sub)
     return parser
 
 

@@ -70,10 +70,19 @@ def load_suite(path: str) -> tuple:
       - {op: dense, M: 128, N: 768, K: 768, activation: gelu, trials: 300}
       - {op: softmax, M: 128, N: 768}
     """
+    entries, budget = read_suite(path)
+    return [(make_operator(name, params), trials) for name, params, trials in entries], budget
+
+
+def read_suite(path: str, text: str | None = None) -> tuple:
+    """([(op name, constructor params, trials)], time budget or None), each entry validated
+    by building its operator. `text` gives the YAML directly (path then only names it)."""
     import yaml
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
+        if text is None:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        doc = yaml.safe_load(text)
     except OSError as exc:
         raise UsageError(f"cannot read suite {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -90,7 +99,8 @@ def load_suite(path: str) -> tuple:
         trials = w.get("trials", default_trials)
         if not isinstance(trials, int) or trials < 0:
             raise UsageError(f"suite {path}: workload {i} has trials={trials!r}; use a non-negative integer")
-        out.append((make_operator(str(w["op"]), params), trials))
+        make_operator(str(w["op"]), params)
+        out.append((str(w["op"]), params, trials))
     return out, budget
 
 

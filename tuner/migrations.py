@@ -10,8 +10,12 @@ def _v1_to_v2(conn) -> None:
     conn.execute(text("ALTER TABLE records ADD COLUMN features TEXT"))
 
 
+def _v2_to_v3(conn) -> None:
+    """Version 3 adds the bench_runs and bench_results tables; create_all has made them."""
+
+
 # version -> function(connection) that upgrades a schema of that version to version + 1.
-MIGRATIONS: dict = {1: _v1_to_v2}
+MIGRATIONS: dict = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def ensure_schema(engine, url: str) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import (DateTime, Float, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Bump with a migration in records.py whenever a table changes shape.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> dt.datetime:
@@ -83,3 +83,32 @@ class RecordRow(Base):
         Index("ix_records_best", "workload_id", "target_id", "space_version", "codegen_version",
               "error_kind", "seconds"),
     )
+
+
+class BenchRunRow(Base):
+    """One `autosched bench` invocation: where it ran, the machine's measured peak, versions."""
+    __tablename__ = "bench_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id"))
+    host: Mapped[str] = mapped_column(String(256))
+    machine: Mapped[str] = mapped_column(Text)          # JSON: cpu model, cores, threads
+    versions: Mapped[str] = mapped_column(Text)         # JSON: autosched, numpy, torch, ...
+    peak_gflops: Mapped[float] = mapped_column(Float)
+    suite: Mapped[str] = mapped_column(String(512))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BenchResultRow(Base):
+    """One implementation (autosched or a baseline) of one workload in one bench run."""
+    __tablename__ = "bench_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("bench_runs.id"))
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id"))
+    label: Mapped[str] = mapped_column(String(256))
+    implementation: Mapped[str] = mapped_column(String(64))   # "autosched", "numpy", "pytorch", ...
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)   # median; None: not run
+    costs: Mapped[str] = mapped_column(Text, default="[]")
+    gflops: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")     # config source, or why it did not run
+
+    __table_args__ = (Index("ix_bench_results_run", "run_id", "workload_id"),)

@@ -1,0 +1,131 @@
+"""`autosched bench`: baselines agree with the reference, timings are stored, losses are shown."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from schedules import ops
+from tuner import Database
+from tuner.baselines import BaselineUnavailable, NumpyBaseline, Workload, onnx_model
+from tuner.bench import DEFAULT_SUITE, BenchReport, BenchRow, Timing, format_table, run_bench, write_json
+from tuner.bench_records import bench_runs
+from tuner.commands import make_operator, read_suite
+
+CASES = [
+    Workload("matmul", {"M": 9, "N": 17, "K": 5}),
+    Workload("batch_matmul", {"B": 2, "M": 3, "N": 5, "K": 4}),
+    Workload("dense", {"M": 4, "N": 6, "K": 8, "bias": True, "activation": "gelu"}),
+    Workload("dense", {"M": 4, "N": 6, "K": 8, "bias": False, "activation": "relu"}),
+    Workload("conv2d", {"N": 1, "C": 3, "H": 9, "W": 8, "K": 4, "R": 3, "S": 3, "stride": 2, "padding": 1,
+                        "bias": True, "activation": "relu"}),
+    Workload("conv2d", {"N": 2, "C": 2, "H": 7, "W": 7, "K": 3, "R": 3, "S": 2, "dilation": 2}),
+    Workload("depthwise_conv2d", {"N": 1, "C": 4, "H": 8, "W": 8, "R": 3, "S": 3, "padding": 1, "bias": True}),
+    Workload("softmax", {"M": 5, "N": 11}),
+    Workload("layer_norm", {"M": 5, "N": 11}),
+]
+
+
+def _check(baseline, w):
+    op = make_operator(w.op_name, dict(w.params))
+    inputs = op.random_inputs(0)
+    fn = baseline.prepare(w, op, inputs, 1)
+    np.testing.assert_allclose(np.asarray(fn()), op.reference(*inputs), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("w", CASES, ids=lambda w: f"{w.op_name}-{len(w.params)}")
+def test_numpy_baseline_matches_the_reference(w):
+    _check(NumpyBaseline(), w)
+
+
+@pytest.mark.parametrize("w", CASES, ids=lambda w: f"{w.op_name}-{len(w.params)}")
+@pytest.mark.parametrize("name", ["onnxruntime", "pytorch", "openvino"])
+def test_framework_baselines_match_the_reference(w, name):
+    pytest.importorskip({"onnxruntime": "onnxruntime", "pytorch": "torch", "openvino": "openvino"}[name])
+    if name != "pytorch":
+        pytest.importorskip("onnx")
+    from tuner.baselines import make_baselines
+    _check(make_baselines([name])[0], w)
+
+
+def test_onnx_refuses_what_it_cannot_express():
+    pytest.importorskip("onnx")
+    w = Workload("conv2d", {"N": 1, "C": 2, "H": 5, "W": 5, "K": 3, "R": 3, "S": 3, "layout": "NHWC"})
+    op = make_operator(w.op_name, dict(w.params))
+    with pytest.raises(BaselineUnavailable, match="no model for conv2d"):
+        onnx_model(w, op, op.random_inputs(0))
+
+
+class _WrongBaseline:
+    name = "wrong"
+
+    def prepare(self, workload, op, inputs, threads):
+        return lambda: np.zeros(op.outputs[0].shape, np.float32) + 1
+
+
+class _MissingBaseline:
+    name = "missing"
+
+    def prepare(self, workload, op, inputs, threads):
+        raise BaselineUnavailable("missing: not installed here")
+
+
+def test_bench_times_checks_stores_and_reports(tmp_path):
+    db = Database(str(tmp_path / "b.db"))
+    jobs = [(Workload("matmul", {"M": 16, "N": 24, "K": 8}), 0), (Workload("softmax", {"M": 4, "N": 32}), 0)]
+    lines = []
+    report = run_bench(jobs, db, trials=0, seconds=0.01, pause=0.0, progress=False, log=lines.append,
+                       baselines=("numpy", _WrongBaseline(), _MissingBaseline()))
+    assert report.peak_gflops > 0 and report.baselines == ("numpy", "wrong", "missing")
+    for row in report.rows:
+        assert row.ours.seconds > 0 and "default schedule" in row.ours.detail
+        numpy_t, wrong, missing = row.baselines
+        assert numpy_t.seconds > 0 and row.ratio(numpy_t) == pytest.approx(numpy_t.seconds / row.ours.seconds)
+        assert wrong.seconds is None and "wrong result" in wrong.detail
+        assert missing.seconds is None and missing.detail == "missing: not installed here"
+    [run] = bench_runs(db)
+    assert run["peak_gflops"] == report.peak_gflops
+    assert {(r["label"], r["implementation"]) for r in run["results"]} == {
+        (row.label, impl) for row in report.rows for impl in ("autosched", "numpy", "wrong", "missing")}
+    doc = json.loads(open(write_json(report, tmp_path)).read())
+    assert doc["rows"][0]["baselines"]["numpy"]["speedup"] == report.rows[0].ratio(report.rows[0].baselines[0])
+    table = format_table(report)
+    assert table.count("\n") == 1 + len(report.rows) and "vs numpy" in table
+
+
+def test_bench_uses_the_tuned_record_when_there_is_one(tmp_path):
+    from tuner import tune
+    db = Database(str(tmp_path / "t.db"))
+    op = ops.softmax(4, 32)
+    tune(op, "cpu", database=db, trials=3, seed=0, strategy="random", progress=False)
+    report = run_bench([(Workload("softmax", {"M": 4, "N": 32}), 0)], db, trials=0, seconds=0.01,
+                       pause=0.0, progress=False, log=lambda *_: None, baselines=("numpy",))
+    assert report.rows[0].ours.detail == "tuned, best of 3 measured configs"
+
+
+def test_losses_are_marked_in_the_table():
+    t = Timing("numpy", 1.0)
+    row = BenchRow("x", Workload("softmax", {}), "k", 10, Timing("autosched", 2.0), (t,))
+    report = BenchReport((row,), 100.0, 2, {}, {}, "2026-01-01", ("numpy",))
+    assert "0.50x (lost)" in format_table(report)
+
+
+def test_default_suite_is_valid_and_covers_the_model_shapes():
+    entries, _ = read_suite("default", DEFAULT_SUITE)
+    names = [n for n, _, _ in entries]
+    assert {"matmul", "dense", "conv2d", "depthwise_conv2d", "softmax", "layer_norm"} <= set(names)
+    assert sorted(p["M"] for n, p, _ in entries if n == "matmul") == [256, 512, 1024, 2048]
+
+
+def test_bench_command_end_to_end(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("trials: 0\nworkloads:\n  - {op: matmul, M: 8, N: 16, K: 4}\n")
+    out = subprocess.run([sys.executable, "-m", "tuner.cli", "bench", "--suite", str(suite), "--database",
+                          str(tmp_path / "c.db"), "--baselines", "numpy", "--seconds", "0.01",
+                          "--out", str(tmp_path / "res"), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "| matmul(M=8,N=16,K=4) |" in out.stdout and list((tmp_path / "res").glob("bench-*.json"))
+    bad = subprocess.run([sys.executable, "-m", "tuner.cli", "bench", "--only", "nothing*", "--database", "none"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and "matches no workload" in bad.stderr

@@ -1,0 +1,253 @@
+"""`autosched bench`: tuned kernels against numpy, PyTorch, ONNX Runtime and OpenVINO, in one run.
+
+Each workload's kernel is the best record in the database, or is tuned now with the given
+budget, or falls back to the default schedule; the table says which. Every implementation is
+checked against the operator's reference before it is timed, and timings are medians of
+repeated calls, with a pause before each so BLAS threads spinning after a numpy call do not
+steal cores from the next measurement.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+
+from .baselines import BaselineUnavailable, Workload, make_baselines, versions
+
+# Square matmuls, BERT-base dense layers, ResNet-50 and MobileNet convolutions at batch 1,
+# and transformer-sized softmax and layer norm.
+DEFAULT_SUITE = """\
+# autosched bench suite: workloads as {op: NAME, ...constructor arguments of schedules.ops}
+trials: 64
+workloads:
+  - {op: matmul, M: 256, N: 256, K: 256}
+  - {op: matmul, M: 512, N: 512, K: 512}
+  - {op: matmul, M: 1024, N: 1024, K: 1024}
+  - {op: matmul, M: 2048, N: 2048, K: 2048}
+  - {op: dense, M: 128, N: 768, K: 768, bias: true}
+  - {op: dense, M: 128, N: 3072, K: 768, bias: true, activation: gelu}
+  - {op: dense, M: 128, N: 768, K: 3072, bias: true}
+  - {op: conv2d, N: 1, C: 3, H: 224, W: 224, K: 64, R: 7, S: 7, stride: 2, padding: 3, bias: true, activation: relu}
+  - {op: conv2d, N: 1, C: 64, H: 56, W: 56, K: 64, R: 3, S: 3, padding: 1, bias: true, activation: relu}
+  - {op: conv2d, N: 1, C: 64, H: 56, W: 56, K: 256, R: 1, S: 1, bias: true}
+  - {op: conv2d, N: 1, C: 128, H: 28, W: 28, K: 128, R: 3, S: 3, padding: 1, bias: true, activation: relu}
+  - {op: conv2d, N: 1, C: 256, H: 14, W: 14, K: 256, R: 3, S: 3, padding: 1, bias: true, activation: relu}
+  - {op: conv2d, N: 1, C: 512, H: 7, W: 7, K: 512, R: 3, S: 3, padding: 1, bias: true, activation: relu}
+  - {op: depthwise_conv2d, N: 1, C: 32, H: 112, W: 112, R: 3, S: 3, padding: 1, bias: true, activation: relu}
+  - {op: depthwise_conv2d, N: 1, C: 144, H: 56, W: 56, R: 3, S: 3, padding: 1, bias: true, activation: relu}
+  - {op: depthwise_conv2d, N: 1, C: 384, H: 14, W: 14, R: 3, S: 3, padding: 1, bias: true, activation: relu}
+  - {op: softmax, M: 1536, N: 128}
+  - {op: softmax, M: 4096, N: 1000}
+  - {op: layer_norm, M: 128, N: 768}
+  - {op: layer_norm, M: 8192, N: 768}
+"""
+
+
+@dataclass(frozen=True)
+class Timing:
+    implementation: str
+    seconds: float | None          # median; None when it did not run
+    costs: tuple = ()
+    detail: str = ""               # where the kernel came from, or why it did not run
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    label: str
+    workload: Workload
+    workload_key: str
+    flops: int
+    ours: Timing
+    baselines: tuple               # Timings, in the order asked for
+
+    def gflops(self, t: Timing):
+        return None if t.seconds is None else self.flops / t.seconds / 1e9
+
+    def ratio(self, baseline: Timing):
+        """How many times faster autosched is (baseline time / ours); >1 is a win."""
+        if baseline.seconds is None or self.ours.seconds is None:
+            return None
+        return baseline.seconds / self.ours.seconds
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    rows: tuple
+    peak_gflops: float
+    threads: int
+    machine: dict
+    versions: dict
+    started: str
+    baselines: tuple = field(default=())
+
+    def to_json(self) -> dict:
+        def timing(t):
+            return {"seconds": t.seconds, "costs": list(t.costs), "detail": t.detail}
+        return {
+            "started": self.started, "machine": self.machine, "versions": self.versions,
+            "peak_gflops": self.peak_gflops, "threads": self.threads, "baselines": list(self.baselines),
+            "rows": [{"label": r.label, "op": r.workload.op_name, "params": r.workload.params,
+                      "workload_key": r.workload_key, "flops": r.flops,
+                      "autosched": timing(r.ours) | {"gflops": r.gflops(r.ours),
+                                                     "peak_fraction": _frac(r.gflops(r.ours), self.peak_gflops)},
+                      "baselines": {t.implementation: timing(t) | {"gflops": r.gflops(t), "speedup": r.ratio(t)}
+                                    for t in r.baselines}}
+                     for r in self.rows]}
+
+
+def _frac(g, peak):
+    return None if g is None or not peak else g / peak
+
+
+def label_of(workload: Workload) -> str:
+    args = ",".join(f"{k}={v}" for k, v in workload.params.items())
+    return f"{workload.op_name}({args})"
+
+
+def machine_facts(threads: int) -> dict:
+    from schedules import as_target
+    tgt = as_target("cpu")
+    return {"host": socket.gethostname(), "cpu": tgt.model, "arch": tgt.arch, "cores": tgt.cores,
+            "threads": threads, "platform": platform.platform()}
+
+
+def run_bench(jobs, database, target="cpu", *, trials: int | None = None, seconds: float = 0.5,
+              baselines=("numpy", "pytorch", "onnxruntime", "openvino"), strategy: str = "xgb",
+              seed: int = 0, pause: float = 0.3, progress: bool = True, log=print,
+              suite_name: str = "default") -> BenchReport:
+    """Time each (Workload, suite trials) in `jobs` against the baselines; store the run.
+
+    trials=None uses each job's own budget; 0 never tunes (database records or defaults).
+    """
+    from codegen.parallel import thread_count
+    from codegen.peak import fp32_peak_gflops
+    threads = thread_count()
+    peak = fp32_peak_gflops(threads)
+    log(f"machine peak: {peak:.1f} GFLOPS fp32 on {threads} threads (FMA micro-benchmark)")
+    impls = make_baselines(baselines)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    rows = []
+    for i, (workload, job_trials) in enumerate(jobs, 1):
+        budget = job_trials if trials is None else trials
+        label = label_of(workload)
+        log(f"[{i}/{len(jobs)}] {label}")
+        rows.append(_bench_one(workload, label, database, target, budget, seconds, impls, threads,
+                               strategy, seed, pause, progress, log))
+    report = BenchReport(tuple(rows), peak, threads, machine_facts(threads), versions(), started,
+                         tuple(b.name for b in impls))
+    if database is not None:
+        from .bench_records import store_report
+        store_report(database, target, report, suite_name)
+    return report
+
+
+def _bench_one(workload, label, db, target, budget, seconds, impls, threads, strategy, seed, pause,
+               progress, log) -> BenchRow:
+    import numpy as np
+
+    from .commands import make_operator
+    op = make_operator(workload.op_name, dict(workload.params))
+    inputs = op.random_inputs(0)
+    ref = op.reference(*inputs)
+    ours = _our_kernel(op, db, target, budget, strategy, seed, progress)
+    kernel, detail = ours
+    timings = []
+    t_ours = _timed("autosched", lambda: kernel(*inputs), ref, seconds, pause, detail)
+    log(f"    autosched   {_ms(t_ours)}  {detail}")
+    for impl in impls:
+        try:
+            fn = impl.prepare(workload, op, [np.array(a) for a in inputs], threads)
+        except BaselineUnavailable as exc:
+            timings.append(Timing(impl.name, None, (), str(exc)))
+        except Exception as exc:  # a framework refusing a model is a result, not a crash
+            timings.append(Timing(impl.name, None, (), f"{impl.name} failed: {type(exc).__name__}: {exc}"))
+        else:
+            timings.append(_timed(impl.name, fn, ref, seconds, pause, ""))
+        log(f"    {impl.name:<11} {_ms(timings[-1])}  {timings[-1].detail}")
+    return BenchRow(label, workload, op.workload_key, op.flops(), t_ours, tuple(timings))
+
+
+def _ms(t: Timing) -> str:
+    return f"{t.seconds * 1e3:9.3f} ms" if t.seconds is not None else "        -   "
+
+
+def _our_kernel(op, db, target, budget, strategy, seed, progress):
+    """(kernel, where its config came from): the database's best, tuned now, or the default."""
+    from codegen import build
+    if db is None:
+        return build(op, target), "default schedule (no database)"
+    from .build_best import build_best
+    from .tune import tune
+    from .versions import codegen_version
+    space = op.space(target)
+    best = db.best(op, target, space.version, codegen_version())
+    measured = len(db.measured_configs(op, target, space.version))
+    if budget and measured < budget:
+        tune(op, target, database=db, trials=budget, seed=seed, strategy=strategy, progress=progress)
+        best = db.best(op, target, space.version, codegen_version())
+        measured = len(db.measured_configs(op, target, space.version))
+    if best is None:
+        return build(op, target), "default schedule (no tuned record)"
+    return build_best(op, target, db), f"tuned, best of {measured} measured configs"
+
+
+def _timed(name, fn, ref, seconds, pause, detail) -> Timing:
+    import numpy as np
+
+    from .timing import median, time_callable
+    refs = ref if isinstance(ref, tuple) else (ref,)
+    got = fn()
+    got = got if isinstance(got, tuple) else (got,)
+    scale = max(1.0, max(float(np.max(np.abs(r))) for r in refs))
+    for g, r in zip(got, refs):
+        g = np.asarray(g)
+        if g.shape != r.shape or not np.allclose(g, r, rtol=2e-3, atol=2e-3 * scale):
+            err = float(np.max(np.abs(g - r))) if g.shape == r.shape else float("nan")
+            return Timing(name, None, (), f"wrong result (max abs error {err:.3g}); not timed")
+    time.sleep(pause)
+    costs = time_callable(fn, seconds)
+    return Timing(name, median(costs), tuple(costs), detail)
+
+
+def format_table(report: BenchReport) -> str:
+    """A markdown table: time, GFLOPS, % of peak, and speedup against each baseline."""
+    names = list(report.baselines)
+    head = ["workload", "autosched ms", "GFLOPS", "% peak"] + [f"{n} ms" for n in names] + \
+        [f"vs {n}" for n in names] + ["kernel"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report.rows:
+        g = r.gflops(r.ours)
+        by = {t.implementation: t for t in r.baselines}
+        cells = [r.label, _num(r.ours.seconds, 1e3, 3), _num(g, 1, 1), _num(_frac(g, report.peak_gflops), 100, 1)]
+        cells += [_num(by[n].seconds, 1e3, 3) if n in by else "-" for n in names]
+        cells += [_ratio(r.ratio(by[n])) if n in by else "-" for n in names]
+        cells.append(r.ours.detail or "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _num(v, scale, digits):
+    return "-" if v is None else f"{v * scale:.{digits}f}"
+
+
+def _ratio(v):
+    if v is None:
+        return "-"
+    return f"{v:.2f}x" + (" (lost)" if v < 1 else "")
+
+
+def write_json(report: BenchReport, out_dir) -> str:
+    from pathlib import Path
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    date = report.started[:10]
+    path = out / f"bench-{date}.json"
+    n = 1
+    while path.exists():
+        n += 1
+        path = out / f"bench-{date}-{n}.json"
+    path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return str(path)
