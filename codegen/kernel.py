@@ -20,6 +20,7 @@ class Kernel:
     compile_seconds: float = 0.0
     cache_key: str = ""
     origin: str = "compiled"       # "compiled", "disk" or "memory" cache, or "interpreted"
+    max_threads: int | None = None  # 1 for work too small to pay for waking a second thread
 
     def __call__(self, *arrays, out=None):
         """Run on numpy inputs; returns the output array (a tuple for several outputs)."""
@@ -27,7 +28,7 @@ class Kernel:
         outs = self._outputs(out)
         temps = [self._scratch(b) for b in self.loopnest.temps]
         args = (*inputs, *outs, *temps, *self.params)
-        threads = thread_count()
+        threads = thread_count() if self.max_threads is None else min(self.max_threads, thread_count())
         for step, extent in self.steps:
             if extent is None:
                 step(*args)

@@ -15,7 +15,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 # Part of the kernel cache key: generated kernels embed these functions.
-MATH_VERSION = "1"
+MATH_VERSION = "2"
 
 _F = np.float32
 _JIT = dict(inline="always", fastmath=True, error_model="numpy", cache=True)
@@ -34,7 +34,9 @@ def _bits_to_f32(typingctx, bits):
 def exp_f32(x):
     # exp(x) = 2**n * exp(r), r = x - n*ln2 in [-ln2/2, ln2/2]; Cephes' degree-6 polynomial.
     x = min(max(x, _F(-87.3)), _F(88.7))
-    n = math.floor(x * _F(1.4426950408889634) + _F(0.5))
+    # np.floor keeps float32; math.floor would return int64 and drag the whole polynomial
+    # into float64 with a scalarized conversion (4x slower per element, measured).
+    n = np.floor(x * _F(1.4426950408889634) + _F(0.5))
     r = x - n * _F(0.693359375) - n * _F(-2.12194440e-4)
     p = _F(1.9875691500e-4)
     p = p * r + _F(1.3981999507e-3)

@@ -5,7 +5,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from schedules.options import options
+from schedules.options import num_threads
 
 _pool = None
 _pool_size = 0
@@ -13,9 +13,13 @@ _lock = threading.Lock()
 
 
 def thread_count() -> int:
-    n = options().num_threads
+    n = num_threads()
     if n:
         return max(1, n)
+    return _available_cores()
+
+
+def _available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -20,6 +20,15 @@ def _flag(name: str, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
+def num_threads() -> int | None:
+    """AUTOSCHED_NUM_THREADS alone: read on every kernel call, so it avoids options()'s paths."""
+    threads = os.environ.get("AUTOSCHED_NUM_THREADS")
+    try:
+        return int(threads) if threads else None
+    except ValueError:
+        raise ValueError(f"AUTOSCHED_NUM_THREADS must be an integer, got {threads!r}") from None
+
+
 def options() -> Options:
     """Read the environment now, so tests and tools can change it between calls."""
     explicit = os.environ.get("AUTOSCHED_CACHE_DIR")
@@ -28,10 +37,5 @@ def options() -> Options:
     else:
         xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         cache = Path(xdg) / "autosched"
-    threads = os.environ.get("AUTOSCHED_NUM_THREADS")
-    try:
-        num_threads = int(threads) if threads else None
-    except ValueError:
-        raise ValueError(f"AUTOSCHED_NUM_THREADS must be an integer, got {threads!r}") from None
     return Options(cache_dir=cache, disk_cache=_flag("AUTOSCHED_DISK_CACHE", True),
-                   num_threads=num_threads)
+                   num_threads=num_threads())

@@ -1,6 +1,9 @@
 """Schedule primitives on an operator's stages, and knob declaration for spaces and templates."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+
 from .errors import ConfigError, ScheduleError
 from .expr import Const, Load, Var, substitute, walk
 from .loopnest import Param, ceildiv, mul
@@ -220,6 +223,7 @@ class Schedule:
         self.knobs: list = []
         self.params: list = []          # (Param, value) in declaration order
         self.packs: list = []           # (input tensor, axis, factor)
+        self._conditions: list = []     # (knob name, allowed values) for knobs declared now
         self.stage_list = [StageSchedule(self, t) for t in op.stages]
         self._by_id = {id(s.tensor): s for s in self.stage_list}
 
@@ -241,7 +245,19 @@ class Schedule:
         return False
 
     # -- knobs ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def only_when(self, knob_name: str, values):
+        """Knobs declared inside matter only when `knob_name` takes one of `values`; search
+        then treats configs differing only in them as the same kernel."""
+        self._conditions.append((knob_name, tuple(values)))
+        try:
+            yield
+        finally:
+            self._conditions.pop()
+
     def _declare(self, knob):
+        if self._conditions:
+            knob = dataclasses.replace(knob, active_when=tuple(self._conditions))
         if any(k.name == knob.name for k in self.knobs):
             raise ScheduleError(f"knob {knob.name} is declared twice for {self.op.name}")
         self.knobs.append(knob)

@@ -1,6 +1,8 @@
 """CPU sketch rules: derive a schedule space for any te operator (inline, fuse, tile, parallel)."""
 from __future__ import annotations
 
+import contextlib
+
 from .contraction import expand_inlined, find_contraction
 from .expr import Load, substitute, walk
 from .schedule import Schedule
@@ -185,6 +187,23 @@ def _fits(factors, extent):
 
 
 def _tile_reduction(sch: Schedule, st, epilogues) -> None:
+    con = find_contraction(st.axis, st.reduce_axis, expand_inlined(sch, st), st.tensor.dtype)
+    kernel = _kernel_choice(sch, st, con) if con is not None else "tiled"
+    with sch.only_when(f"{st.name}.kernel", ("tiled",)) if con is not None else contextlib.nullcontext():
+        _tiled_reduction(sch, st, epilogues)
+    if con is not None:
+        with sch.only_when(f"{st.name}.kernel", ("micro",)):
+            _micro_kernel_rule(sch, st, con, kernel == "micro")
+
+
+def _kernel_choice(sch: Schedule, st, con) -> str:
+    lanes = sch.target.vector_lanes(st.tensor.dtype)
+    _, m, n = con.extents(st.axis)
+    return sch.knob(f"{st.name}.kernel", ("micro", "tiled"),
+                    default="micro" if m >= 4 and n >= lanes else "tiled")
+
+
+def _tiled_reduction(sch: Schedule, st, epilogues) -> None:
     name = st.name
     lanes = sch.target.vector_lanes(st.tensor.dtype)
     # Which loop should be innermost: the one that walks most inputs with unit stride. A read
@@ -236,7 +255,6 @@ def _tile_reduction(sch: Schedule, st, epilogues) -> None:
     _unroll_constant_tail(st, s3, unroll, vector_last=order == "SSRSRS")
     for e in epilogues:
         e.compute_at(st, s1[-1])
-    _micro_kernel_rule(sch, st)
 
 
 # Micro-kernel knob choices. Register tiles: rows x vecs vectors of accumulators, plus vecs
@@ -249,18 +267,13 @@ MICRO_NC = (256, 512, 1024, 2048, 4096)
 MICRO_PARTS = (1, 2, 4, 8, 16)
 
 
-def _micro_kernel_rule(sch: Schedule, st) -> None:
+def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
     """A contraction may run on the SIMD outer-product micro-kernel over packed panels
-    (the tiled loops above stay as the alternative). Only the tile shape and vector width
-    change the code; block sizes and the parallel split are runtime knobs."""
-    con = find_contraction(st.axis, st.reduce_axis, expand_inlined(sch, st), st.tensor.dtype)
-    if con is None:
-        return
+    (the tiled loops above stay as the alternative). Only the tile shape, vector width and
+    loop order change the code; block sizes and the parallel split are runtime knobs."""
     name = st.name
     lanes = sch.target.vector_lanes(st.tensor.dtype)
     batch, m, n = con.extents(st.axis)
-    kernel = sch.knob(f"{name}.kernel", ("micro", "tiled"),
-                      default="micro" if m >= 4 and n >= lanes else "tiled")
     rows = sch.knob(f"{name}.mk_rows", MICRO_ROWS, default=6 if m >= 6 else 4)
     vecs = sch.knob(f"{name}.mk_vecs", MICRO_VECS, default=2 if n >= 2 * lanes else 1)
     width = sch.knob(f"{name}.mk_lanes", (lanes, lanes // 2) if lanes >= 8 else (lanes,), default=lanes)
@@ -274,7 +287,7 @@ def _micro_kernel_rule(sch: Schedule, st) -> None:
                        default=_nearest(MICRO_PARTS, cores) if split_m else 1)
     parts_n = sch.knob(f"{name}.parts_n", MICRO_PARTS, runtime=True,
                        default=_nearest(MICRO_PARTS, cores) if batch < cores and not split_m else 1)
-    if kernel == "micro":
+    if use:
         st.tensorize(rows, vecs, width, mc, kc, nc, parts_m, parts_n, order)
 
 

@@ -22,6 +22,7 @@ class ChoiceKnob:
     choices: tuple
     default_value: object = None
     runtime: bool = False  # True: passed to the compiled kernel as an argument, no recompile
+    active_when: tuple = ()  # ((knob name, allowed values), ...): otherwise it has no effect
 
     def default(self):
         return self.choices[0] if self.default_value is None else self.default_value
@@ -42,7 +43,7 @@ class ChoiceKnob:
         return len(self.choices)
 
     def spec(self) -> list:
-        return ["choice", self.name, list(self.choices), self.runtime]
+        return ["choice", self.name, list(self.choices), self.runtime] + _condition_spec(self)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class SplitKnob:
     runtime: tuple
     default_value: tuple
     max_innermost: int = 64
+    active_when: tuple = ()
 
     @property
     def parts(self) -> int:
@@ -101,7 +103,7 @@ class SplitKnob:
         return count(self.parts - 1, self.extent)
 
     def spec(self) -> list:
-        return ["split", self.name, self.extent, list(self.runtime), self.max_innermost]
+        return ["split", self.name, self.extent, list(self.runtime), self.max_innermost] + _condition_spec(self)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -193,9 +195,21 @@ class Space:
     def structural_knobs(self) -> tuple:
         return tuple(k for k in self.knobs if not _all_runtime(k))
 
+    def canonical(self, config: Config) -> Config:
+        """The config with every knob that has no effect under the others (a tiled-loop
+        knob when the micro-kernel is chosen, say) at its default: configs that generate
+        the same kernel become equal, so search measures each kernel once."""
+        if not any(k.active_when for k in self.knobs):
+            return config
+        values = dict(config.items())
+        changed = {k.name: k.default() for k in self.knobs
+                   if k.active_when and not is_active(k, values) and values.get(k.name) != k.default()}
+        return config.replace(**changed) if changed else config
+
     def structure_key(self, config: Config) -> tuple:
         """The values that shape the generated code; configs that share it differ only in
         kernel arguments, so they share one compile and one lowered loop nest."""
+        config = self.canonical(config)
         out = []
         for k in self.knobs:
             v = config[k.name]
@@ -225,21 +239,22 @@ class Space:
         return Config({k.name: k.default() for k in self.knobs})
 
     def sample(self, rng) -> Config:
-        return Config({k.name: k.sample(rng) for k in self.knobs})
+        return self.canonical(Config({k.name: k.sample(rng) for k in self.knobs}))
 
     def neighbor(self, config: Config, rng) -> Config:
         """A config one step away: one knob changed (a choice redrawn, or one split level's
         factor moved to another legal value). Search strategies use it to explore around the
         best measured configs, where fast schedules cluster."""
-        movable = [k for k in self.knobs
-                   if (len(k.choices) > 1 if isinstance(k, ChoiceKnob) else k.extent > 1)]
+        values = dict(config.items())
+        movable = [k for k in self.knobs if is_active(k, values)
+                   and (len(k.choices) > 1 if isinstance(k, ChoiceKnob) else k.extent > 1)]
         if not movable:
             return config
         knob = movable[int(rng.integers(len(movable)))]
         value = config[knob.name]
         if isinstance(knob, ChoiceKnob):
             others = [c for c in knob.choices if c != value]
-            return config.replace(**{knob.name: others[int(rng.integers(len(others)))]})
+            return self.canonical(config.replace(**{knob.name: others[int(rng.integers(len(others)))]}))
         levels = list(range(knob.parts))
         rng.shuffle(levels)
         for level in levels:
@@ -282,7 +297,17 @@ class Space:
                 raise ConfigError(f"knob {k.name}={config[k.name]!r} is not legal for {where}; "
                                   f"see space[{k.name!r}] for its choices, or retune")
             values[k.name] = v
-        return Config(values)
+        return self.canonical(Config(values))
+
+
+def _condition_spec(knob) -> list:
+    # Only knobs with a condition add to the spec, so older spaces keep their versions.
+    return [[[name, list(values)] for name, values in knob.active_when]] if knob.active_when else []
+
+
+def is_active(knob, values) -> bool:
+    """Whether the knob matters under these knob values (a mapping by name)."""
+    return all(values.get(name) in allowed for name, allowed in knob.active_when)
 
 
 def param_name(knob_name: str) -> str:

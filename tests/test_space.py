@@ -10,6 +10,7 @@ from codegen.numba_source import generate
 from helpers import configs
 from library import library_cases
 from schedules import ChoiceKnob, Config, ConfigError, SplitKnob, lower, ops
+from schedules.space import is_active
 
 CASES = library_cases()
 values = st.one_of(st.integers(-10**6, 10**6), st.booleans(), st.text(max_size=8),
@@ -45,9 +46,31 @@ def test_every_drawn_config_validates(name, make):
     @settings(max_examples=30, deadline=None, derandomize=True)
     @given(configs(space))
     def check(config):
-        assert space.validate(config) == config
-        assert space.validate(config.to_json()) == config
+        # Knobs with no effect under the others come back at their defaults.
+        canonical = space.canonical(config)
+        assert space.validate(config) == canonical
+        assert space.validate(canonical.to_json()) == canonical == space.canonical(canonical)
     check()
+
+
+def test_knobs_without_effect_are_canonicalized_away():
+    space = ops.matmul(64, 64, 64).space("cpu")
+    micro = space.default()
+    assert micro["matmul.kernel"] == "micro"
+    changed_tiled = micro.replace(**{"matmul.order": "SSRSSR", "matmul.unroll": 64})
+    assert space.check(changed_tiled) == micro
+    assert space.structure_key(changed_tiled) == space.structure_key(micro)
+    tiled = micro.replace(**{"matmul.kernel": "tiled", "matmul.mk_rows": 8, "matmul.mc": 24})
+    assert space.check(tiled) == micro.replace(**{"matmul.kernel": "tiled"})
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # a neighbour changes one knob that matters, so it is a new kernel
+        n = space.neighbor(micro, rng)
+        assert n != micro and space.canonical(n) == n
+    assert all(space.canonical(c) == c for c in (space.sample(rng) for _ in range(20)))
+    # Spaces without such knobs keep their versions and configs.
+    sm = ops.softmax(4, 8).space("cpu")
+    assert all(not k.active_when for k in sm.knobs)
+    assert sm.canonical(sm.default()) == sm.default()
 
 
 @settings(max_examples=60, deadline=None)
@@ -55,13 +78,16 @@ def test_every_drawn_config_validates(name, make):
 def test_a_neighbor_is_legal_and_changes_exactly_one_knob(data):
     name, make = data.draw(st.sampled_from(CASES))
     space = make().space("cpu")
-    config = data.draw(configs(space))
+    config = space.canonical(data.draw(configs(space)))
     seed = data.draw(st.integers(0, 2**32 - 1))
     moved = space.neighbor(config, np.random.default_rng(seed))
     assert space.check(moved) == moved
     changed = [k for k in space.knobs if moved[k.name] != config[k.name]]
     movable = [k for k in space.knobs if (len(k.choices) if isinstance(k, ChoiceKnob) else k.extent) > 1]
-    assert len(changed) == (1 if movable else 0)
+    # One knob that mattered moves; knobs it switches off return to their defaults.
+    primary = [k for k in changed if is_active(k, config) and is_active(k, moved)]
+    assert len(primary) == (1 if movable else 0)
+    assert all(moved[k.name] == k.default() and not is_active(k, moved) for k in changed if k not in primary)
     assert moved == space.neighbor(config, np.random.default_rng(seed))  # seeded, so repeatable
 
 

@@ -1,6 +1,7 @@
 """tune(): propose, measure, record and learn until the trial budget of a workload is spent."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import signal
@@ -78,7 +79,7 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     tgt = as_target(target)
     db = open_database(database)
     space = op.space(tgt)
-    measured = {c: None for c in db.measured_configs(op, tgt, space.version)}
+    measured = {space.canonical(c): None for c in db.measured_configs(op, tgt, space.version)}
     own_measurer = measurer is None
     measurer = measurer or LocalMeasurer(options)
     searcher = _strategy(strategy, space, seed, db, op, tgt, transfer)
@@ -98,7 +99,7 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
             if stop.requested:
                 raise KeyboardInterrupt
             for c in db.measured_configs(op, tgt, space.version):  # other jobs may share the db
-                measured.setdefault(c, None)
+                measured.setdefault(space.canonical(c), None)
             if len(measured) >= trials:
                 break
             proposals = _unique_proposals(searcher, space, measured, min(batch, trials - len(measured)), rng)
@@ -189,6 +190,9 @@ def _unique_proposals(searcher, space, measured: dict, n: int, rng) -> list:
             out.extend(_uniform_unmeasured(space, measured, seen, n - len(out), rng))
             break
         for p in batch:
+            canonical = space.canonical(p.config)
+            if canonical != p.config:  # a knob with no effect differed: the same kernel
+                p = dataclasses.replace(p, config=canonical)
             if p.config in measured or p.config in seen:
                 searcher.skip(p)
                 duplicates += 1
