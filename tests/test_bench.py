@@ -104,11 +104,13 @@ def test_bench_uses_the_tuned_record_when_there_is_one(tmp_path):
     assert report.rows[0].ours.detail == "tuned, best of 3 measured configs"
 
 
-def test_losses_are_marked_in_the_table():
+def test_losses_are_marked_in_the_table_and_the_best_framework_is_compared():
     t = Timing("numpy", 1.0)
-    row = BenchRow("x", Workload("softmax", {}), "k", 10, Timing("autosched", 2.0), (t,))
-    report = BenchReport((row,), 100.0, 2, {}, {}, "2026-01-01", ("numpy",))
-    assert "0.50x (lost)" in format_table(report)
+    fast, slow, missing = Timing("onnxruntime", 0.5), Timing("pytorch", 4.0), Timing("openvino", None)
+    row = BenchRow("x", Workload("softmax", {}), "k", 10, Timing("autosched", 2.0), (t, fast, slow, missing))
+    report = BenchReport((row,), 100.0, 2, {}, {}, "2026-01-01", ("numpy", "onnxruntime", "pytorch", "openvino"))
+    line = format_table(report).splitlines()[-1]
+    assert "| 0.50x (lost) | 0.25x (lost) | 2.00x | - | 0.25x (lost) |" in line
 
 
 def test_default_suite_is_valid_and_covers_the_model_shapes():

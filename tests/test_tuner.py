@@ -34,6 +34,14 @@ def test_tune_end_to_end_measures_distinct_configs_and_stores_them(db):
     assert again.history == () and again.total_measured == 10
 
 
+@pytest.mark.parametrize("strategy", ["random", "xgb"])
+def test_the_default_schedule_is_measured_first_so_tuning_never_ends_below_it(db, strategy):
+    op = ops.softmax(4, 16)
+    result = tune(op, "cpu", database=db, trials=3, seed=5, strategy=strategy, options=FAST)
+    assert result.history[0].config == op.space("cpu").default()
+    assert len({t.config for t in result.history}) == 3
+
+
 def test_tune_with_tpe_on_a_fused_operator(db):
     op = ops.dense(8, 16, 8, activation="relu")
     result = tune(op, "cpu", database=db, trials=8, seed=0, strategy="tpe", options=FAST)

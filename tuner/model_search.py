@@ -239,6 +239,8 @@ class ModelGuidedStrategy:
         if seconds is not None and error is None:
             self.measured.append((seconds, len(self.measured), proposal.config))
         feats = self.features.get(proposal.config)
+        if feats is None and proposal.handle is None and proposal.config not in self.features:
+            feats = self._feats([proposal.config])[0]  # proposed outside the pool (the default)
         if feats is not None:
             self.own.append((feats, math.inf if seconds is None else seconds))
         self.tpe.observe(proposal, seconds, error)

@@ -102,7 +102,13 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
                 measured.setdefault(space.canonical(c), None)
             if len(measured) >= trials:
                 break
-            proposals = _unique_proposals(searcher, space, measured, min(batch, trials - len(measured)), rng)
+            want = min(batch, trials - len(measured))
+            first = []
+            default = space.default()
+            if default not in measured:  # the heuristic schedule is the floor any tuning must beat
+                first = [Proposal(default, None)]
+                measured[default] = None
+            proposals = first + _unique_proposals(searcher, space, measured, want - len(first), rng)
             if not proposals:
                 log.info("%s: the space has no unmeasured configs left", op.name)
                 break
