@@ -8,7 +8,6 @@ tanh, sigmoid and erf within a few 1e-7 relative or absolute.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import njit, types

@@ -1,6 +1,5 @@
 """Tensorized contractions: detection, and the micro-kernel schedule against the reference for
 every knob value (tile shapes, vector widths, cache blocks, parallel parts), remainders included."""
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st

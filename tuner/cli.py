@@ -8,74 +8,27 @@ import time
 DEMO_OPS = ("dense_gelu", "conv2d_relu", "softmax", "layer_norm")
 
 
-def _demo_operator(name: str, size: str):
-    from schedules import ops
+def _demo_workload(name: str, size: str):
+    """The demo operator as a library workload, so the bench's numpy baseline can run it."""
+    from .baselines import Workload
     small = size == "small"
     if name == "dense_gelu":
-        return ops.dense(64 if small else 128, 256 if small else 768, 256 if small else 768,
-                         bias=True, activation="gelu")
+        return Workload("dense", dict(M=64 if small else 128, N=256 if small else 768,
+                                      K=256 if small else 768, bias=True, activation="gelu"))
     if name == "conv2d_relu":
-        return ops.conv2d(1, 16 if small else 64, 28 if small else 56, 28 if small else 56,
-                          16 if small else 64, 3, 3, padding=1, bias=True, activation="relu")
+        c, hw = (16, 28) if small else (64, 56)
+        return Workload("conv2d", dict(N=1, C=c, H=hw, W=hw, K=c, R=3, S=3, padding=1, bias=True,
+                                       activation="relu"))
     if name == "softmax":
-        return ops.softmax(128 if small else 1024, 256 if small else 1024)
-    return ops.layer_norm(128 if small else 1024, 256 if small else 768)
-
-
-def _numpy_baseline(name: str, op):
-    import math
-
-    import numpy as np
-    erf = _numpy_erf()
-    if name == "dense_gelu":
-        def run(x, w, b):
-            y = x @ w.T + b
-            return 0.5 * y * (1.0 + erf(y / np.float32(math.sqrt(2.0))))
-        return run
-    if name == "conv2d_relu":
-        from numpy.lib.stride_tricks import sliding_window_view
-
-        def run(data, weight, bias):
-            padded = np.pad(data, ((0, 0), (0, 0), (1, 1), (1, 1)))
-            windows = sliding_window_view(padded, (3, 3), axis=(2, 3))  # N C OH OW R S
-            out = np.einsum("ncxyrs,kcrs->nkxy", windows, weight, optimize=True)
-            return np.maximum(out + bias[None, :, None, None], 0)
-        return run
-    if name == "softmax":
-        def run(x):
-            e = np.exp(x - x.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
-        return run
-
-    def run(x, gamma, beta):
-        mean = x.mean(axis=1, keepdims=True)
-        var = x.var(axis=1, keepdims=True)
-        return (x - mean) / np.sqrt(var + np.float32(1e-5)) * gamma + beta
-    return run
-
-
-def _numpy_erf():
-    """scipy's erf when installed; numpy has none, so else a 1.5e-7-accurate rational form."""
-    try:
-        from scipy.special import erf
-        return erf
-    except ImportError:
-        import numpy as np
-
-        def erf(x):  # Abramowitz & Stegun 7.1.26, vectorized numpy
-            s = np.sign(x)
-            a = np.abs(x)
-            t = 1.0 / (1.0 + 0.3275911 * a)
-            poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-            return (s * (1.0 - poly * np.exp(-a * a))).astype(x.dtype)
-        return erf
+        return Workload("softmax", dict(M=128 if small else 1024, N=256 if small else 1024))
+    return Workload("layer_norm", dict(M=128 if small else 1024, N=256 if small else 768))
 
 
 def _time_pair(kernel, baseline, inputs, seconds):
     from tuner.timing import median, time_callable
     t_ours = median(time_callable(lambda: kernel(*inputs), seconds))
     time.sleep(0.2)  # let OpenBLAS worker threads go idle before the next measurement
-    t_numpy = median(time_callable(lambda: baseline(*inputs), seconds))
+    t_numpy = median(time_callable(baseline, seconds))
     return t_ours, t_numpy
 
 
@@ -83,8 +36,13 @@ def cmd_demo(args) -> int:
     import numpy as np
 
     from codegen import build
+    from codegen.parallel import thread_count
     from tuner import Database, build_best, tune
-    op = _demo_operator(args.op, args.size)
+
+    from .baselines import NumpyBaseline
+    from .commands import make_operator
+    workload = _demo_workload(args.op, args.size)
+    op = make_operator(workload.op_name, dict(workload.params))
     print(f"operator   {op.name}  workload {op.workload_key}")
     print("inputs     " + ", ".join(f"{t.name}{t.shape}" for t in op.inputs))
     db = Database(args.database)
@@ -98,8 +56,8 @@ def cmd_demo(args) -> int:
     default = build(op, "cpu")
     print(f"best       {kernel.config.to_json()}")
     inputs = op.random_inputs(0)
-    baseline = _numpy_baseline(args.op, op)
-    ours, expected = kernel(*inputs), baseline(*inputs)
+    baseline = NumpyBaseline().prepare(workload, op, inputs, thread_count())
+    ours, expected = kernel(*inputs), baseline()
     ok = bool(np.allclose(ours, expected, rtol=1e-3, atol=1e-3))
     print(f"check      {'matches' if ok else 'DOES NOT MATCH'} numpy (max abs diff "
           f"{float(np.max(np.abs(ours - expected))):.2e})")
