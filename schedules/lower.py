@@ -209,6 +209,7 @@ class _Lowering:
     def _plan_groups(self):
         """Decide each stage's role: anchor (own nest), attached (compute_at) or epilogue."""
         self.role, self.frame, self.group, self.attached_at = {}, {}, {}, {}
+        self.free = {}  # id(attached stage) -> its axes (positions) kept whole in a row buffer
         stages = [s for s in self.sch.stage_list if not s.inlined]
         self.role_by_tensor = {id(s.tensor): s for s in stages}
         for st in stages:
@@ -228,19 +229,23 @@ class _Lowering:
                 self.role[id(st)] = "anchor"
                 self.group[id(st)] = st
                 self.frame[id(st)] = {}
-        for st in stages:
-            if self.role[id(st)] == "attached":
-                consumer, leaf = st.attach
-                if self.role.get(id(consumer)) != "anchor":
-                    raise ScheduleError(f"compute_at: stage {st.name} must be attached to a stage "
-                                        f"with its own loop nest, but {consumer.name} is not")
-                if any(st.kind[id(leaf)] == "spatial" and not any(leaf is a for a in st.axis)
-                       for leaf in st.leaves):
-                    raise ScheduleError(f"compute_at: stage {st.name} is computed per point of "
-                                        f"{consumer.name}; split only its reduction axes")
-                self.group[id(st)] = consumer
-                self.frame[id(st)] = self._attach_mapping(st, consumer, stages)
-                self.attached_at.setdefault(id(leaf), []).append(st)
+        attached = [st for st in stages if self.role[id(st)] == "attached"]
+        for st in attached:
+            consumer, leaf = st.attach
+            if self.role.get(id(consumer)) != "anchor":
+                raise ScheduleError(f"compute_at: stage {st.name} must be attached to a stage "
+                                    f"with its own loop nest, but {consumer.name} is not")
+            if any(st.kind[id(leaf)] == "spatial" and not any(leaf is a for a in st.axis)
+                   for leaf in st.leaves):
+                raise ScheduleError(f"compute_at: stage {st.name} is computed per point of "
+                                    f"{consumer.name}; split only its reduction axes")
+            self.group[id(st)] = consumer
+        # Readers first: a row max read by an attached exp maps through the exp's frame.
+        for st in reversed(attached):
+            consumer, leaf = st.attach
+            self.frame[id(st)] = self._attach_mapping(st, consumer, stages, leaf)
+        for st in attached:
+            self.attached_at.setdefault(id(st.attach[1]), []).append(st)
         # A stage is stored to memory unless every read of it is served inside its own nest.
         self.stored = {}
         for st in stages:
@@ -269,30 +274,42 @@ class _Lowering:
     def _framed(self, st):
         return substitute(self.body[id(st)], self.frame[id(st)])
 
-    def _attach_mapping(self, st, consumer, stages) -> dict:
-        """st's axes -> consumer's axes, from how the consumer's nest reads st."""
+    def _attach_mapping(self, st, consumer, stages, leaf) -> dict:
+        """st's axes -> consumer's axes, from how the consumer's nest reads st.
+
+        A reduction is computed at one point: every axis must map. An elementwise stage may
+        keep free axes (read at other points, or not yet fixed at `leaf`): it is then
+        computed whole along them into a local row buffer (see _emit_attached).
+        """
         members = [consumer] + [s for s in stages if self.group.get(id(s)) is consumer and s is not st]
-        found = None
+        found, seen = None, False
         for m in members:
             body = self._framed(m) if id(m) in self.frame else self.body[id(m)]
             for node in walk(body):
-                if isinstance(node, Load) and node.tensor is st.tensor:
-                    idx = node.indices
-                    ok = all(isinstance(i, Var) and any(i is a for a in consumer.axis) for i in idx) \
-                        and len({id(i) for i in idx}) == len(idx)
-                    if not ok or (found is not None and any(a is not b for a, b in zip(idx, found))):
-                        raise ScheduleError(
-                            f"compute_at: {consumer.name} must read {st.name} at one point of its "
-                            f"own loop indices (like {st.name}[i]) for {st.name} to be computed inside it")
-                    found = idx
-        if found is None:
+                if not (isinstance(node, Load) and node.tensor is st.tensor):
+                    continue
+                idx = [i if isinstance(i, Var) and any(i is a for a in consumer.axis) else None
+                       for i in node.indices]
+                if found is not None:
+                    idx = [i if i is f else None for i, f in zip(idx, found)]
+                found, seen = idx, True
+        if not seen:
             raise ScheduleError(f"compute_at: {consumer.name} does not read {st.name}")
-        for a, i in zip(st.axis, found):
-            if a.extent != i.extent:
+        plan = _LoopPlan(consumer)
+        k = plan.pos[id(leaf)]
+        mapped = [i if i is not None and plan.determined_at(i, k) else None for i in found]
+        ids = [id(i) for i in mapped if i is not None]
+        if len(set(ids)) != len(ids) or (st.is_reduction and len(ids) < len(mapped)) or not ids:
+            raise ScheduleError(
+                f"compute_at: {consumer.name} must read {st.name} at one point of its "
+                f"own loop indices (like {st.name}[i]) for {st.name} to be computed inside it")
+        for a, i in zip(st.axis, mapped):
+            if i is not None and a.extent != i.extent:
                 raise ScheduleError(
                     f"compute_at: {st.name} has extent {a.extent} where {consumer.name} loops over "
                     f"{i.extent}; it can only be computed inside a loop that covers it exactly")
-        return dict(zip(st.axis, found))
+        self.free[id(st)] = tuple(d for d, i in enumerate(mapped) if i is None)
+        return {a: i for a, i in zip(st.axis, mapped) if i is not None}
 
     def _readers(self, st, stages) -> list:
         """Stages whose expanded bodies read st (directly or through inlined stages)."""
@@ -301,6 +318,7 @@ class _Lowering:
 
     def _all_reads_local(self, st, stages) -> bool:
         anchor = self.group.get(id(st))
+        free = self.free.get(id(st), ())
         want = tuple(self.frame[id(st)].get(a, a) for a in st.axis)
         for other in self._readers(st, stages):
             if self.group.get(id(other)) is not anchor:
@@ -308,7 +326,7 @@ class _Lowering:
             body = self._framed(other) if id(other) in self.frame else self.body[id(other)]
             for node in walk(body):
                 if isinstance(node, Load) and node.tensor is st.tensor:
-                    if not all(i is w for i, w in zip(node.indices, want)):
+                    if not all(d in free or i is w for d, (i, w) in enumerate(zip(node.indices, want))):
                         return False
         return True
 
@@ -341,9 +359,11 @@ class _Lowering:
         """Serve reads of stages already computed in this nest from their local scalars."""
         def rewrite(node):
             if isinstance(node, Load) and id(node.tensor) in env:
-                scalar, want = env[id(node.tensor)]
-                if all(i is w for i, w in zip(node.indices, want)):
-                    return scalar
+                local, want = env[id(node.tensor)]
+                if all(w is None or i is w for i, w in zip(node.indices, want)):
+                    if isinstance(local, Buffer):  # a row buffer, indexed by the free axes
+                        return Load(local, tuple(i for i, w in zip(node.indices, want) if w is None))
+                    return local
             if isinstance(node, Load) and not isinstance(node.tensor, Buffer):
                 buf = self.buffers.get(id(node.tensor))
                 if buf is None:
@@ -502,6 +522,8 @@ class _Lowering:
             frame = self.frame[id(att)]
             body = self._framed(att)
             dtype = att.tensor.dtype
+            if self.free.get(id(att)):
+                return self._emit_rows(att, body, env)
             want = tuple(frame[a] for a in att.axis)
             scalar = Scalar(self.unique(f"{att.name}_v"), dtype)
             if not att.is_reduction:
@@ -521,3 +543,17 @@ class _Lowering:
         finally:
             self._inside_nest = prev
 
+
+    def _emit_rows(self, att, body, env):
+        """An elementwise stage computed whole along its free axes into a local buffer, once
+        per point of the axes fixed where it is attached; its readers load from the buffer."""
+        free = self.free[id(att)]
+        axes = [att.axis[d] for d in free]
+        buf = Buffer(self.unique(f"{att.name}_row"), tuple(a.extent for a in axes), att.tensor.dtype,
+                     "local", "local")
+        stmt = Store(buf, tuple(axes), self._resolve(body, env))
+        for n, a in enumerate(reversed(axes)):
+            stmt = For(a, Const(a.extent, "int64"), "vectorized" if n == 0 else "serial", (stmt,))
+        env[id(att.tensor)] = (buf, tuple(None if d in free else self.frame[id(att)][a]
+                                          for d, a in enumerate(att.axis)))
+        return [Allocate(buf), stmt]

@@ -11,6 +11,7 @@ class Options:
     cache_dir: Path        # compiled kernels; AUTOSCHED_CACHE_DIR, else $XDG_CACHE_HOME/autosched
     disk_cache: bool       # AUTOSCHED_DISK_CACHE=0 keeps compiled kernels in memory only
     num_threads: int | None  # AUTOSCHED_NUM_THREADS caps the threads of parallel kernels
+    pin_threads: bool      # AUTOSCHED_PIN_THREADS=0 lets the OS place kernel threads
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -38,4 +39,9 @@ def options() -> Options:
         xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         cache = Path(xdg) / "autosched"
     return Options(cache_dir=cache, disk_cache=_flag("AUTOSCHED_DISK_CACHE", True),
-                   num_threads=num_threads())
+                   num_threads=num_threads(), pin_threads=pin_threads())
+
+
+def pin_threads() -> bool:
+    """AUTOSCHED_PIN_THREADS alone: read when the kernel thread pool starts."""
+    return _flag("AUTOSCHED_PIN_THREADS", True)

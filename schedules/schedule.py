@@ -164,7 +164,7 @@ class StageSchedule:
         other._check_leaf(leaf, "compute_at")
         if self.schedule.reads_through_inline(self, other):
             self.epilogue_of = (other, leaf)
-        elif self.schedule.reads_through_inline(other, self):
+        elif self.schedule.reads_through_inline(other, self, through_stored=True):
             self.attach = (other, leaf)
         else:
             raise ScheduleError(f"compute_at: stage {self.name} neither produces for nor consumes "
@@ -235,12 +235,16 @@ class Schedule:
         except KeyError:
             raise ScheduleError(f"{key!r} is not a compute stage of {self.op.name}") from None
 
-    def reads_through_inline(self, consumer: StageSchedule, producer: StageSchedule) -> bool:
+    def reads_through_inline(self, consumer: StageSchedule, producer: StageSchedule,
+                             through_stored: bool = False) -> bool:
+        """Whether consumer reads producer's values, directly or through inlined stages (or,
+        with through_stored, through any intermediate stage: a row max read by an exp that
+        is itself computed inside the consumer's loops)."""
         for node in walk(consumer.body):
             if isinstance(node, Load) and not node.tensor.is_placeholder:
                 inner = self._by_id.get(id(node.tensor))
-                if inner is producer or (inner is not None and inner.inlined
-                                         and self.reads_through_inline(inner, producer)):
+                if inner is producer or (inner is not None and (inner.inlined or through_stored)
+                                         and self.reads_through_inline(inner, producer, through_stored)):
                     return True
         return False
 

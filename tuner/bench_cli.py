@@ -49,7 +49,7 @@ def add_bench_command(sub) -> None:
         description="For each workload of a suite, take the best tuned kernel from the database "
                     "(tuning it now when --trials asks for more than is recorded), check every "
                     "implementation against the reference, and time it against the baselines in "
-                    "the same run. Prints time, GFLOPS, %% of the machine's measured FMA peak and "
+                    "the same run. Prints time, GFLOPS, % of the machine's measured FMA peak and "
                     "speedups; stores the run in the database and a JSON file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  autosched bench --database tuning.db --trials 0\n"
