@@ -157,13 +157,36 @@ def emit_microkernel(low, st, tail) -> list:
         ragged = Binary("gt", mul(add(panel, 1), width), cur)
         guarded = Select(Binary("lt", flat, add(lo, cur)), value, zero)
 
-        def lanes(v):
+        def lanes(v, fast=False):
+            if fast:  # the panel lies in one row of the innermost axis: no div/mod per lane
+                at_lane = [Assign(axes[group[-1]], add(row_base, lane))]
+                return For(lane, Const(width, "int64"), "serial", tuple(at_lane) + (Store(buf, (idx,), v),))
             return For(lane, Const(width, "int64"), "serial", tuple(at) + (Store(buf, (idx,), v),))
+
+        # A flattened group of axes (conv's oh, ow) costs a div and a mod per packed value;
+        # a whole panel that does not cross a row of the innermost axis decodes once instead.
+        inner_ext = axes[group[-1]].extent if len(group) > 1 else 0
+        in_row = None
+        if inner_ext > width:
+            row_base = nm.var(f"{flat.name}_row", "index")
+            first = add(lo, mul(panel, width))
+            base_at = [Assign(flat, first)] + _decode(flat, axes, list(group)) + \
+                [Assign(row_base, axes[group[-1]])]
+            in_row = _and(whole, Binary("le", add(mod(first, inner_ext), width), Const(inner_ext, "int64")))
+            crossing = _and(whole, Binary("gt", add(mod(first, inner_ext), width), Const(inner_ext, "int64")))
         if _k_inner(expr, raxes):
-            def rows(v):
-                return For(kk, kcur, "serial", tuple(k_assign) + (lanes(v),))
-            return For(panel, panels, "serial", (If(whole, (rows(value),)), If(ragged, (rows(guarded),))))
-        per_panel = For(panel, panels, "serial", (If(whole, (lanes(value),)), If(ragged, (lanes(guarded),))))
+            def rows(v, fast=False):
+                return For(kk, kcur, "serial", tuple(k_assign) + (lanes(v, fast),))
+            if in_row is None:
+                cases = (If(whole, (rows(value),)),)
+            else:
+                cases = (If(in_row, tuple(base_at) + (rows(value, True),)), If(crossing, (rows(value),)))
+            return For(panel, panels, "serial", cases + (If(ragged, (rows(guarded),)),))
+        if in_row is None:
+            cases = (If(whole, (lanes(value),)),)
+        else:
+            cases = (If(in_row, tuple(base_at) + (lanes(value, True),)), If(crossing, (lanes(value),)))
+        per_panel = For(panel, panels, "serial", cases + (If(ragged, (lanes(guarded),)),))
         return For(kk, kcur, "serial", tuple(k_assign) + (per_panel,))
 
     pack_b = pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj)
