@@ -31,10 +31,17 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool):
     return kernel
 
 
+def python_vector_copy(count: int):
+    def copy(dst, dst_off, src, src_off):
+        dst.reshape(-1)[dst_off:dst_off + count] = src.reshape(-1)[src_off:src_off + count]
+    return copy
+
+
 def interpreted_steps(source: str) -> list:
     namespace: dict = {"__name__": "autosched_interpreted"}
     code = source.replace("from numba import njit", "from codegen.interpret import python_njit as njit")
-    code = code.replace("from codegen.simd import outer_product_kernel",
-                        "from codegen.interpret import python_outer_product as outer_product_kernel")
+    code = code.replace("from codegen.simd import outer_product_kernel, vector_copy",
+                        "from codegen.interpret import python_outer_product as outer_product_kernel, "
+                        "python_vector_copy as vector_copy")
     exec(compile(code.replace("cache=CACHE", "cache=False"), "<autosched interpreted>", "exec"), namespace)
     return namespace["STEPS"]

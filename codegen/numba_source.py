@@ -7,7 +7,7 @@ import math
 
 from schedules.expr import INFIX, Binary, Cast, Const, Load, Select, Unary, Var
 from codegen.numba_math import FAST_FLOAT32, FAST_MIN_MAX
-from schedules.loopnest import Allocate, Assign, Fill, For, If, LoopNest, MicroKernel, Param, Store
+from schedules.loopnest import Allocate, Assign, Fill, For, If, LoopNest, MicroKernel, Param, Store, VectorCopy
 
 # Total copies of a loop body that textual unrolling may create under one unrolled nest.
 MAX_UNROLL_COPIES = 256
@@ -42,7 +42,7 @@ class _Printer:
         if id(obj) not in self.names:
             base = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in obj.name) or "v"
             if base[0].isdigit() or base in _RESERVED or keyword.iskeyword(base) \
-                    or base.startswith(("step_", "extent_", "mk_")):
+                    or base.startswith(("step_", "extent_", "mk_", "vcopy_")):
                 base = "v_" + base
             name, k = base, 1
             while name in self.taken:
@@ -139,6 +139,9 @@ class _Printer:
                 self.lines.append(f"{pad}{self.name(s.buffer)} = np.empty(({shape},), dtype=np.{s.buffer.dtype})")
             elif isinstance(s, Fill):
                 self.lines.append(f"{pad}{self.name(s.buffer)}.fill({self.expr(s.value)})")
+            elif isinstance(s, VectorCopy):
+                self.lines.append(f"{pad}{copy_name(s)}({self.name(s.dst)}, {self.expr(s.dst_off)}, "
+                                  f"{self.name(s.src)}, {self.expr(s.src_off)})")
             elif isinstance(s, MicroKernel):
                 args = [self.name(s.a), self.expr(s.a_off), self.name(s.b), self.expr(s.b_off),
                         self.name(s.c), self.expr(s.c_off), self.expr(s.ldc), self.expr(s.kc)]
@@ -169,10 +172,17 @@ def _hoistable_allocations(stmts, found=None) -> list:
     return found
 
 
+def copy_name(s: VectorCopy) -> str:
+    return f"vcopy_{s.count}"
+
+
 def _microkernels(stmts, found: dict) -> dict:
+    """Intrinsics the statements call, by the module-level name they are bound to."""
     for s in stmts:
         if isinstance(s, MicroKernel):
             found[microkernel_name(s)] = s
+        elif isinstance(s, VectorCopy):
+            found[copy_name(s)] = s
         elif isinstance(s, (For, If)):
             _microkernels(s.body, found)
     return found
@@ -230,8 +240,9 @@ def generate(nest: LoopNest, fastmath: bool = True) -> str:
            f"{', '.join(sorted(FAST_FLOAT32.values()) + sorted(FAST_MIN_MAX.values()))}", ""]
     kernels = _microkernels(nest.body, {})
     if kernels:
-        out.insert(-1, "from codegen.simd import outer_product_kernel")
-        out += [f"{name} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, "
+        out.insert(-1, "from codegen.simd import outer_product_kernel, vector_copy")
+        out += [f"{name} = vector_copy({s.count})" if isinstance(s, VectorCopy) else
+                f"{name} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, "
                 f"{s.accumulate if isinstance(s.accumulate, bool) else repr('runtime')})"
                 for name, s in sorted(kernels.items())]
     out += [f"# {n}" for n in nest.notes]

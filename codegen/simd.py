@@ -122,6 +122,47 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
     return kernel
 
 
+@functools.lru_cache(maxsize=64)
+def vector_copy(count: int, lanes: int = 8):
+    """A Numba intrinsic `copy(dst, dst_off, src, src_off)` for float32 arrays addressed as
+    flat C-contiguous data: dst[dst_off + t] = src[src_off + t] for t < count, as unaligned
+    `<lanes x float>` loads and stores (scalars for a tail). Packing a panel row this way
+    leaves no index arithmetic per value. Callable only from @njit code."""
+    if count < 1 or lanes not in (4, 8, 16):
+        raise ValueError(f"vector_copy: count={count}, lanes={lanes} is not a copy")
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def copy(typingctx, dst, dst_off, src, src_off):
+        for name, arr in (("dst", dst), ("src", src)):
+            if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
+                raise TypeError(f"vector copy: {name} must be a float32 array, got {arr}")
+        sig = types.void(dst, dst_off, src, src_off)
+
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            vec = ir.VectorType(ir.FloatType(), lanes)
+            d_ptr, s_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data
+                            for i in (0, 2))
+            d_off, s_off = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3))
+            loads = []
+            for t in range(0, count - count % lanes, lanes):
+                src = builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, t))])
+                loads.append((t, builder.load(builder.bitcast(src, vec.as_pointer()), align=4)))
+            for t in range(count - count % lanes, count):
+                loads.append((t, builder.load(builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, t))]))))
+            for t, value in loads:  # all loads first: dst and src never overlap here
+                dst = builder.gep(d_ptr, [builder.add(d_off, ir.Constant(i64, t))])
+                if isinstance(value.type, ir.VectorType):
+                    dst = builder.bitcast(dst, vec.as_pointer())
+                builder.store(value, dst, align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+    return copy
+
+
 @functools.lru_cache(maxsize=8)
 def fma_probe(lanes: int = 8, chains: int = 12):
     """An @njit function `probe(iterations) -> float` doing iterations * chains * lanes FMAs

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from schedules.expr import Binary, Const, Load, Var, walk
-from schedules.loopnest import Allocate, Assign, Fill, For, If, MicroKernel, Scalar, Store
+from schedules.loopnest import Allocate, Assign, Fill, For, If, MicroKernel, Scalar, Store, VectorCopy
 from schedules.target import DEFAULT_CACHE_BYTES
 
 LEVELS = 6
@@ -136,6 +136,20 @@ class _Walker:
                 pass
             elif isinstance(s, MicroKernel):
                 self._microkernel(s, stack)
+            elif isinstance(s, VectorCopy):
+                self._vector_copy(s, stack)
+
+    def _vector_copy(self, s, stack):
+        """A contiguous copy of `count` values: a vectorized loop with one unit-stride read
+        and one unit-stride write and no arithmetic."""
+        t = Var("copy_t", None, "loop")
+        inner = stack + ((t, s.count, "vectorized"),)
+        self.loops += 1
+        self.depth = max(self.depth, len(inner))
+        self.stmt_flops.append((0, inner))
+        for buf, off, write in ((s.src, s.src_off, False), (s.dst, s.dst_off, True)):
+            base = (self._flat(buf, (off,)) if len(buf.shape) == 1 else self._offset(off)) or {}
+            self.accesses.append((buf, {**base, id(t): 1}, write, inner))
 
     def _microkernel(self, s, stack):
         """A micro-kernel call is a vectorized k loop of rows * cols FMAs (2 flops each) over

@@ -81,6 +81,17 @@ class If:
 
 
 @dataclass(frozen=True, eq=False)
+class VectorCopy:
+    """dst[dst_off + t] = src[src_off + t] for t < count, both addressed as flat C-contiguous
+    data: one packed panel row read from a contiguous run of its operand, in vector loads."""
+    dst: Buffer
+    dst_off: Expr
+    src: Buffer
+    src_off: Expr
+    count: int
+
+
+@dataclass(frozen=True, eq=False)
 class MicroKernel:
     """A register-tile outer product on packed panels (the tensorized inner loops):
 
@@ -247,6 +258,8 @@ def _dump(stmts, depth, lines):
             op = "+=" if s.accumulate is True else "=" if s.accumulate is False else f"(+ if {fmt(s.accumulate)})="
             lines.append(f"{pad}microkernel {s.rows}x{s.cols} {s.c.name}@{fmt(s.c_off)} ldc={fmt(s.ldc)} {op} "
                          f"{s.a.name}@{fmt(s.a_off)} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}")
+        elif isinstance(s, VectorCopy):
+            lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[:{s.count}] = {s.src.name}@{fmt(s.src_off)}")
         elif isinstance(s, Allocate):
             lines.append(f"{pad}allocate {s.buffer.name}{tuple(fmt(c(d)) for d in s.buffer.shape)} "
                          f"{s.buffer.dtype} {s.buffer.scope}")

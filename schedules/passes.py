@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .expr import Load, Select, Var, children, rebuild, walk
-from .loopnest import Assign, Fill, For, If, MicroKernel, Scalar, Store, fmt
+from .loopnest import Assign, Fill, For, If, MicroKernel, Scalar, Store, VectorCopy, fmt
 
 
 def hoist_invariant_loads(body: tuple) -> tuple:
@@ -51,6 +51,8 @@ def _hoist(loop: For, body: list, counter):
             written.add(id(s.buffer))
         elif isinstance(s, MicroKernel):
             written.add(id(s.c))
+        elif isinstance(s, VectorCopy):
+            written.add(id(s.dst))
     candidates = {}
 
     def collect(e, guarded=False):

@@ -158,3 +158,17 @@ def test_tensorize_on_a_non_contraction_names_the_stage():
         sch[red].tensorize(6, 2, 5)
     with pytest.raises(ScheduleError, match="mc must be a positive int"):
         sch[red].tensorize(6, 2, 8, mc=0)
+
+
+@pytest.mark.parametrize("stride,padding,vecs,lanes", [(1, 1, 1, 4), (1, 0, 2, 4), (1, 1, 1, 8), (2, 1, 1, 4)])
+def test_conv_panels_within_an_output_row_pack_by_vector_copy(stride, padding, vecs, lanes):
+    # Output rows of 9-20 pixels against panels of 4-8: some panels stay inside one row (the
+    # fast path, a vector copy at stride 1), others cross into the next row or are ragged.
+    op = ops.conv2d(1, 3, 5, 20, 7, 3, 3, stride=stride, padding=padding, bias=True, activation="relu")
+    config = _micro(op, "conv2d", 4, vecs, lanes, 24, 64, 256, 1, 2)
+    inputs = op.random_inputs(3)
+    ref = op.reference(*inputs)
+    for jit in (False, True):
+        kernel = build(op, "cpu", config, jit=jit)
+        assert ("vcopy_" in kernel.source) == (stride == 1)
+        assert_matches(op, kernel(*inputs), ref, f"stride {stride}, panel {vecs}x{lanes}, jit={jit}")
