@@ -37,11 +37,21 @@ def python_vector_copy(count: int):
     return copy
 
 
+def python_transpose_copy(width: int):
+    import numpy as np
+
+    def copy(dst, dst_off, src, src_off, ld, kc):
+        k = np.arange(kc // 8 * 8)[:, None]
+        t = np.arange(width)[None, :]
+        dst.reshape(-1)[dst_off + k * width + t] = src.reshape(-1)[src_off + t * ld + k]
+    return copy
+
+
 def interpreted_steps(source: str) -> list:
     namespace: dict = {"__name__": "autosched_interpreted"}
     code = source.replace("from numba import njit", "from codegen.interpret import python_njit as njit")
-    code = code.replace("from codegen.simd import outer_product_kernel, vector_copy",
+    code = code.replace("from codegen.simd import outer_product_kernel, transpose_copy, vector_copy",
                         "from codegen.interpret import python_outer_product as outer_product_kernel, "
-                        "python_vector_copy as vector_copy")
+                        "python_transpose_copy as transpose_copy, python_vector_copy as vector_copy")
     exec(compile(code.replace("cache=CACHE", "cache=False"), "<autosched interpreted>", "exec"), namespace)
     return namespace["STEPS"]

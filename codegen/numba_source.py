@@ -7,7 +7,8 @@ import math
 
 from schedules.expr import INFIX, Binary, Cast, Const, Load, Select, Unary, Var
 from codegen.numba_math import FAST_FLOAT32, FAST_MIN_MAX
-from schedules.loopnest import Allocate, Assign, Fill, For, If, LoopNest, MicroKernel, Param, Store, VectorCopy
+from schedules.loopnest import (Allocate, Assign, Fill, For, If, LoopNest, MicroKernel, Param, Store,
+                                TransposeCopy, VectorCopy)
 
 # Total copies of a loop body that textual unrolling may create under one unrolled nest.
 MAX_UNROLL_COPIES = 256
@@ -139,6 +140,9 @@ class _Printer:
                 self.lines.append(f"{pad}{self.name(s.buffer)} = np.empty(({shape},), dtype=np.{s.buffer.dtype})")
             elif isinstance(s, Fill):
                 self.lines.append(f"{pad}{self.name(s.buffer)}.fill({self.expr(s.value)})")
+            elif isinstance(s, TransposeCopy):
+                self.lines.append(f"{pad}{copy_name(s)}({self.name(s.dst)}, {self.expr(s.dst_off)}, "
+                                  f"{self.name(s.src)}, {self.expr(s.src_off)}, {s.ld}, {self.expr(s.kc)})")
             elif isinstance(s, VectorCopy):
                 self.lines.append(f"{pad}{copy_name(s)}({self.name(s.dst)}, {self.expr(s.dst_off)}, "
                                   f"{self.name(s.src)}, {self.expr(s.src_off)})")
@@ -172,7 +176,9 @@ def _hoistable_allocations(stmts, found=None) -> list:
     return found
 
 
-def copy_name(s: VectorCopy) -> str:
+def copy_name(s) -> str:
+    if isinstance(s, TransposeCopy):
+        return f"vcopy_t{s.width}"
     return f"vcopy_{s.count}"
 
 
@@ -181,7 +187,7 @@ def _microkernels(stmts, found: dict) -> dict:
     for s in stmts:
         if isinstance(s, MicroKernel):
             found[microkernel_name(s)] = s
-        elif isinstance(s, VectorCopy):
+        elif isinstance(s, (VectorCopy, TransposeCopy)):
             found[copy_name(s)] = s
         elif isinstance(s, (For, If)):
             _microkernels(s.body, found)
@@ -240,8 +246,9 @@ def generate(nest: LoopNest, fastmath: bool = True) -> str:
            f"{', '.join(sorted(FAST_FLOAT32.values()) + sorted(FAST_MIN_MAX.values()))}", ""]
     kernels = _microkernels(nest.body, {})
     if kernels:
-        out.insert(-1, "from codegen.simd import outer_product_kernel, vector_copy")
+        out.insert(-1, "from codegen.simd import outer_product_kernel, transpose_copy, vector_copy")
         out += [f"{name} = vector_copy({s.count})" if isinstance(s, VectorCopy) else
+                f"{name} = transpose_copy({s.width})" if isinstance(s, TransposeCopy) else
                 f"{name} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, "
                 f"{s.accumulate if isinstance(s.accumulate, bool) else repr('runtime')})"
                 for name, s in sorted(kernels.items())]

@@ -21,7 +21,8 @@ import math
 import numpy as np
 
 from schedules.expr import Binary, Const, Load, Var, walk
-from schedules.loopnest import Allocate, Assign, Fill, For, If, MicroKernel, Scalar, Store, VectorCopy
+from schedules.loopnest import (Allocate, Assign, Fill, For, If, MicroKernel, Scalar, Store, TransposeCopy,
+                                VectorCopy)
 from schedules.target import DEFAULT_CACHE_BYTES
 
 LEVELS = 6
@@ -138,6 +139,24 @@ class _Walker:
                 self._microkernel(s, stack)
             elif isinstance(s, VectorCopy):
                 self._vector_copy(s, stack)
+            elif isinstance(s, TransposeCopy):
+                self._transpose_copy(s, stack)
+
+    def _transpose_copy(self, s, stack):
+        """A k loop over `width` rows read at stride ld and written as contiguous k-rows."""
+        try:
+            kc = max(1, self.value(s.kc))
+        except KeyError:
+            kc = 1
+        k, t = Var("copy_k", None, "loop"), Var("copy_t", None, "loop")
+        inner = stack + ((k, kc, "serial"), (t, s.width, "vectorized"))
+        self.loops += 2
+        self.depth = max(self.depth, len(inner))
+        self.stmt_flops.append((0, inner))
+        src = (self._flat(s.src, (s.src_off,)) if len(s.src.shape) == 1 else self._offset(s.src_off)) or {}
+        dst = (self._flat(s.dst, (s.dst_off,)) if len(s.dst.shape) == 1 else self._offset(s.dst_off)) or {}
+        self.accesses.append((s.src, {**src, id(k): 1, id(t): s.ld}, False, inner))
+        self.accesses.append((s.dst, {**dst, id(k): s.width, id(t): 1}, True, inner))
 
     def _vector_copy(self, s, stack):
         """A contiguous copy of `count` values: a vectorized loop with one unit-stride read

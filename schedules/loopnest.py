@@ -92,6 +92,20 @@ class VectorCopy:
 
 
 @dataclass(frozen=True, eq=False)
+class TransposeCopy:
+    """dst[dst_off + k*width + t] = src[src_off + t*ld + k] for k < kc, t < width (flat,
+    C-contiguous addressing): a panel packed from `width` rows that are contiguous along k,
+    in 8x8 register transposes. kc must be a multiple of 8 and width of 8."""
+    dst: Buffer
+    dst_off: Expr
+    src: Buffer
+    src_off: Expr
+    ld: int
+    kc: Expr
+    width: int
+
+
+@dataclass(frozen=True, eq=False)
 class MicroKernel:
     """A register-tile outer product on packed panels (the tensorized inner loops):
 
@@ -258,6 +272,9 @@ def _dump(stmts, depth, lines):
             op = "+=" if s.accumulate is True else "=" if s.accumulate is False else f"(+ if {fmt(s.accumulate)})="
             lines.append(f"{pad}microkernel {s.rows}x{s.cols} {s.c.name}@{fmt(s.c_off)} ldc={fmt(s.ldc)} {op} "
                          f"{s.a.name}@{fmt(s.a_off)} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}")
+        elif isinstance(s, TransposeCopy):
+            lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[k<{fmt(s.kc)}, t<{s.width}] = "
+                         f"{s.src.name}@{fmt(s.src_off)}[t*{s.ld} + k]")
         elif isinstance(s, VectorCopy):
             lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[:{s.count}] = {s.src.name}@{fmt(s.src_off)}")
         elif isinstance(s, Allocate):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .expr import Load, Select, Var, children, rebuild, walk
-from .loopnest import Assign, Fill, For, If, MicroKernel, Scalar, Store, VectorCopy, fmt
+from .loopnest import Assign, Fill, For, If, MicroKernel, Scalar, Store, TransposeCopy, VectorCopy, fmt
 
 
 def hoist_invariant_loads(body: tuple) -> tuple:
@@ -51,7 +51,7 @@ def _hoist(loop: For, body: list, counter):
             written.add(id(s.buffer))
         elif isinstance(s, MicroKernel):
             written.add(id(s.c))
-        elif isinstance(s, VectorCopy):
+        elif isinstance(s, (VectorCopy, TransposeCopy)):
             written.add(id(s.dst))
     candidates = {}
 

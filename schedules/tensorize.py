@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from .contraction import find_contraction
 from .errors import ScheduleError
 from .expr import Binary, Const, Load, Select, Var, walk
-from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, VectorCopy, add,
-                       ceildiv, floordiv, is_const, minimum, mod, mul, sub)
+from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, TransposeCopy, VectorCopy,
+                       add, ceildiv, floordiv, is_const, minimum, mod, mul, sub)
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,13 +209,16 @@ def emit_microkernel(low, st, tail) -> list:
 
         # A flattened group of axes (conv's oh, ow) costs a div and a mod per packed value;
         # a whole panel that does not cross a row of the innermost axis decodes once instead.
+        # A single axis never crosses: every whole panel takes that path.
         inner_ext = axes[group[-1]].extent if len(group) > 1 else 0
         in_row = None
-        if inner_ext > width:
-            row_base = nm.var(f"{flat.name}_row", "index")
-            first = add(lo, mul(panel, width))
-            base_at = [Assign(flat, first)] + _decode(flat, axes, list(group)) + \
-                [Assign(row_base, axes[group[-1]])]
+        row_base = nm.var(f"{flat.name}_row", "index")
+        first = add(lo, mul(panel, width))
+        base_at = [Assign(flat, first)] + _decode(flat, axes, list(group)) + \
+            [Assign(row_base, axes[group[-1]])]
+        if len(group) == 1:
+            in_row, crossing = whole, None
+        elif inner_ext > width:
             in_row = _and(whole, Binary("le", add(mod(first, inner_ext), width), Const(inner_ext, "int64")))
             crossing = _and(whole, Binary("gt", add(mod(first, inner_ext), width), Const(inner_ext, "int64")))
         if _k_inner(expr, raxes):
@@ -224,14 +227,48 @@ def emit_microkernel(low, st, tail) -> list:
             if in_row is None:
                 cases = (If(whole, (rows(value),)),)
             else:
-                cases = (If(in_row, tuple(base_at) + (rows(value, True),)), If(crossing, (rows(value),)))
+                fast_rows = _transposed_rows(value, axes[group[-1]], buf, width, panel) \
+                    if len(group) == 1 else None
+                if fast_rows is not None:
+                    fast_rows = fast_rows(rows)
+                else:
+                    fast_rows = [rows(value, True)]
+                cases = (If(in_row, tuple(base_at) + tuple(fast_rows)),) + \
+                    ((If(crossing, (rows(value),)),) if crossing is not None else ())
             return For(panel, panels, "serial", cases + (If(ragged, (rows(guarded),)),))
         if in_row is None:
             cases = (If(whole, (lanes(value),)),)
         else:
-            cases = (If(in_row, tuple(base_at) + (lanes(value, True),)), If(crossing, (lanes(value),)))
+            cases = (If(in_row, tuple(base_at) + (lanes(value, True),)),) + \
+                ((If(crossing, (lanes(value),)),) if crossing is not None else ())
         per_panel = For(panel, panels, "serial", cases + (If(ragged, (lanes(guarded),)),))
         return For(kk, kcur, "serial", tuple(k_assign) + (per_panel,))
+
+    def _transposed_rows(value, lane_axis, buf, width, panel):
+        """For an operand contiguous along the (single) reduce axis whose lanes are rows at a
+        constant stride (dense's W[j, k], matmul's A[i, k]): statements packing the whole
+        panel with 8x8 register transposes, then the k % 8 tail row by row. None if the
+        operand is not such a load or the panel is not a multiple of 8 wide."""
+        if len(raxes) != 1 or width % 8 or not isinstance(value, Load) \
+                or not isinstance(value.tensor, Buffer) or value.tensor.dtype != "float32" \
+                or not all(isinstance(d, int) for d in value.tensor.shape):
+            return None
+        offset = _flat_index(value)
+        if _coefficient(offset, raxes[0]) != 1:
+            return None
+        ld = _coefficient(offset, lane_axis)
+        if not ld or ld < 0:
+            return None
+
+        def emit(rows):
+            kc8 = mul(floordiv(kcur, Const(8, "int64")), Const(8, "int64"))
+            start = [Assign(kflat, p0), Assign(raxes[0], kflat)]
+            copy = TransposeCopy(buf, mul(mul(panel, kcur), width), value.tensor, offset, ld, kc8, width)
+            kt = nm.var("kt")
+            tail_rows = rows(value, True)   # For(kk, kcur, ...): rerun over the tail only
+            tail = For(kt, sub(kcur, kc8), "serial", (Assign(kk, add(kc8, kt)),) + tail_rows.body)
+            return start + [copy, tail]
+        return emit
 
     pack_b = pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj)
     apan = nm.var("apan", "index")

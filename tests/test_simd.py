@@ -94,3 +94,53 @@ def test_packed_matmul_explains_bad_shapes():
         packed_matmul(np.zeros((3, 4)), np.zeros((5, 2)))
     with pytest.raises(ValueError, match="out must be"):
         packed_matmul(np.zeros((3, 4)), np.zeros((4, 2)), out=np.zeros((3, 2)))
+
+
+@pytest.fixture(scope="module")
+def copies():
+    from numba import njit
+
+    from codegen.interpret import python_transpose_copy, python_vector_copy
+    from codegen.simd import transpose_copy, vector_copy
+    jitted = {}
+
+    def get(kind, n):
+        if (kind, n) not in jitted:
+            f = transpose_copy(n) if kind == "t" else vector_copy(n)
+            if kind == "t":
+                jitted[kind, n] = njit(lambda d, do, s, so, ld, kc: f(d, do, s, so, ld, kc))
+            else:
+                jitted[kind, n] = njit(lambda d, do, s, so: f(d, do, s, so))
+        twin = python_transpose_copy(n) if kind == "t" else python_vector_copy(n)
+        return jitted[kind, n], twin
+    return get
+
+
+@settings(max_examples=25, deadline=None)
+@given(width=st.sampled_from([8, 16, 24]), kc=st.integers(0, 41), ld=st.integers(41, 60),
+       dst_off=st.integers(0, 9), src_off=st.integers(0, 9))
+def test_transpose_copy_matches_its_definition_and_its_python_twin(copies, width, kc, ld, dst_off, src_off):
+    src = np.random.default_rng(kc).standard_normal(src_off + width * ld + 8).astype(np.float32).reshape(-1, 1)
+    fast, twin = copies("t", width)
+    got, want, expected = (np.full(dst_off + width * 48, -7, np.float32) for _ in range(3))
+    fast(got, dst_off, src, src_off, ld, kc)
+    twin(want, dst_off, src, src_off, ld, kc)
+    flat = src.reshape(-1)
+    for k in range(kc // 8 * 8):  # only whole blocks of 8 k values; the caller packs the tail
+        for t in range(width):
+            expected[dst_off + k * width + t] = flat[src_off + t * ld + k]
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(want, expected)
+
+
+@settings(max_examples=15, deadline=None)
+@given(count=st.sampled_from([4, 8, 12, 16, 24, 3]), dst_off=st.integers(0, 9), src_off=st.integers(0, 9))
+def test_vector_copy_matches_its_definition(copies, count, dst_off, src_off):
+    src = np.arange(40, dtype=np.float32).reshape(5, 8)
+    fast, twin = copies("v", count)
+    for f in (fast, twin):
+        dst = np.full(40, -1, np.float32)
+        f(dst, dst_off, src, src_off)
+        expected = np.full(40, -1, np.float32)
+        expected[dst_off:dst_off + count] = src.reshape(-1)[src_off:src_off + count]
+        np.testing.assert_array_equal(dst, expected)

@@ -172,3 +172,17 @@ def test_conv_panels_within_an_output_row_pack_by_vector_copy(stride, padding, v
         kernel = build(op, "cpu", config, jit=jit)
         assert ("vcopy_" in kernel.source) == (stride == 1)
         assert_matches(op, kernel(*inputs), ref, f"stride {stride}, panel {vecs}x{lanes}, jit={jit}")
+
+
+@pytest.mark.parametrize("rows,vecs,lanes", [(8, 1, 8), (4, 2, 8), (8, 3, 8)])
+def test_dense_panels_pack_by_register_transposes(rows, vecs, lanes):
+    # W is (N, K): its panels are rows contiguous along k, packed 8x8 at a time; K = 37 leaves
+    # a k tail (and a second k block at kc 64 would too), N and M leave ragged panels.
+    op = ops.dense(19, 45, 37, bias=True, activation="gelu")
+    config = _micro(op, "matmul", rows, vecs, lanes, 24, 64, 256, 1, 2)
+    inputs = op.random_inputs(4)
+    ref = op.reference(*inputs)
+    for jit in (False, True):
+        kernel = build(op, "cpu", config, jit=jit)
+        assert "vcopy_t" in kernel.source
+        assert_matches(op, kernel(*inputs), ref, f"tile {rows}x{vecs}x{lanes}, jit={jit}")
