@@ -82,12 +82,16 @@ def _coefficient(e, var):
     return None
 
 
+def _plain_load(value) -> bool:
+    """A float32 load from a buffer of constant shape, addressable as flat C-contiguous data."""
+    return (isinstance(value, Load) and isinstance(value.tensor, Buffer) and value.tensor.dtype == "float32"
+            and bool(value.indices) and all(isinstance(d, int) for d in value.tensor.shape))
+
+
 def _unit_stride_load(value, var) -> bool:
-    """Whether value is a plain float32 load from a buffer whose address moves by exactly one
-    element per step of var (var only in the last index, with coefficient 1)."""
-    if not (isinstance(value, Load) and isinstance(value.tensor, Buffer)
-            and value.tensor.dtype == "float32" and value.indices
-            and all(isinstance(d, int) for d in value.tensor.shape)):
+    """Whether value is a plain load whose address moves by exactly one element per step of
+    var (var only in the last index, with coefficient 1)."""
+    if not _plain_load(value):
         return False
     *outer, last = value.indices
     return _coefficient(last, var) == 1 and all(_coefficient(i, var) == 0 for i in outer)
@@ -227,12 +231,8 @@ def emit_microkernel(low, st, tail) -> list:
             if in_row is None:
                 cases = (If(whole, (rows(value),)),)
             else:
-                fast_rows = _transposed_rows(value, axes[group[-1]], buf, width, panel) \
-                    if len(group) == 1 else None
-                if fast_rows is not None:
-                    fast_rows = fast_rows(rows)
-                else:
-                    fast_rows = [rows(value, True)]
+                fast_rows = (_transposed_rows(value, axes[group[-1]], buf, width, panel, rows)
+                             if len(group) == 1 else None) or [rows(value, True)]
                 cases = (If(in_row, tuple(base_at) + tuple(fast_rows)),) + \
                     ((If(crossing, (rows(value),)),) if crossing is not None else ())
             return For(panel, panels, "serial", cases + (If(ragged, (rows(guarded),)),))
@@ -244,31 +244,24 @@ def emit_microkernel(low, st, tail) -> list:
         per_panel = For(panel, panels, "serial", cases + (If(ragged, (lanes(guarded),)),))
         return For(kk, kcur, "serial", tuple(k_assign) + (per_panel,))
 
-    def _transposed_rows(value, lane_axis, buf, width, panel):
+    def _transposed_rows(value, lane_axis, buf, width, panel, rows):
         """For an operand contiguous along the (single) reduce axis whose lanes are rows at a
         constant stride (dense's W[j, k], matmul's A[i, k]): statements packing the whole
-        panel with 8x8 register transposes, then the k % 8 tail row by row. None if the
-        operand is not such a load or the panel is not a multiple of 8 wide."""
-        if len(raxes) != 1 or width % 8 or not isinstance(value, Load) \
-                or not isinstance(value.tensor, Buffer) or value.tensor.dtype != "float32" \
-                or not all(isinstance(d, int) for d in value.tensor.shape):
+        panel with 8x8 register transposes, then the k % 8 tail row by row (`rows` builds
+        the row-by-row loop). None if the operand is not such a load or the panel is not a
+        multiple of 8 wide."""
+        if len(raxes) != 1 or width % 8 or not _plain_load(value):
             return None
         offset = _flat_index(value)
-        if _coefficient(offset, raxes[0]) != 1:
-            return None
         ld = _coefficient(offset, lane_axis)
-        if not ld or ld < 0:
+        if _coefficient(offset, raxes[0]) != 1 or not ld or ld < 0:
             return None
-
-        def emit(rows):
-            kc8 = mul(floordiv(kcur, Const(8, "int64")), Const(8, "int64"))
-            start = [Assign(kflat, p0), Assign(raxes[0], kflat)]
-            copy = TransposeCopy(buf, mul(mul(panel, kcur), width), value.tensor, offset, ld, kc8, width)
-            kt = nm.var("kt")
-            tail_rows = rows(value, True)   # For(kk, kcur, ...): rerun over the tail only
-            tail = For(kt, sub(kcur, kc8), "serial", (Assign(kk, add(kc8, kt)),) + tail_rows.body)
-            return start + [copy, tail]
-        return emit
+        kc8 = mul(floordiv(kcur, Const(8, "int64")), Const(8, "int64"))
+        start = [Assign(kflat, p0), Assign(raxes[0], kflat)]
+        copy = TransposeCopy(buf, mul(mul(panel, kcur), width), value.tensor, offset, ld, kc8, width)
+        kt = nm.var("kt")
+        tail_body = rows(value, True).body  # the row-by-row loop's body, run for the tail only
+        return start + [copy, For(kt, sub(kcur, kc8), "serial", (Assign(kk, add(kc8, kt)),) + tail_body)]
 
     pack_b = pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj)
     apan = nm.var("apan", "index")
