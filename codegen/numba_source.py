@@ -27,8 +27,8 @@ def signature(nest: LoopNest) -> str:
 
 
 # Names the generated module uses itself; tensors named like these get a prefix.
-_RESERVED = frozenset({"np", "math", "njit", "lo_", "hi_", "STEPS", *FAST_FLOAT32.values(), *FAST_MIN_MAX.values(),
-                       *dir(builtins)})
+_RESERVED = frozenset({"np", "math", "njit", "lo_", "hi_", "STEPS", *FAST_FLOAT32.values(),
+                       *FAST_MIN_MAX.values(), *dir(builtins)})
 
 
 class _Printer:
@@ -182,15 +182,25 @@ def copy_name(s) -> str:
     return f"vcopy_{s.count}"
 
 
-def _microkernels(stmts, found: dict) -> dict:
-    """Intrinsics the statements call, by the module-level name they are bound to."""
+def _binding(s) -> str:
+    """The module-level line creating the intrinsic that statement s calls."""
+    if isinstance(s, VectorCopy):
+        return f"{copy_name(s)} = vector_copy({s.count})"
+    if isinstance(s, TransposeCopy):
+        return f"{copy_name(s)} = transpose_copy({s.width})"
+    mode = s.accumulate if isinstance(s.accumulate, bool) else repr("runtime")
+    return f"{microkernel_name(s)} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, {mode})"
+
+
+def _intrinsics(stmts, found: dict) -> dict:
+    """Statements calling intrinsics, by the module-level name the intrinsic is bound to."""
     for s in stmts:
         if isinstance(s, MicroKernel):
             found[microkernel_name(s)] = s
         elif isinstance(s, (VectorCopy, TransposeCopy)):
             found[copy_name(s)] = s
         elif isinstance(s, (For, If)):
-            _microkernels(s.body, found)
+            _intrinsics(s.body, found)
     return found
 
 
@@ -244,14 +254,10 @@ def generate(nest: LoopNest, fastmath: bool = True) -> str:
            "import numpy as np", "from numba import njit",
            f"from codegen.numba_math import "
            f"{', '.join(sorted(FAST_FLOAT32.values()) + sorted(FAST_MIN_MAX.values()))}", ""]
-    kernels = _microkernels(nest.body, {})
+    kernels = _intrinsics(nest.body, {})
     if kernels:
         out.insert(-1, "from codegen.simd import outer_product_kernel, transpose_copy, vector_copy")
-        out += [f"{name} = vector_copy({s.count})" if isinstance(s, VectorCopy) else
-                f"{name} = transpose_copy({s.width})" if isinstance(s, TransposeCopy) else
-                f"{name} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, "
-                f"{s.accumulate if isinstance(s.accumulate, bool) else repr('runtime')})"
-                for name, s in sorted(kernels.items())]
+        out += [_binding(s) for _, s in sorted(kernels.items())]
     out += [f"# {n}" for n in nest.notes]
     entries = []
     for k, (stmts, loop) in enumerate(split_steps(nest.body)):

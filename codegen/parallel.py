@@ -20,7 +20,12 @@ def thread_count() -> int:
 
 
 def _available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return len(_cpus()) or os.cpu_count() or 1
+
+
+def _cpus() -> list:
+    """The CPUs this process may run on, where the OS says (Linux)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 def _forget_pool_after_fork() -> None:
@@ -62,7 +67,7 @@ def _executor(workers: int):
         if _pool is None or _pool_size != workers:
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            cpus = _cpus()
             pin = pin_threads() and 1 < workers <= len(cpus)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autosched",
                                        initializer=_pinned_initializer(cpus[:workers]) if pin else None)

@@ -148,27 +148,24 @@ class _Walker:
             kc = max(1, self.value(s.kc))
         except KeyError:
             kc = 1
-        k, t = Var("copy_k", None, "loop"), Var("copy_t", None, "loop")
-        inner = stack + ((k, kc, "serial"), (t, s.width, "vectorized"))
-        self.loops += 2
-        self.depth = max(self.depth, len(inner))
-        self.stmt_flops.append((0, inner))
-        src = (self._flat(s.src, (s.src_off,)) if len(s.src.shape) == 1 else self._offset(s.src_off)) or {}
-        dst = (self._flat(s.dst, (s.dst_off,)) if len(s.dst.shape) == 1 else self._offset(s.dst_off)) or {}
-        self.accesses.append((s.src, {**src, id(k): 1, id(t): s.ld}, False, inner))
-        self.accesses.append((s.dst, {**dst, id(k): s.width, id(t): 1}, True, inner))
+        self._copy(s, stack, [("copy_k", kc, "serial", 1, s.width), ("copy_t", s.width, "vectorized", s.ld, 1)])
 
     def _vector_copy(self, s, stack):
-        """A contiguous copy of `count` values: a vectorized loop with one unit-stride read
-        and one unit-stride write and no arithmetic."""
-        t = Var("copy_t", None, "loop")
-        inner = stack + ((t, s.count, "vectorized"),)
-        self.loops += 1
+        """A contiguous copy of `count` values: one unit-stride read and write per value."""
+        self._copy(s, stack, [("copy_t", s.count, "vectorized", 1, 1)])
+
+    def _copy(self, s, stack, loops):
+        """A copy statement as loops (name, extent, kind, source stride, destination stride)
+        with no arithmetic; both buffers are addressed as flat data from their offsets."""
+        vars_ = [Var(name, None, "loop") for name, *_ in loops]
+        inner = stack + tuple((v, ext, kind) for v, (_, ext, kind, _, _) in zip(vars_, loops))
+        self.loops += len(loops)
         self.depth = max(self.depth, len(inner))
         self.stmt_flops.append((0, inner))
-        for buf, off, write in ((s.src, s.src_off, False), (s.dst, s.dst_off, True)):
+        for buf, off, write, col in ((s.src, s.src_off, False, 3), (s.dst, s.dst_off, True, 4)):
             base = (self._flat(buf, (off,)) if len(buf.shape) == 1 else self._offset(off)) or {}
-            self.accesses.append((buf, {**base, id(t): 1}, write, inner))
+            strides = {id(v): loop[col] for v, loop in zip(vars_, loops)}
+            self.accesses.append((buf, {**base, **strides}, write, inner))
 
     def _microkernel(self, s, stack):
         """A micro-kernel call is a vectorized k loop of rows * cols FMAs (2 flops each) over
