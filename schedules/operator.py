@@ -70,15 +70,9 @@ class Operator:
 
     def canonical(self) -> dict:
         """Structure, shapes and dtypes with positional names: the basis of workload_key."""
-        tensor_ids = {id(t): f"in{k}" for k, t in enumerate(self.inputs)}
-        tensor_ids.update({id(s): f"s{k}" for k, s in enumerate(self.stages)})
-        stages = []
-        for s in self.stages:
-            var_ids = {id(v): f"a{k}" for k, v in enumerate(s.axes)}
-            var_ids.update({id(v): f"r{k}" for k, v in enumerate(s.reduce_axes)})
-            stages.append({"shape": list(s.shape), "dtype": s.dtype,
-                           "reduce": [v.extent for v in s.reduce_axes],
-                           "body": _encode(s.body, tensor_ids, var_ids)})
+        tensor_ids = positional_tensor_ids(self)
+        stages = [{"shape": list(s.shape), "dtype": s.dtype, "reduce": [v.extent for v in s.reduce_axes],
+                   "body": _encode(s.body, tensor_ids, positional_var_ids(s))} for s in self.stages]
         return {"name": self.name,
                 "inputs": [{"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs],
                 "stages": stages,
@@ -86,6 +80,16 @@ class Operator:
 
     def canonical_json(self) -> str:
         return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+
+    def to_json(self) -> str:
+        """The full definition, names included: from_json rebuilds the same operator."""
+        from .operator_json import operator_to_json
+        return operator_to_json(self)
+
+    @staticmethod
+    def from_json(text: str) -> "Operator":
+        from .operator_json import operator_from_json
+        return operator_from_json(text)
 
     # -- inputs and the numpy oracle ----------------------------------------------------------
     def check_inputs(self, arrays) -> list:
@@ -153,6 +157,19 @@ def _topological_stages(outputs) -> tuple:
     for o in outputs:
         visit(o)
     return tuple(order)
+
+
+def positional_tensor_ids(op) -> dict:
+    """id(tensor) -> 'in<k>' for inputs and 's<k>' for stages: names that never collide."""
+    ids = {id(t): f"in{k}" for k, t in enumerate(op.inputs)}
+    ids.update({id(s): f"s{k}" for k, s in enumerate(op.stages)})
+    return ids
+
+
+def positional_var_ids(stage) -> dict:
+    ids = {id(v): f"a{k}" for k, v in enumerate(stage.axes)}
+    ids.update({id(v): f"r{k}" for k, v in enumerate(stage.reduce_axes)})
+    return ids
 
 
 def _encode(e: Expr, tensor_ids: dict, var_ids: dict):

@@ -140,7 +140,7 @@ def test_schema_version_is_recorded_and_newer_schemas_are_refused(tmp_path):
     path = str(tmp_path / "v.db")
     d = Database(path)
     with d.engine.begin() as c:
-        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == "3"
+        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == "4"
         c.execute(text("update autosched_meta set value='99' where key='schema_version'"))
     with pytest.raises(DatabaseError, match="newer than this autosched"):
         Database(path)
@@ -195,16 +195,38 @@ def test_schema_v1_databases_are_migrated_in_place(tmp_path):
                                   space_version=op.space("cpu").version))
     with d.engine.begin() as c:  # turn it into what version 1 wrote
         c.execute(text("ALTER TABLE records DROP COLUMN features"))
+        c.execute(text("ALTER TABLE records DROP COLUMN predicted"))
+        c.execute(text("ALTER TABLE workloads DROP COLUMN definition"))
         c.execute(text("DROP TABLE bench_results"))
         c.execute(text("DROP TABLE bench_runs"))
         c.execute(text("UPDATE autosched_meta SET value='1' WHERE key='schema_version'"))
     d.close()
     upgraded = Database(path)
     with upgraded.engine.begin() as c:
-        assert c.execute(text("SELECT value FROM autosched_meta")).scalar() == "3"
+        assert c.execute(text("SELECT value FROM autosched_meta")).scalar() == "4"
         assert c.execute(text("SELECT count(*) FROM bench_runs")).scalar() == 0
-    [record] = upgraded.records(op, "cpu")
-    assert record.seconds == 1e-3 and record.features is None
+    [record] = upgraded.records(op, "cpu")  # opening the workload fills in its definition
+    assert record.seconds == 1e-3 and record.features is None and record.predicted is None
+    with upgraded.engine.begin() as c:
+        stored = c.execute(text("SELECT definition FROM workloads")).scalar()
+    from schedules import Operator
+    assert Operator.from_json(stored).workload_key == op.workload_key
+
+
+def test_xgb_records_keep_the_cost_model_score_and_the_operator_definition(db):
+    from sqlalchemy import text
+
+    from schedules import Operator
+    op = ops.matmul(32, 24, 16)
+    tune(op, "cpu", database=db, trials=14, seed=0, strategy="xgb", measurer=ReplayMeasurer())
+    records = db.records(op, "cpu")
+    scored = [r for r in records if r.predicted is not None]
+    # The first candidates are drawn before the model has data; later ones are ranked by it.
+    assert records[0].predicted is None and len(scored) >= 4
+    assert all(np.isfinite(r.predicted) for r in scored)
+    with db.engine.begin() as c:
+        stored = c.execute(text("SELECT definition FROM workloads")).scalar()
+    assert Operator.from_json(stored).workload_key == op.workload_key
 
 
 @pytest.mark.parametrize("strategy", ["xgb", "tpe", "random"])

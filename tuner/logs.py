@@ -69,8 +69,13 @@ def parse_line(text: str) -> TuningRecord:
     if features is not None and (not isinstance(features, list) or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in features)):
         raise ValueError("field 'features' must be null or a list of finite numbers")
+    predicted = data.get("predicted")
+    if predicted is not None and (not isinstance(predicted, (int, float)) or isinstance(predicted, bool)
+                                  or not math.isfinite(predicted)):
+        raise ValueError("field 'predicted' must be null or a finite number")
     return TuningRecord(
         features=None if features is None else tuple(float(x) for x in features),
+        predicted=None if predicted is None else float(predicted),
         workload_key=data["workload_key"], target_key=data["target_key"], config=Config(data["config"]),
         seconds=None if seconds is None else float(seconds), costs=tuple(float(c) for c in costs),
         error=error, error_message=str(data.get("error_message", ""))[:4000],

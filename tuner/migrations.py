@@ -14,8 +14,17 @@ def _v2_to_v3(conn) -> None:
     """Version 3 adds the bench_runs and bench_results tables; create_all has made them."""
 
 
+def _v3_to_v4(conn) -> None:
+    """Version 4 stores each workload's operator definition and the cost model's score of
+    each record; older rows keep NULL there (their workload definition is filled in the next
+    time a tuning run opens that workload)."""
+    from sqlalchemy import text
+    conn.execute(text("ALTER TABLE workloads ADD COLUMN definition TEXT"))
+    conn.execute(text("ALTER TABLE records ADD COLUMN predicted FLOAT"))
+
+
 # version -> function(connection) that upgrades a schema of that version to version + 1.
-MIGRATIONS: dict = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def ensure_schema(engine, url: str) -> None:

@@ -208,6 +208,7 @@ class ModelGuidedStrategy:
             return []
         feats = [self.pool[c][0] if c in self.pool else self.mutants[c] for c in configs]
         scores = self.model.predict(np.stack(feats))
+        score_of = {c: float(v) for c, v in zip(configs, scores)}
         order = [configs[i] for i in np.argsort(-scores, kind="stable")]
         # Exploration is drawn per candidate, so small batches explore too (round(2 * 0.25) is 0).
         n_explore = int(sum(self.rng.random() < self.explore for _ in range(n)))
@@ -231,7 +232,7 @@ class ModelGuidedStrategy:
         for c in chosen:
             handle = self.pool.pop(c)[1] if c in self.pool else None
             self.mutants.pop(c, None)
-            out.append(Proposal(c, handle))
+            out.append(Proposal(c, handle, score_of[c]))
         return out
 
     def observe(self, proposal: Proposal, seconds, error) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy import (DateTime, Float, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Bump with a migration in records.py whenever a table changes shape.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> dt.datetime:
@@ -39,6 +39,8 @@ class WorkloadRow(Base):
     key: Mapped[str] = mapped_column(String(256), unique=True)
     op_name: Mapped[str] = mapped_column(String(128))
     shapes: Mapped[str] = mapped_column(Text)          # JSON: input and output shapes and dtypes
+    # Operator.to_json(): lets tools with only the database rebuild the operator (sources, FLOPs).
+    definition: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -74,6 +76,9 @@ class RecordRow(Base):
     codegen_version: Mapped[str] = mapped_column(String(32))
     # Cost-model features of the candidate (JSON list), so other workloads can learn from it.
     features: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The cost model's score when it proposed this candidate (higher: predicted faster);
+    # NULL for candidates no model ranked. The dashboard's cost-model accuracy reads it.
+    predicted: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (
         # One measurement per config of one space version: a rerun never measures it again.

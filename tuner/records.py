@@ -35,6 +35,7 @@ class TuningRecord:
     codegen_version: str = field(default_factory=codegen_version)
     op_name: str = ""
     features: tuple | None = None   # cost-model features, when they were computed
+    predicted: float | None = None  # the cost model's score when it proposed this config
 
     def to_json(self) -> str:
         return json.dumps({
@@ -44,7 +45,8 @@ class TuningRecord:
             "compile_seconds": self.compile_seconds, "measured_at": self.measured_at.isoformat(),
             "autosched_version": self.autosched_version, "space_version": self.space_version,
             "codegen_version": self.codegen_version,
-            "features": None if self.features is None else [round(float(x), 6) for x in self.features]},
+            "features": None if self.features is None else [round(float(x), 6) for x in self.features],
+            "predicted": self.predicted},
             sort_keys=True)
 
 
@@ -61,7 +63,8 @@ def _row(record: TuningRecord, wid: int, tid: int, run_id):
                      compile_seconds=record.compile_seconds, measured_at=record.measured_at,
                      autosched_version=record.autosched_version,
                      space_version=record.space_version, codegen_version=record.codegen_version,
-                     features=None if record.features is None else json.dumps([round(float(x), 6) for x in record.features]))
+                     features=None if record.features is None else json.dumps([round(float(x), 6) for x in record.features]),
+                     predicted=record.predicted)
 
 
 def _url(url: str) -> str:
@@ -114,29 +117,39 @@ class Database:
         tgt = as_target(target)
         shapes = json.dumps({"inputs": [[t.name, list(t.shape), t.dtype] for t in op.inputs],
                              "outputs": [[t.name, list(t.shape), t.dtype] for t in op.outputs]})
-        return self._ids_for_keys(op.workload_key, op.name, shapes, tgt.key, tgt.kind)
+        return self._ids_for_keys(op.workload_key, op.name, shapes, tgt.key, tgt.kind, op.to_json())
 
-    def _ids_for_keys(self, workload_key, op_name, shapes, target_key, target_kind) -> tuple:
+    def _ids_for_keys(self, workload_key, op_name, shapes, target_key, target_kind,
+                      definition: str | None = None) -> tuple:
         from .models import TargetRow, WorkloadRow
         key = (workload_key, target_key)
         with self._lock:
             if key in self._ids:
                 return self._ids[key]
         wid = self._get_or_create(WorkloadRow, WorkloadRow.key == workload_key,
-                                  dict(key=workload_key, op_name=op_name, shapes=shapes))
+                                  dict(key=workload_key, op_name=op_name, shapes=shapes,
+                                       definition=definition), fill=("definition",))
         tid = self._get_or_create(TargetRow, TargetRow.key == target_key,
                                   dict(key=target_key, kind=target_kind))
         with self._lock:
             self._ids[key] = (wid, tid)
         return wid, tid
 
-    def _get_or_create(self, model, where, values) -> int:
+    def _get_or_create(self, model, where, values, fill=()) -> int:
+        """The id of the row matching `where`, created from `values` if none exists; columns
+        named in `fill` that an existing row lacks (written by an older version) are set."""
         from sqlalchemy import select
         from sqlalchemy.exc import IntegrityError
         for _ in range(3):
             with self.session() as s:
                 row = s.scalars(select(model).where(where)).first()
                 if row is not None:
+                    missing = {c: values[c] for c in fill
+                               if getattr(row, c) is None and values.get(c) is not None}
+                    if missing:
+                        for c, v in missing.items():
+                            setattr(row, c, v)
+                        s.commit()
                     return row.id
                 s.add(model(**values))
                 try:
@@ -221,7 +234,8 @@ class Database:
             error_message=row.error_message or "", compile_seconds=row.compile_seconds or 0.0,
             measured_at=row.measured_at, autosched_version=row.autosched_version,
             space_version=row.space_version, codegen_version=row.codegen_version, op_name=op_name,
-            features=None if row.features is None else tuple(json.loads(row.features)))
+            features=None if row.features is None else tuple(json.loads(row.features)),
+            predicted=row.predicted)
 
     def records(self, op, target) -> list:
         """Every record of (op, target), oldest first."""

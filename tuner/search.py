@@ -14,6 +14,7 @@ OPTUNA_SAMPLERS = ("tpe", "random")
 class Proposal:
     config: Config
     handle: object = None   # the strategy's own bookkeeping (an Optuna trial)
+    predicted: float | None = None   # the cost model's score, when a model ranked it
 
 
 class SearchStrategy(Protocol):

@@ -224,7 +224,7 @@ def _record(db, op, tgt, space, proposal, result: MeasureResult, run_id) -> Tria
     record = TuningRecord(op.workload_key, tgt.key, proposal.config, result.seconds, tuple(result.costs),
                           result.error, result.error_message, result.compile_seconds,
                           result.timestamp, space_version=space.version, op_name=op.name,
-                          features=result.features)
+                          features=result.features, predicted=proposal.predicted)
     db.add(op, tgt, record, run_id)
     return Trial(proposal.config, result.seconds, result.error, result.error_message, result.compile_seconds)
 
