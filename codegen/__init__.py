@@ -1,5 +1,5 @@
 """Code generation: LoopNest -> Numba source -> compiled, cached Kernel."""
-from .build import CompileError, build
+from .build import CompileError, build, kernel_source
 from .kernel import Kernel
 
-__all__ = ["build", "Kernel", "CompileError"]
+__all__ = ["build", "kernel_source", "Kernel", "CompileError"]

@@ -19,14 +19,7 @@ def build(op, target="cpu", config=None, *, jit: bool = True) -> Kernel:
     jit=False runs the same generated source in the Python interpreter: slow, but with no
     compile step, for checking schedules on tiny shapes.
     """
-    tgt = as_target(target)
-    if tgt.kind != "cpu":
-        raise ValueError(f"build: target kind {tgt.kind!r} has no backend yet; use 'cpu'")
-    space = op.space(tgt)
-    config = space.default() if config is None else space.validate(config)
-    sch = space.apply(config)
-    nest = lower(sch)
-    source = generate(nest)
+    tgt, config, sch, nest, source = _generated(op, target, config)
     from .cache import compiled
     try:
         if jit:
@@ -44,6 +37,22 @@ def build(op, target="cpu", config=None, *, jit: bool = True) -> Kernel:
     return Kernel(op=op, target=tgt, config=config, source=source, loopnest=nest,
                   params=params, steps=steps, compile_seconds=seconds, cache_key=key,
                   origin=origin, max_threads=1 if _small(op) else None)
+
+
+def kernel_source(op, target="cpu", config=None) -> str:
+    """The source build() would compile for this config, generated without compiling it."""
+    return _generated(op, target, config)[4]
+
+
+def _generated(op, target, config) -> tuple:
+    tgt = as_target(target)
+    if tgt.kind != "cpu":
+        raise ValueError(f"build: target kind {tgt.kind!r} has no backend yet; use 'cpu'")
+    space = op.space(tgt)
+    config = space.default() if config is None else space.validate(config)
+    sch = space.apply(config)
+    nest = lower(sch)
+    return tgt, config, sch, nest, generate(nest)
 
 
 # Handing work to a pool thread costs about 50 us on this class of machine (measured: a

@@ -61,6 +61,17 @@ class Target:
         return f"{self.kind}|{self.model}|{self.arch}|{feats}|{self.cores}" + \
             "".join(f"|{k}={v}" for k, v in self.extra)
 
+    @staticmethod
+    def from_key(key: str) -> "Target":
+        """The Target a records key describes (the inverse of `key`), for tools that read
+        records of other machines; cache sizes, not in the key, take the defaults."""
+        parts = key.split("|")
+        if len(parts) < 5 or not parts[4].isdigit():
+            raise ValueError(f"cannot read target key {key!r}; expected kind|model|arch|features|cores")
+        extra = tuple(tuple(p.split("=", 1)) for p in parts[5:] if "=" in p)
+        return Target(parts[0], parts[1], parts[2], tuple(f for f in parts[3].split("+") if f),
+                      int(parts[4]), extra)
+
     @property
     def vector_bits(self) -> int:
         if "avx512f" in self.features:

@@ -3,6 +3,7 @@ import dataclasses
 
 import llvmlite.binding as llvm
 import pytest
+from hypothesis import given, strategies as st
 
 from schedules import Target, as_target
 
@@ -36,3 +37,20 @@ def test_host_cache_sizes_are_read_and_grow_with_level():
     l1, l2, l3 = _host_cache_bytes()
     assert 4 * 1024 <= l1 < l2 <= l3
     assert Target.host_cpu().cache_bytes == (l1, l2, l3)
+
+
+@given(st.sampled_from(["cpu", "cuda"]), st.text("abcXYZ 0-9_.", min_size=1, max_size=12),
+       st.lists(st.sampled_from(["avx2", "fma", "avx", "sse4.2", "avx512f"]), unique=True),
+       st.integers(1, 256), st.lists(st.tuples(st.sampled_from(["cc", "sm"]), st.text("0123456789", min_size=1, max_size=3)),
+                                     max_size=2, unique_by=lambda t: t[0]))
+def test_target_keys_parse_back_to_the_same_target(kind, model, feats, cores, extra):
+    from schedules.target import Target
+    t = Target(kind, model, "znver3", tuple(feats), cores, tuple(extra))
+    back = Target.from_key(t.key)
+    assert back == t and back.key == t.key
+
+
+def test_unreadable_target_keys_are_refused():
+    from schedules.target import Target
+    with pytest.raises(ValueError, match="cannot read target key"):
+        Target.from_key("cpu|only-two")

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
     from .bench_cli import add_bench_command
     add_bench_command(sub)
+    from .dashboard_cli import add_dashboard_commands
+    add_dashboard_commands(sub)
     return parser
 
 
