@@ -41,7 +41,7 @@ def test_demo_rejects_unknown_operator():
     assert res.returncode != 0 and "invalid choice" in res.stderr
 
 
-@pytest.mark.parametrize("command", ["tune", "best", "export", "import"])
+@pytest.mark.parametrize("command", ["tune", "best", "export", "import", "bench", "dashboard", "upgrade"])
 def test_every_command_has_help(command):
     assert f"usage: autosched {command}" in autosched(command, "--help").stdout
 

@@ -410,3 +410,11 @@ def test_live_page_reloads_when_records_arrive(browser, tmp_path):
         server.server_close()
         site.close()
     assert p.errors == []
+
+
+def test_missing_dashboard_dependencies_are_named(monkeypatch, filled, tmp_path, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "plotly", None)  # as if the extra was not installed
+    assert main(["dashboard", "--database", filled["url"], "--out", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert "pip install 'autosched[dashboard]'" in err and "plotly" in err

@@ -61,3 +61,25 @@ def test_export_from_sqlite_import_into_postgres(pg_url, tmp_path):
     assert import_jsonl(dst, path) == (12, 0)
     assert {r.config for r in dst.records(op, "cpu")} == {r.config for r in src.records(op, "cpu")}
     assert dst.best(op, "cpu").config == src.best(op, "cpu").config
+
+
+def test_dashboard_reads_a_postgres_database(pg_url):
+    from tuner.dashboard import load_snapshot, render_site
+    from tuner.dashboard.serve import LiveSite
+    assert load_snapshot(pg_url).empty  # a new database: no tables yet
+    op = ops.softmax(4, 16)
+    db = Database(pg_url)
+    tune(op, "cpu", database=db, trials=3, seed=0, strategy="random",
+         options=MeasureOptions(min_seconds=0.001, min_repeats=1))
+    snap = load_snapshot(pg_url)
+    [target] = snap.targets
+    [entry] = target.entries
+    assert entry.best.seconds == db.best(op, "cpu").seconds and entry.operator.workload_key == op.workload_key
+    pages = render_site(snap)
+    assert f"explorer-{entry.slug}.html" in pages and "softmax 4x16" in pages[f"target-{target.slug}.html"]
+    site = LiveSite(pg_url)
+    first = site.version()
+    tune(op, "cpu", database=db, trials=4, seed=0, strategy="random",
+         options=MeasureOptions(min_seconds=0.001, min_repeats=1))
+    assert site.version() != first
+    site.close()

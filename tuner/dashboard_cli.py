@@ -52,7 +52,11 @@ def _serve(args) -> int:
 def cmd_upgrade(args) -> int:
     from sqlalchemy import text
 
+    import os
+
     from .records import Database
+    if "://" not in args.database and not os.path.exists(args.database):
+        raise UsageError(f"no records database at {args.database}; nothing to upgrade")
     db = Database(args.database)  # opening migrates the schema in place, in one transaction per step
     with db.engine.connect() as conn:
         version = conn.execute(text("SELECT value FROM autosched_meta WHERE key='schema_version'")).scalar()
