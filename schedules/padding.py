@@ -55,15 +55,33 @@ def finalize(plans, source_buffers: dict, unique) -> tuple:
         plan.buffer = Buffer(unique(plan.name), shape, t.dtype, "global", "temp")
         buffers.append(plan.buffer)
         value = Const(plan.default if t.dtype.startswith("float") else int(plan.default), t.dtype)
-        stmts.append(Fill(plan.buffer, value))
-        from .expr import Var
-        loops = [Var(f"{plan.buffer.name}_{d}", None, "loop") for d in range(t.ndim)]
-        stmt = Store(plan.buffer, tuple(add(v, a) for v, a in zip(loops, plan.lo)),
-                     Load(source_buffers[id(t)], tuple(loops)))
-        for d in reversed(range(t.ndim)):
-            stmt = For(loops[d], Const(t.shape[d], "int64"), "parallel" if d == 0 else "serial", (stmt,))
-        stmts.append(stmt)
+        stmts.extend(_fill_and_copy(plan, shape, value, source_buffers[id(t)]))
     return buffers, stmts
+
+
+def _fill_and_copy(plan, shape: tuple, value, source) -> list:
+    """The pad step, parallel over an outer axis with more than one index (batch 1 would leave
+    every thread but one idle). When that axis is outside every margin (NCHW's channels), each
+    of its slices is a contiguous block, filled with the default and then given its interior
+    while still in cache: one pass. Otherwise the whole buffer is filled first."""
+    from .expr import Var
+    t = plan.tensor
+    loops = [Var(f"{plan.buffer.name}_{d}", None, "loop") for d in range(t.ndim)]
+    margins = [d for d in range(t.ndim) if plan.lo[d] or plan.hi[d]]
+    outer = margins[0] if margins else t.ndim
+    par = next((d for d in range(t.ndim) if t.shape[d] > 1), 0)
+    rest = [d for d in range(t.ndim) if d != par]
+    copy = Store(plan.buffer, tuple(add(v, a) for v, a in zip(loops, plan.lo)), Load(source, tuple(loops)))
+    for d in reversed(rest):
+        copy = For(loops[d], Const(t.shape[d], "int64"), "serial", (copy,))
+    if par >= outer:
+        return [Fill(plan.buffer, value), For(loops[par], Const(t.shape[par], "int64"), "parallel", (copy,))]
+    # Outside the margins, an index is the same in the buffer and in the input.
+    fill_vars = {d: Var(f"{plan.buffer.name}_f{d}", None, "loop") for d in rest}
+    fill = Store(plan.buffer, tuple(loops[par] if d == par else fill_vars[d] for d in range(t.ndim)), value)
+    for d in reversed(rest):
+        fill = For(fill_vars[d], Const(shape[d], "int64"), "serial", (fill,))
+    return [For(loops[par], Const(t.shape[par], "int64"), "parallel", (fill, copy))]
 
 
 def resolve(body, plans_by_id: dict):

@@ -6,7 +6,7 @@ import pytest
 
 from codegen import build
 from helpers import assert_matches
-from schedules import te
+from schedules import ops, te
 
 
 def two_reductions_in_one_epilogue():
@@ -142,3 +142,15 @@ def test_integer_max_starts_at_the_smallest_integer():
     a = np.full((2, 3), np.iinfo(np.int32).min, np.int32)
     assert build(op, "cpu")(a).tolist() == [np.iinfo(np.int32).min] * 2
     assert math.isfinite(float(op.reference(a)[0]))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_padded_copies_run_in_parallel_over_an_axis_without_margins(layout):
+    # With batch 1 the pad copy was parallel over the batch axis alone: one thread did it all.
+    from codegen import build
+    op = ops.depthwise_conv2d(1, 6, 7, 5, 3, 3, padding=1, layout=layout, bias=True, activation="relu")
+    kernel = build(op, "cpu", jit=False)  # scratch starts as NaN: an unfilled margin shows up
+    pad_step_extent = next(e for _, e in kernel.steps if e is not None)
+    assert pad_step_extent == (6 if layout == "NCHW" else 7)  # channels, or rows: never batch 1
+    x = op.random_inputs(0)
+    np.testing.assert_allclose(kernel(*x), op.reference(*x), rtol=1e-4, atol=1e-4)
