@@ -418,3 +418,20 @@ def test_missing_dashboard_dependencies_are_named(monkeypatch, filled, tmp_path,
     assert main(["dashboard", "--database", filled["url"], "--out", str(tmp_path / "s")]) == 1
     err = capsys.readouterr().err
     assert "pip install 'autosched[dashboard]'" in err and "plotly" in err
+
+
+def test_serve_command_serves_until_interrupted(filled):
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "dashboard", "--database", filled["url"],
+                             "--serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        with urllib.request.urlopen(url + "index.html", timeout=30) as r:
+            assert as_target("cpu").key in r.read().decode()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err
