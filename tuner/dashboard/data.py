@@ -157,7 +157,6 @@ class Snapshot:
     label: str
     targets: tuple
     version: str
-    bench_runs: int = 0
     read_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
 
     @property
@@ -304,7 +303,7 @@ def _read(engine, url: str, label: str) -> Snapshot:
                 tuple(sorted(bench_entries.get((wid, t.id), ()), key=lambda b: (b.started_at, b.run_id),
                              reverse=True))))
         out.append(Target(t.id, t.key, t.kind, tuple(sorted(entries, key=lambda e: (e.op_name, e.label)))))
-    return Snapshot(url=url, label=label, targets=tuple(out), version=version, bench_runs=len(bench_runs))
+    return Snapshot(url=url, label=label, targets=tuple(out), version=version)
 
 
 def _json(text: str) -> dict:
