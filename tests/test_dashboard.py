@@ -93,7 +93,8 @@ def test_leaderboard_shows_best_times_gflops_speedups_and_trials(filled, site):
     assert cells[4] != "–"  # % of peak: the bench run measured the peak
     [bench] = load_snapshot(filled["url"]).entry(_slug(filled, softmax)).bench
     assert cells[5] == f"{bench.seconds['numpy'] / bench.ours:.2f}x"
-    assert cells[6] == str(len(db.records(softmax, "cpu")))
+    assert cells[6] == "first run"  # nothing earlier to have beaten
+    assert cells[7] == str(len(db.records(softmax, "cpu")))
     assert re.search(r">layer_norm 8x32 32 32<", page)  # never benched: named by its shapes
 
 
@@ -435,3 +436,27 @@ def test_serve_command_serves_until_interrupted(filled):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_what_got_faster_compares_the_newest_run_with_the_best_before_it(filled):
+    from tuner.dashboard.data import Run, Snapshot
+    snap = load_snapshot(filled["url"])
+    entry = snap.entry(_slug(filled, filled["softmax"]))
+    assert entry.previous_best is None and entry.gain is None  # one run so far: nothing to beat
+    # Split the real records into two runs: the last four measured by a newer one.
+    recs = entry.records
+    newer = Run(10**6, "xgb", 1, "host", recs[-4].measured_at)
+    split = tuple(r if i < len(recs) - 4 else dataclasses.replace(r, run_id=newer.id) for i, r in enumerate(recs))
+    valid = [r.seconds for r in recs if r.error is None]
+    # A newer run that beat the earlier best, and one that did not.
+    for scale in (0.5, 2.0):
+        last = tuple(dataclasses.replace(r, seconds=r.seconds * scale) if r.run_id == newer.id else r for r in split)
+        e = dataclasses.replace(entry, records=last, runs={**entry.runs, newer.id: newer})
+        before = min(valid[:-4])
+        assert e.previous_best == before
+        assert e.gain == pytest.approx(before / min(before, min(valid[-4:]) * scale))
+        t = dataclasses.replace(snap.targets[0], entries=(e,))
+        pages = render_site(Snapshot(snap.url, snap.label, (t,), snap.version))
+        listed = ">softmax M8 N32</a>" in pages["index.html"].split("What got faster", 1)[1]
+        assert listed == (e.gain > 1.0)
+        assert f"{e.gain:.2f}x" in pages[f"target-{t.slug}.html"]

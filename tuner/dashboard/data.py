@@ -95,6 +95,26 @@ class Entry:
         return min(self.valid, key=lambda r: (r.seconds, r.id), default=None)
 
     @property
+    def newest_run(self) -> Run | None:
+        return max(self.runs.values(), key=lambda r: (r.started_at, r.id), default=None)
+
+    @cached_property
+    def previous_best(self) -> float | None:
+        """The best correct time before the newest tuning run started: what that run improved
+        on. None when no correct record is older (the newest run is the first)."""
+        run = self.newest_run
+        if run is None:
+            return None
+        older = [r.seconds for r in self.valid if r.run_id != run.id and r.measured_at <= run.started_at]
+        return min(older, default=None)
+
+    @property
+    def gain(self) -> float | None:
+        """How many times faster the best kernel got in the newest run (1.0: no better)."""
+        best, before = self.best, self.previous_best
+        return before / best.seconds if best is not None and before else None
+
+    @property
     def errors(self) -> Counter:
         return Counter(r.error for r in self.records if r.error is not None)
 

@@ -68,6 +68,13 @@ def overview_rows(snapshot) -> list:
     return rows
 
 
+def improvements(snapshot, limit: int = 15) -> list:
+    """What got faster: workloads whose newest tuning run beat their earlier best, most first."""
+    rows = [dict(target=t, entry=e, before=e.previous_best, now=e.best.seconds, gain=e.gain, run=e.newest_run)
+            for t in snapshot.targets for e in t.entries if e.gain is not None and e.gain > 1.0]
+    return sorted(rows, key=lambda r: -r["gain"])[:limit]
+
+
 def leaderboard_rows(target) -> list:
     """One row per workload: best record, GFLOPS, % of peak, bench speedups, errors, last tuned."""
     peak = target.peak_gflops
@@ -80,6 +87,7 @@ def leaderboard_rows(target) -> list:
             entry=e, label=e.label, op=e.op_name, best=best.seconds if best else None, gflops=gflops,
             peak_pct=100 * gflops / peak if gflops and peak else None,
             speedups=bench.speedups() if bench else {}, bench_ms=bench.ours if bench else None,
+            gain=e.gain, newest_run=e.newest_run,
             trials=len(e.records), errors=dict(sorted(e.errors.items())),
             error_count=sum(e.errors.values()), last=e.last_measured))
     return rows
@@ -170,7 +178,8 @@ def render_page(snapshot, name: str, compare=(), live: bool = False, env=None) -
     kind, _, slug = name.removesuffix(".html").partition("-")
     if name == "index.html":
         return env.get_template("index.html").render(page="index", title="Targets",
-                                                     rows=overview_rows(snapshot), **common)
+                                                     rows=overview_rows(snapshot),
+                                                     faster=improvements(snapshot), **common)
     if snapshot.empty:
         return None
     if name == "compare.html":
