@@ -10,8 +10,15 @@ _LAYOUT = dict(margin=dict(l=60, r=20, t=90, b=50), template="plotly_white", hov
                legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom"))
 
 
-def _spec(fig, **overrides) -> str:
+def _figure(*traces):
+    """A figure with the dashboard's look, which each plot's own layout then refines."""
+    import plotly.graph_objects as go
+    fig = go.Figure(list(traces))
     fig.update_layout(**_LAYOUT)
+    return fig
+
+
+def _spec(fig, **overrides) -> str:
     fig.update_layout(**overrides)
     return fig.to_json()
 
@@ -48,7 +55,7 @@ def convergence_series(entry) -> list:
 def convergence_figures(entry) -> tuple:
     """(best-so-far against trials, against wall time)."""
     import plotly.graph_objects as go
-    by_trial, by_time = go.Figure(), go.Figure()
+    by_trial, by_time = _figure(), _figure()
     for s in convergence_series(entry):
         by_trial.add_trace(go.Scatter(x=s["trials"], y=s["best_ms"], mode="lines+markers",
                                       name=s["name"], line_shape="hv"))
@@ -98,7 +105,7 @@ def spearman(a, b) -> float | None:
 def rank_figure(series, title: str) -> str:
     """Predicted rank against measured rank, one trace per workload: (label, predicted, measured)."""
     import plotly.graph_objects as go
-    fig = go.Figure()
+    fig = _figure()
     top = 1
     for label, pred, meas in series:
         if not pred:
@@ -117,21 +124,21 @@ def rank_figure(series, title: str) -> str:
 def speedup_figure(rows, baselines) -> str:
     """Grouped bars: each baseline's time over autosched's, per workload (above 1: faster)."""
     import plotly.graph_objects as go
-    fig = go.Figure()
+    fig = _figure()
     labels = [r["label"] for r in rows]
     for b in baselines:
         fig.add_trace(go.Bar(x=labels, y=[r["speedups"].get(b) for r in rows], name=f"vs {b}"))
     fig.add_hline(y=1.0, line_dash="dot", line_color="gray")
     fig.update_layout(title="Speedup against each baseline (same bench run; log scale)", barmode="group",
                       yaxis_title="baseline time / autosched time", yaxis_type="log",
-                      xaxis_tickangle=-35, xaxis_automargin=True, height=640)
+                      xaxis_tickangle=-45, xaxis_tickfont_size=10, xaxis_automargin=True, height=760)
     return _spec(fig)
 
 
 def empty_compare_figure() -> str:
     """The comparison page's plot; its bars are filled in the browser for the chosen targets."""
     import plotly.graph_objects as go
-    fig = go.Figure(go.Bar(x=[], y=[], name="A time / B time"))
+    fig = _figure(go.Bar(x=[], y=[], name="A time / B time"))
     fig.add_hline(y=1.0, line_dash="dot", line_color="gray")
     fig.update_layout(title="Best time of A over best time of B (above 1: B is faster)",
                       yaxis_title="ratio", xaxis_tickangle=-30, height=420)

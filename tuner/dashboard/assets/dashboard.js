@@ -5,6 +5,8 @@
 function drawFigures() {
   document.querySelectorAll("[data-figure]").forEach(function (div) {
     var spec = JSON.parse(document.getElementById(div.dataset.figure).textContent);
+    // A responsive plot takes its container's size: give the container the figure's height.
+    if (spec.layout.height) div.style.height = spec.layout.height + "px";
     Plotly.newPlot(div, spec.data, spec.layout, {responsive: true, displaylogo: false});
   });
 }
