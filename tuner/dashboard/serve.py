@@ -7,7 +7,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .data import DashboardError, data_version, load_snapshot, open_engine, schema_state
-from .site import ASSETS, asset_bytes, render_page
+from .site import ASSETS, asset_bytes, render_page, template_environment
 
 
 class LiveSite:
@@ -17,6 +17,8 @@ class LiveSite:
         self.url, self.compare_urls = url, tuple(compare_urls)
         self._lock = threading.Lock()
         self._snapshot = None
+        self._pages: dict = {}   # page name -> HTML, for the current snapshot only
+        self._env = None
         self._engine = open_engine(url)
         self.version()  # refuse a database of another schema before serving anything
 
@@ -31,11 +33,21 @@ class LiveSite:
                 snap = load_snapshot(self.url)
                 others = tuple(load_snapshot(u) for u in self.compare_urls)
                 self._snapshot = (snap.version, snap, others)
+                self._pages = {}
             return self._snapshot[1], self._snapshot[2]
 
     def page(self, name: str) -> str | None:
-        snap, others = self.snapshot()
-        return render_page(snap, name, others, live=True)
+        """A page rendered once per data version: the cost-model page refits a model, and
+        the open pages are requested again on every reload."""
+        while True:
+            snap, others = self.snapshot()
+            with self._lock:
+                if self._snapshot[1] is not snap:  # the data changed meanwhile: take the newer
+                    continue
+                if name not in self._pages:
+                    self._env = self._env or template_environment()
+                    self._pages[name] = render_page(snap, name, others, live=True, env=self._env)
+                return self._pages[name]
 
     def close(self) -> None:
         self._engine.dispose()

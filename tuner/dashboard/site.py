@@ -13,7 +13,8 @@ HISTORY_ROWS = 2000
 PAGE_PREFIXES = ("target-", "costmodel-", "workload-", "explorer-")
 
 
-def _env():
+def template_environment():
+    """The Jinja2 environment of the dashboard's templates, with its filters."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
     env = Environment(loader=PackageLoader("tuner.dashboard", "templates"),
                       autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
@@ -173,7 +174,7 @@ def page_names(snapshot) -> list:
 
 def render_page(snapshot, name: str, compare=(), live: bool = False, env=None) -> str | None:
     """One page's HTML, or None when the snapshot has no such page."""
-    env = env or _env()
+    env = env or template_environment()
     common = dict(snapshot=snapshot, live=live, version=snapshot.version)
     kind, _, slug = name.removesuffix(".html").partition("-")
     if name == "index.html":
@@ -221,7 +222,7 @@ def render_page(snapshot, name: str, compare=(), live: bool = False, env=None) -
 
 def render_site(snapshot, compare=(), live: bool = False) -> dict:
     """page file name -> HTML for every page of the site."""
-    env = _env()
+    env = template_environment()
     return {name: render_page(snapshot, name, compare, live, env) for name in page_names(snapshot)}
 
 
@@ -245,11 +246,12 @@ def write_site(url: str, out_dir: str, compare_urls=(), progress: bool = False) 
     snapshot = load_snapshot(url)
     others = tuple(load_snapshot(u) for u in compare_urls)
     names = page_names(snapshot)
+    pages = set(names)
     os.makedirs(os.path.join(out_dir, "assets"), exist_ok=True)
     if progress:
         from tqdm import tqdm
         names = tqdm(names, desc="rendering pages", unit="page", dynamic_ncols=True)
-    env, written = _env(), []
+    env, written = template_environment(), []
     for name in names:
         path = os.path.join(out_dir, name)
         with open(path, "w", encoding="utf-8") as f:
@@ -260,7 +262,6 @@ def write_site(url: str, out_dir: str, compare_urls=(), progress: bool = False) 
         with open(path, "wb") as f:
             f.write(asset_bytes(name))
         written.append(path)
-    pages = set(page_names(snapshot))
     for name in os.listdir(out_dir):  # pages of workloads no longer in the database
         if name.endswith(".html") and name.startswith(PAGE_PREFIXES) and name not in pages:
             os.remove(os.path.join(out_dir, name))
