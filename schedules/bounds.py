@@ -1,7 +1,7 @@
 """Interval analysis of integer index expressions, to guard only the reads that can leave bounds."""
 from __future__ import annotations
 
-from .expr import Binary, Cast, Const, Expr, Load, Select, Var, as_expr
+from .expr import Binary, Cast, Const, Expr, Load, Select, Var, as_expr, walk
 
 
 def interval(e: Expr, ranges: dict):
@@ -64,3 +64,22 @@ def guard(load: Load, value: Expr, ranges: dict) -> Expr:
         return value
     return Select(cond, value, as_expr(float(load.default) if load.dtype.startswith("float")
                                        else int(load.default), like=load))
+
+
+def affine_coefficient(e, var):
+    """The integer coefficient of var in e if e is affine in var (0 if var is absent), else None."""
+    if not any(n is var for n in walk(e)):
+        return 0
+    if e is var:
+        return 1
+    if isinstance(e, Binary) and e.op in ("add", "sub"):
+        a, b = affine_coefficient(e.a, var), affine_coefficient(e.b, var)
+        if a is None or b is None:
+            return None
+        return a + b if e.op == "add" else a - b
+    if isinstance(e, Binary) and e.op == "mul":
+        for x, y in ((e.a, e.b), (e.b, e.a)):
+            if isinstance(y, Const) and not any(n is var for n in walk(y)):
+                cx = affine_coefficient(x, var)
+                return None if cx is None else cx * int(y.value)
+    return None

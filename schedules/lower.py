@@ -10,6 +10,7 @@ from .loopnest import (Allocate, Assign, Buffer, Fill, For, If, LoopNest, Scalar
 from .passes import hoist_invariant_loads
 from .schedule import Schedule, Split
 from .tensorize import emit_microkernel
+from .window import emit_window
 
 # Above this many copies of a loop body, an unroll hint is ignored (and noted).
 MAX_UNROLLED_BODIES = 512
@@ -148,9 +149,13 @@ class _Lowering:
             by_id = {id(p): p for p in plans}
             self.body = {k: padding.resolve(b, by_id) for k, b in self.body.items()}
 
-    def _expand(self, st):
-        if id(st) in self._inline_cache:
-            return self._inline_cache[id(st)]
+    def _expand(self, st, raw: bool = False):
+        """With `raw`, placeholder reads stay as they are (no padded copy, no guard): a window
+        kernel guards them itself, outside its vectorized loop where it can."""
+        raw = raw or st.window is not None
+        key = (id(st), raw)
+        if key in self._inline_cache:
+            return self._inline_cache[key]
         ranges = {id(v): (0, v.extent - 1) for v in st.axis + st.reduce_axis}
 
         def rewrite(node):
@@ -159,7 +164,9 @@ class _Lowering:
             t = node.tensor
             if not t.is_placeholder and self.sch[t].inlined:
                 prod = self.sch[t]
-                value = substitute(self._expand(prod), dict(zip(prod.axis, node.indices)))
+                value = substitute(self._expand(prod, raw), dict(zip(prod.axis, node.indices)))
+            elif t.is_placeholder and raw and id(t) not in self.packed:
+                return None
             elif id(t) in self.packed:
                 value = self._packed_load(node)
             elif t.is_placeholder and in_bounds_condition(node, ranges) is not None:
@@ -172,8 +179,8 @@ class _Lowering:
             else:
                 value = node
             return guard(node, value, ranges)
-        self._inline_cache[id(st)] = rebuild(st.body, rewrite)
-        return self._inline_cache[id(st)]
+        self._inline_cache[key] = rebuild(st.body, rewrite)
+        return self._inline_cache[key]
 
     def _plan_pack(self):
         for t, axis, factor in self.sch.packs:
@@ -415,6 +422,11 @@ class _Lowering:
                 raise ScheduleError(f"tensorize on stage {st.name}: stages computed inside its loops "
                                     f"(compute_at) are not supported; compute them separately")
             return emit_microkernel(self, st, self._tail(st, {}))
+        if st.window is not None:
+            if any(self.attached_at.get(id(leaf)) for leaf in st.leaves):
+                raise ScheduleError(f"window kernel on stage {st.name}: stages computed inside its loops "
+                                    f"(compute_at) are not supported; compute them separately")
+            return emit_window(self, st, self._tail(st, {}))
         plan = _LoopPlan(st)
         leaves = st.leaves
         n = len(leaves)

@@ -46,6 +46,7 @@ class StageSchedule:
         self.epilogue_of = None   # anchor StageSchedule when fused as an epilogue
         self.cache_local = False  # accumulate in a local tile (cache_write)
         self.microkernel = None   # a MicroKernelPlan once tensorized
+        self.window = None        # a WindowPlan once computed as a direct sliding window
 
     def _root(self, axis: Var, fresh: dict) -> Var:
         v = Var(f"{self.tensor.name}_{axis.name}", axis.extent, axis.kind)
@@ -209,6 +210,20 @@ class StageSchedule:
                                     f"or a runtime knob, got {v!r}")
             blocks.append(v)
         self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks, order=order)
+
+    def window_kernel(self, block=256) -> None:
+        """Compute this sliding-window reduction (depthwise convolution, pooling) directly: taps
+        unrolled, the last output axis vectorized in chunks of `block` (an int or a runtime
+        knob), border columns peeled, and no padded copy of the input."""
+        from .window import WindowPlan
+        if not self.is_reduction:
+            raise ScheduleError(f"window_kernel on stage {self.name}: only a reduction over a window applies")
+        if isinstance(block, int) and not isinstance(block, bool) and block >= 1:
+            block = Const(block, "int64")
+        elif not isinstance(block, Param):
+            raise ScheduleError(f"window_kernel on stage {self.name}: block must be a positive int "
+                                f"or a runtime knob, got {block!r}")
+        self.window = WindowPlan(block)
 
 
 class Schedule:

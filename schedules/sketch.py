@@ -7,6 +7,7 @@ from .contraction import expand_inlined, find_contraction
 from .expr import Load, Unary, substitute, walk
 from .schedule import Schedule
 from .space import Space
+from .window import is_window
 from .target import as_target
 from .templates import template_for
 
@@ -216,13 +217,30 @@ def _fits(factors, extent):
 
 
 def _tile_reduction(sch: Schedule, st, epilogues) -> None:
-    con = find_contraction(st.axis, st.reduce_axis, expand_inlined(sch, st), st.tensor.dtype)
-    kernel = _kernel_choice(sch, st, con) if con is not None else "tiled"
-    with sch.only_when(f"{st.name}.kernel", ("tiled",)) if con is not None else contextlib.nullcontext():
+    body = expand_inlined(sch, st)
+    con = find_contraction(st.axis, st.reduce_axis, body, st.tensor.dtype)
+    window = con is None and is_window(st.axis, st.reduce_axis, body)
+    if con is not None:
+        kernel = _kernel_choice(sch, st, con)
+    elif window:
+        kernel = sch.knob(f"{st.name}.kernel", ("window", "tiled"), default="window")
+    else:
+        kernel = "tiled"
+    with sch.only_when(f"{st.name}.kernel", ("tiled",)) if con is not None or window else contextlib.nullcontext():
         _tiled_reduction(sch, st, epilogues)
     if con is not None:
         with sch.only_when(f"{st.name}.kernel", ("micro",)):
             _micro_kernel_rule(sch, st, con, kernel == "micro")
+    if window:
+        with sch.only_when(f"{st.name}.kernel", ("window",)):
+            # Only the chunk of the vectorized column loop is tuned, and it is a runtime knob:
+            # every window config shares one compile.
+            block = sch.knob(f"{st.name}.win_block", WINDOW_BLOCKS, default=256, runtime=True)
+        if kernel == "window":
+            st.window_kernel(block)
+
+
+WINDOW_BLOCKS = (16, 32, 64, 128, 256)
 
 
 def _kernel_choice(sch: Schedule, st, con) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .bounds import affine_coefficient as _coefficient
 from .contraction import find_contraction
 from .errors import ScheduleError
 from .expr import Binary, Const, Load, Select, Var, walk
@@ -61,25 +62,6 @@ def _decode(flat, axes, positions) -> list:
             out.append(Assign(axes[d], mod(rest, ext)))
             rest = floordiv(rest, ext)
     return out
-
-
-def _coefficient(e, var):
-    """The integer coefficient of var in e if e is affine in var (0 if var is absent)."""
-    if not any(n is var for n in walk(e)):
-        return 0
-    if e is var:
-        return 1
-    if isinstance(e, Binary) and e.op in ("add", "sub"):
-        a, b = _coefficient(e.a, var), _coefficient(e.b, var)
-        if a is None or b is None:
-            return None
-        return a + b if e.op == "add" else a - b
-    if isinstance(e, Binary) and e.op == "mul":
-        for x, y in ((e.a, e.b), (e.b, e.a)):
-            if isinstance(y, Const) and not any(n is var for n in walk(y)):
-                cx = _coefficient(x, var)
-                return None if cx is None else cx * int(y.value)
-    return None
 
 
 def _plain_load(value) -> bool:
