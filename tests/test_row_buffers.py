@@ -119,13 +119,15 @@ print(sorted(map(tuple, found)))
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs two cores and Linux affinity")
 @pytest.mark.parametrize("pin", ["1", "0"])
-def test_kernel_threads_are_pinned_to_distinct_cores_unless_disabled(pin):
+def test_kernel_worker_threads_are_pinned_to_their_own_cores_unless_disabled(pin):
     env = dict(os.environ, AUTOSCHED_PIN_THREADS=pin)
     out = subprocess.run([sys.executable, "-c", _AFFINITY_PROBE], env=env, capture_output=True,
                          text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     affinities = eval(out.stdout.strip())
     cpus = sorted(os.sched_getaffinity(0))
     if pin == "1":
-        assert sorted(affinities) == [(cpus[0],), (cpus[1],)]
+        # The caller runs the first chunk where it is; the worker holds a core of its own,
+        # not the first one, which the caller tends to keep.
+        assert sorted(affinities) == sorted([tuple(cpus), (cpus[1],)])
     else:
         assert all(list(a) == cpus for a in affinities)

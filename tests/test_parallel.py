@@ -1,0 +1,121 @@
+"""The spinning thread pool that runs parallel kernel steps: results, errors, sleeping workers,
+pools of another size, concurrent callers and forked children."""
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from codegen import parallel
+from codegen.parallel import run_parallel
+from codegen.spin import wait_at_least
+
+
+def _within(seconds, fn):
+    """Run fn on a helper thread; fail (instead of hanging the suite) if it does not finish."""
+    box, errors = [], []
+
+    def target():
+        try:
+            box.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"the pool did not finish within {seconds} s"
+    if errors:
+        raise errors[0]
+    return box[0] if box else None
+
+
+def _run(step, extent, args, threads, chunks_per_thread=1):
+    _within(30, lambda: run_parallel(step, extent, args, threads, chunks_per_thread))
+
+
+def _recording_step():
+    seen, lock = [], threading.Lock()
+
+    def step(lo, hi, out):
+        with lock:
+            seen.extend(range(lo, hi))
+        out[lo:hi] += 1
+    return seen, step
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_every_index_runs_once_for_any_pool_size(threads):
+    seen, step = _recording_step()
+    out = np.zeros(37, np.int64)
+    _run(step, 37, (out,), threads, chunks_per_thread=2)
+    assert sorted(seen) == list(range(37)) and (out == 1).all()
+
+
+def test_workers_that_fell_asleep_wake_for_the_next_call():
+    out = np.zeros(8, np.int64)
+    _, step = _recording_step()
+
+    def calls():
+        for _ in range(3):
+            run_parallel(step, 8, (out,), 2)
+            time.sleep(0.05)  # far beyond the workers' spinning time
+    _within(20, calls)
+    assert (out == 3).all()
+    assert any(parallel._pool.sleeping)
+
+
+def test_an_error_in_a_worker_chunk_reaches_the_caller_and_the_pool_goes_on():
+    def step(lo, hi):
+        if lo > 0:
+            raise ZeroDivisionError(f"chunk {lo}")
+
+    with pytest.raises(ZeroDivisionError, match="chunk"):
+        _run(step, 2, (), 2)
+    seen, ok = _recording_step()
+    out = np.zeros(4, np.int64)
+    _run(ok, 4, (out,), 2)
+    assert (out == 1).all()
+
+
+def test_concurrent_callers_each_get_their_whole_range():
+    outs = [np.zeros(1000, np.int64) for _ in range(4)]
+
+    def step(lo, hi, out):
+        out[lo:hi] += 1
+
+    def caller(out):
+        for _ in range(50):
+            run_parallel(step, 1000, (out,), 2)
+
+    threads = [threading.Thread(target=caller, args=(o,), daemon=True) for o in outs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert all((o == 50).all() for o in outs)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_a_working_pool_of_its_own():
+    out = np.zeros(6, np.int64)
+    _, step = _recording_step()
+    _run(step, 6, (out,), 2)  # the parent's pool exists before the fork
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if its own pool ran every chunk
+        try:
+            child = np.zeros(6, np.int64)
+            run_parallel(step, 6, (child,), 2)
+            os._exit(0 if (child == 1).all() else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_spin_wait_sees_a_counter_reach_its_value_and_gives_up_otherwise():
+    counters = np.zeros(16, np.int64)
+    assert not wait_at_least(counters, 8, 1, 1000)
+    counters[8] = 5
+    assert wait_at_least(counters, 8, 5, 1) and not wait_at_least(counters, 8, 6, 10)
