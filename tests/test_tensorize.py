@@ -174,6 +174,20 @@ def test_conv_panels_within_an_output_row_pack_by_vector_copy(stride, padding, v
         assert_matches(op, kernel(*inputs), ref, f"stride {stride}, panel {vecs}x{lanes}, jit={jit}")
 
 
+@pytest.mark.parametrize("width,vecs,lanes", [(5, 2, 8), (7, 3, 8), (20, 2, 8)])
+def test_conv_panels_across_output_rows_decode_lane_positions_once_per_panel(width, vecs, lanes):
+    # Panels of 16-24 pixels over output rows of 5-20: whole panels cross rows (all of them
+    # when rows are narrower than a panel) and read each lane's (oh, ow) from a table.
+    op = ops.conv2d(1, 4, 6, width, 5, 3, 3, padding=1, bias=True, activation="relu")
+    config = _micro(op, "conv2d", 4, vecs, lanes, 24, 64, 256, 1, 2)
+    inputs = op.random_inputs(4)
+    ref = op.reference(*inputs)
+    for jit in (False, True):
+        kernel = build(op, "cpu", config, jit=jit)
+        assert "_lanes = np.empty" in kernel.source
+        assert_matches(op, kernel(*inputs), ref, f"width {width}, panel {vecs}x{lanes}, jit={jit}")
+
+
 @pytest.mark.parametrize("rows,vecs,lanes", [(8, 1, 8), (4, 2, 8), (8, 3, 8)])
 def test_dense_panels_pack_by_register_transposes(rows, vecs, lanes):
     # W is (N, K): its panels are rows contiguous along k, packed 8x8 at a time; K = 37 leaves
