@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codegen import build
-from helpers import assert_matches, configs
+from helpers import assert_matches, avx2_cpu, configs
 from library import library_cases
 from schedules import ConfigError, ops, te
 
@@ -153,7 +153,7 @@ def test_default_schedule_is_parallel_and_vectorized():
     assert "parallel(" in dump
     assert "STEPS = [(step_0, extent_0)]" in kernel.source
     mm = ops.matmul(64, 64, 64)
-    k2 = build(mm, "cpu")
+    k2 = build(mm, avx2_cpu())
     assert "microkernel 6x16" in k2.loopnest.dump() and "outer_product_kernel(6, 2, 8" in k2.source
     tiled = mm.space("cpu").default().replace(**{"matmul.kernel": "tiled"})
     assert "vectorized(" in build(mm, "cpu", tiled, jit=False).loopnest.dump()

@@ -159,10 +159,9 @@ def test_empty_databases_give_an_empty_state(tmp_path):
 
 
 def test_older_newer_and_foreign_databases_give_clear_messages(tmp_path, filled, capsys):
-    import shutil
     import sqlite3
     old = tmp_path / "old.db"
-    shutil.copy(filled["url"], old)
+    _copy_database(filled["url"], old)
     with sqlite3.connect(old) as c:
         c.execute("UPDATE autosched_meta SET value='3' WHERE key='schema_version'")
     with pytest.raises(DashboardError, match=r"schema version 3, older .*autosched upgrade --database"):
@@ -171,7 +170,7 @@ def test_older_newer_and_foreign_databases_give_clear_messages(tmp_path, filled,
     err = capsys.readouterr().err
     assert "autosched upgrade" in err and "Traceback" not in err
     newer = tmp_path / "newer.db"
-    shutil.copy(filled["url"], newer)
+    _copy_database(filled["url"], newer)
     with sqlite3.connect(newer) as c:
         c.execute("UPDATE autosched_meta SET value='99' WHERE key='schema_version'")
     with pytest.raises(DashboardError, match="newer than this autosched"):
@@ -277,10 +276,9 @@ def test_failed_candidates_count_as_trials_but_never_improve_the_best(filled):
 
 
 def test_text_from_the_database_cannot_break_out_of_the_page(filled, tmp_path):
-    import shutil
     import sqlite3
     path = tmp_path / "hostile.db"
-    shutil.copy(filled["url"], path)
+    _copy_database(filled["url"], path)
     with sqlite3.connect(path) as c:
         c.execute("UPDATE bench_results SET label='</script><script>alert(1)</script>'")
         c.execute("UPDATE records SET error_message='<img src=x onerror=alert(1)>'")
@@ -460,3 +458,11 @@ def test_what_got_faster_compares_the_newest_run_with_the_best_before_it(filled)
         listed = ">softmax M8 N32</a>" in pages["index.html"].split("What got faster", 1)[1]
         assert listed == (e.gain > 1.0)
         assert f"{e.gain:.2f}x" in pages[f"target-{t.slug}.html"]
+
+
+def _copy_database(src, dst) -> None:
+    """A consistent copy of a SQLite records file, with what its write-ahead log still holds
+    (a plain file copy misses tables whose pages have not been checkpointed yet)."""
+    import sqlite3
+    with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+        source.backup(target)

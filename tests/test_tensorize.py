@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from codegen import build
-from helpers import assert_matches
+from helpers import assert_matches, avx2_cpu
 from schedules import lower, ops, te
 from schedules.contraction import expand_inlined, find_contraction
 from schedules.errors import ScheduleError
@@ -13,13 +13,12 @@ from schedules.loopnest import For, If, MicroKernel
 from schedules.schedule import Schedule
 from schedules.sketch import (MICRO_KC, MICRO_MC, MICRO_NC, MICRO_PARTS, MICRO_ROWS,
                               MICRO_VECS)
-from schedules.target import as_target
 
 RELAXED = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _contraction(op, stage):
-    sch = Schedule(op, as_target("cpu"))
+    sch = Schedule(op, avx2_cpu())
     for s in sch.stage_list:
         if not s.is_reduction and not op.is_output(s.tensor):
             s.compute_inline()
@@ -54,11 +53,11 @@ def test_non_contractions_are_not_tensorized():
     k = te.reduce_axis(8, "k")
     rowmax = te.compute((8, 8), lambda i, j: te.max(A[i, k] * A[k, j], axis=k), name="C")
     assert _contraction(te.operator("maxplus", [A], [rowmax]), "C")[1] is None
-    assert "matmul.kernel" not in {k.name for k in ops.softmax(4, 16).space("cpu").knobs}
+    assert "matmul.kernel" not in {k.name for k in ops.softmax(4, 16).space(avx2_cpu()).knobs}
 
 
 def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn, order="nk"):
-    cfg = op.space("cpu").default()
+    cfg = op.space(avx2_cpu()).default()
     return cfg.replace(**{f"{stage}.kernel": "micro", f"{stage}.mk_rows": rows, f"{stage}.mk_vecs": vecs,
                           f"{stage}.mk_order": order,
                           f"{stage}.mk_lanes": lanes, f"{stage}.mc": mc, f"{stage}.kc": kc,
@@ -103,10 +102,10 @@ def _ops(draw):
 def test_every_micro_kernel_knob_value_matches_the_reference(data, knobs):
     """Interpreted: the exact generated source, run without a compile, so many configs fit."""
     op, stage = _ops(data.draw)
-    assume(f"{stage}.kernel" in {k.name for k in op.space("cpu").knobs})  # M or N of 1: no tile
+    assume(f"{stage}.mk_rows" in {k.name for k in op.space(avx2_cpu()).knobs})  # M or N of 1: no tile
     cfg = _micro(op, stage, *knobs)
     inputs = op.random_inputs(3)
-    kernel = build(op, "cpu", cfg, jit=False)
+    kernel = build(op, avx2_cpu(), cfg, jit=False)
     assert any(isinstance(s, MicroKernel) for s in _walk(kernel.loopnest.body))
     assert_matches(op, kernel(*inputs), op.reference(*inputs), f"with config {cfg.to_json()}")
 
@@ -127,7 +126,7 @@ def test_compiled_micro_kernels_match_the_reference(rows, vecs, lanes, order):
     sources = set()
     for mc, kc, nc, pm, pn in [(24, 64, 256, 1, 1), (48, 64, 256, 2, 2), (96, 512, 4096, 16, 1),
                                (24, 128, 512, 1, 16)]:
-        kernel = build(op, "cpu", _micro(op, "matmul", rows, vecs, lanes, mc, kc, nc, pm, pn, order))
+        kernel = build(op, avx2_cpu(), _micro(op, "matmul", rows, vecs, lanes, mc, kc, nc, pm, pn, order))
         sources.add(kernel.source)
         assert_matches(op, kernel(*inputs), ref, f"tile {rows}x{vecs}x{lanes}, blocks {mc, kc, nc}, parts {pm, pn}")
     assert len(sources) == 1
@@ -135,19 +134,19 @@ def test_compiled_micro_kernels_match_the_reference(rows, vecs, lanes, order):
 
 def test_default_matmul_schedule_is_the_micro_kernel_and_the_tiled_one_remains():
     op = ops.matmul(64, 64, 64)
-    cfg = op.space("cpu").default()
+    cfg = op.space(avx2_cpu()).default()
     assert cfg["matmul.kernel"] == "micro"
-    assert "microkernel" in lower(op.space("cpu").apply(cfg)).dump()
-    tiled = lower(op.space("cpu").apply(cfg.replace(**{"matmul.kernel": "tiled"}))).dump()
+    assert "microkernel" in lower(op.space(avx2_cpu()).apply(cfg)).dump()
+    tiled = lower(op.space(avx2_cpu()).apply(cfg.replace(**{"matmul.kernel": "tiled"}))).dump()
     assert "microkernel" not in tiled
     # Too narrow for a vector tile: the default stays on the tiled loops.
-    assert ops.matmul(64, 3, 64).space("cpu").default()["matmul.kernel"] == "tiled"
+    assert ops.matmul(64, 3, 64).space(avx2_cpu()).default()["matmul.kernel"] == "tiled"
 
 
 def test_tensorize_on_a_non_contraction_names_the_stage():
     op = ops.softmax(4, 16)
     red = next(s for s in op.stages if s.reduce_axes)
-    sch = Schedule(op, as_target("cpu"))
+    sch = Schedule(op, avx2_cpu())
     for s in sch.stage_list:
         if not s.is_reduction and not op.is_output(s.tensor):
             s.compute_inline()
@@ -169,7 +168,7 @@ def test_conv_panels_within_an_output_row_pack_by_vector_copy(stride, padding, v
     inputs = op.random_inputs(3)
     ref = op.reference(*inputs)
     for jit in (False, True):
-        kernel = build(op, "cpu", config, jit=jit)
+        kernel = build(op, avx2_cpu(), config, jit=jit)
         assert ("vcopy_" in kernel.source) == (stride == 1)
         assert_matches(op, kernel(*inputs), ref, f"stride {stride}, panel {vecs}x{lanes}, jit={jit}")
 
@@ -183,7 +182,7 @@ def test_conv_panels_across_output_rows_decode_lane_positions_once_per_panel(wid
     inputs = op.random_inputs(4)
     ref = op.reference(*inputs)
     for jit in (False, True):
-        kernel = build(op, "cpu", config, jit=jit)
+        kernel = build(op, avx2_cpu(), config, jit=jit)
         assert "_lanes = np.empty" in kernel.source
         assert_matches(op, kernel(*inputs), ref, f"width {width}, panel {vecs}x{lanes}, jit={jit}")
 
@@ -197,6 +196,6 @@ def test_dense_panels_pack_by_register_transposes(rows, vecs, lanes):
     inputs = op.random_inputs(4)
     ref = op.reference(*inputs)
     for jit in (False, True):
-        kernel = build(op, "cpu", config, jit=jit)
+        kernel = build(op, avx2_cpu(), config, jit=jit)
         assert "vcopy_t" in kernel.source
         assert_matches(op, kernel(*inputs), ref, f"tile {rows}x{vecs}x{lanes}, jit={jit}")

@@ -1,0 +1,72 @@
+"""Thread hand-off cost: how long a kernel call split across the pool takes when the chunks do
+nothing, against the same call on one thread and against a sleeping ThreadPoolExecutor."""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def _timed(fn, calls: int) -> float:
+    costs = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        costs.append(time.perf_counter() - start)
+    return statistics.median(costs)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=5000, help="calls per measurement (default: 5000)")
+    parser.add_argument("--rounds", type=int, default=5, help="measurements per variant, median kept")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON result, or 'none'")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    from numba import njit
+
+    from codegen.parallel import run_parallel, thread_count
+
+    @njit("void(int64, int64, float32[::1], int64)", nogil=True)
+    def noop(lo, hi, a, p):  # a compiled, GIL-free step like a generated one
+        pass
+
+    a = np.zeros(4, np.float32)
+    threads = max(2, thread_count())
+    sleeping = ThreadPoolExecutor(max_workers=threads)
+
+    def executor_call():
+        for f in [sleeping.submit(noop, k, k + 1, a, 0) for k in range(threads)]:
+            f.result()
+
+    variants = {
+        "one thread (run_parallel, 1 chunk)": lambda: run_parallel(noop, threads, (a, 0), 1),
+        f"spinning pool ({threads} chunks)": lambda: run_parallel(noop, threads, (a, 0), threads),
+        f"ThreadPoolExecutor ({threads} tasks)": executor_call,
+    }
+    results = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, fn in variants.items():  # interleaved, so a slow phase hits every variant
+            results[name].append(_timed(fn, args.calls))
+    sleeping.shutdown()
+    table = {name: round(statistics.median(v) * 1e6, 1) for name, v in results.items()}
+    for name, us in table.items():
+        print(f"{name:40s} {us:8.1f} us per call (median of {args.rounds} x {args.calls})")
+    if args.out != "none":
+        import os
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, f"thread_handoff-{time.strftime('%Y-%m-%d')}.json")
+        with open(path, "w") as f:
+            json.dump({"machine": platform.processor() or platform.machine(), "threads": threads,
+                       "date": time.strftime("%Y-%m-%d %H:%M"), "command": "python benchmarks/thread_handoff.py",
+                       "microseconds_per_call": table}, f, indent=2)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
