@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 from .expr import INFIX, Binary, Cast, Const, Expr, Load, Select, Unary, Var, as_expr
 
 LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled")
+# GPU bindings: a loop of one of these kinds is not iterated, its variable is the block or
+# thread index. In a GPU nest, each kernel is one top-level nest of block loops around thread
+# loops, and every statement inside runs on every thread of every block.
+BLOCK_KINDS = ("blockIdx.x", "blockIdx.y", "blockIdx.z")
+THREAD_KINDS = ("threadIdx.x", "threadIdx.y", "threadIdx.z")
 
 
 @dataclass(frozen=True, eq=False)
@@ -13,7 +18,7 @@ class Buffer:
     name: str
     shape: tuple          # ints or Exprs over runtime parameters
     dtype: str
-    scope: str            # "global" or "local"
+    scope: str            # "global", "local" (per thread on a GPU) or "shared" (per GPU block)
     role: str             # "input", "output", "temp" (global scratch) or "local"
 
     @property
@@ -133,6 +138,23 @@ class MicroKernel:
     @property
     def cols(self) -> int:
         return self.vecs * self.lanes
+
+
+@dataclass(frozen=True, eq=False)
+class Barrier:
+    """GPU: every thread of the block waits here until all have arrived (__syncthreads). Only
+    in control flow that every thread of a block takes alike."""
+
+
+@dataclass(frozen=True, eq=False)
+class ThreadReduce:
+    """GPU: `var` = combiner of `value` over each group of `width` consecutive threads (by flat
+    thread index); every thread of the group gets the result. Like a Barrier, every thread of
+    the block must reach it. width is a power of two that divides the block's thread count."""
+    var: Var
+    value: Expr
+    combiner: str          # "sum", "max" or "min"
+    width: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,6 +299,10 @@ def _dump(stmts, depth, lines):
                          f"{s.src.name}@{fmt(s.src_off)}[t*{s.ld} + k]")
         elif isinstance(s, VectorCopy):
             lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[:{s.count}] = {s.src.name}@{fmt(s.src_off)}")
+        elif isinstance(s, Barrier):
+            lines.append(f"{pad}barrier")
+        elif isinstance(s, ThreadReduce):
+            lines.append(f"{pad}{s.var.name} = {s.combiner} over {s.width} threads of {fmt(s.value)}")
         elif isinstance(s, Allocate):
             lines.append(f"{pad}allocate {s.buffer.name}{tuple(fmt(c(d)) for d in s.buffer.shape)} "
                          f"{s.buffer.dtype} {s.buffer.scope}")

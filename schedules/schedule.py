@@ -47,6 +47,7 @@ class StageSchedule:
         self.cache_local = False  # accumulate in a local tile (cache_write)
         self.microkernel = None   # a MicroKernelPlan once tensorized
         self.window = None        # a WindowPlan once computed as a direct sliding window
+        self.gpu = None           # a GPU plan (TiledPlan, RowPlan, FlatPlan) for a kernel's root
 
     def _root(self, axis: Var, fresh: dict) -> Var:
         v = Var(f"{self.tensor.name}_{axis.name}", axis.extent, axis.kind)
@@ -239,6 +240,8 @@ class Schedule:
         self.params: list = []          # (Param, value) in declaration order
         self.packs: list = []           # (input tensor, axis, factor)
         self._conditions: list = []     # (knob name, allowed values) for knobs declared now
+        self.violations: list = []      # device limits this config breaks (GPU spaces)
+        self.fusion = None              # GPU sketches: which stages share a kernel
         self.stage_list = [StageSchedule(self, t) for t in op.stages]
         self._by_id = {id(s.tensor): s for s in self.stage_list}
 
@@ -312,6 +315,12 @@ class Schedule:
         value = self._declare(knob)
         return [self._runtime(f"{name}_{lvl}", f) if rt else f
                 for lvl, (f, rt) in enumerate(zip(value, knob.runtime))]
+
+    def require(self, ok: bool, message: str) -> None:
+        """A limit of the target (threads, shared memory, registers) that this config must
+        respect; a config breaking one is illegal, and the space never samples it."""
+        if not ok:
+            self.violations.append(message)
 
     def param_values(self) -> tuple:
         return tuple(v for _, v in self.params)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 
 from .contraction import expand_inlined, find_contraction
+from .errors import ScheduleError
 from .expr import Load, Unary, substitute, walk
 from .schedule import Schedule
 from .space import Space
@@ -16,16 +17,21 @@ _SPACES: dict = {}
 
 def space_for(op, target) -> Space:
     tgt = as_target(target)
-    if tgt.kind != "cpu":
-        raise ValueError(f"no schedule rules for target kind {tgt.kind!r} yet; use 'cpu'")
-    template = template_for(op.name, tgt.kind)
+    if tgt.kind not in ("cpu", "cuda", "cuda-sim"):
+        raise ValueError(f"no schedule rules for target kind {tgt.kind!r}; use 'cpu', 'cuda' or 'cuda-sim'")
+    family = "cuda" if tgt.is_gpu else "cpu"
+    template = template_for(op.name, family)
     key = (op.workload_key, tgt.key, id(template.fn) if template else None)
     if key in _SPACES:
         return _SPACES[key]
 
     def schedule_fn(sch: Schedule):
         if template is None or template.mode == "extend":
-            cpu_sketch(sch)
+            if family == "cuda":
+                from .gpu_sketch import gpu_sketch
+                gpu_sketch(sch)
+            else:
+                cpu_sketch(sch)
         if template is not None:
             template.fn(sch)
 
@@ -37,7 +43,16 @@ def space_for(op, target) -> Space:
     recording = Schedule(op, tgt, None)
     schedule_fn(recording)
     origin = f"template:{template.mode}:{template.fn.__qualname__}" if template else "generated"
-    space = Space(op.name, op.workload_key, tgt.kind, tuple(recording.knobs), apply, origin)
+
+    def constraint(config):
+        violations = apply(config).violations
+        return "; ".join(violations) if violations else None
+
+    space = Space(op.name, op.workload_key, tgt.kind, tuple(recording.knobs), apply, origin,
+                  constraint if family == "cuda" else None)
+    if family == "cuda" and recording.violations:
+        raise ScheduleError(f"the default GPU schedule of {op.name} ({op.workload_key}) breaks the "
+                            f"limits of {tgt.model}: {'; '.join(recording.violations)}")
     _SPACES[key] = space
     return space
 
@@ -59,14 +74,50 @@ def expanded_loads(sch: Schedule, st) -> list:
     return out
 
 
+class Fusion:
+    """Which stages keep loop nests of their own and what is fused into them (rules 1-3)."""
+
+    def __init__(self, live, epilogue_of, attach_to, positions, mapped_axes):
+        self.live = live                # stages that are not inlined, in topological order
+        self.epilogue_of = epilogue_of  # id(stage) -> the root stage whose tile it finishes
+        self.attach_to = attach_to      # id(stage) -> the stage in whose row loop it is computed
+        self.positions = positions      # id(attached stage) -> the root axis of each of its axes
+        self.mapped_axes = mapped_axes  # id(root) -> positions of axes its attached stages keep
+
+    def roots(self) -> list:
+        return [st for st in self.live if id(st) not in self.epilogue_of and id(st) not in self.attach_to]
+
+    def epilogues(self, root) -> list:
+        return [e for e in self.live if self.epilogue_of.get(id(e)) is root]
+
+    def attached(self, root) -> list:
+        return [p for p in self.live if self.attach_to.get(id(p)) is root]
+
+
 def cpu_sketch(sch: Schedule) -> None:
+    fusion = fuse_stages(sch, materialize=True)
+    live, epilogue_of, attach_to = fusion.live, fusion.epilogue_of, fusion.attach_to
+    for st in live:
+        if id(st) in epilogue_of or id(st) in attach_to:
+            continue
+        if st.is_reduction:
+            _tile_reduction(sch, st, [e for e in live if epilogue_of.get(id(e)) is st])
+        else:
+            _tile_elementwise(sch, st, [e for e in live if epilogue_of.get(id(e)) is st],
+                              [p for p in live if attach_to.get(id(p)) is st],
+                              fusion.mapped_axes.get(id(st), set()))
+
+
+def fuse_stages(sch: Schedule, materialize: bool) -> Fusion:
+    """Rules 1-3, shared by the CPU and GPU sketches. With `materialize`, a costly
+    intermediate read by several stages gets a knob to be computed once per row."""
     op = sch.op
     stages = sch.stage_list
     # Rule 1: elementwise intermediates are recomputed where they are read, except that a
     # costly one (a transcendental) read by several stages may be computed once per row.
     for st in stages:
         if not st.is_reduction and not op.is_output(st.tensor):
-            if not _materialize_rows(sch, st, stages):
+            if not (materialize and _materialize_rows(sch, st, stages)):
                 st.compute_inline()
     live = [st for st in stages if not st.inlined]
     loads = {id(st): expanded_loads(sch, st) for st in live}
@@ -122,15 +173,7 @@ def cpu_sketch(sch: Schedule) -> None:
     mapped_axes = {}
     for pid, target in attach_to.items():
         mapped_axes.setdefault(id(target), set()).update(p for p in positions[pid] if p is not None)
-    for st in live:
-        if id(st) in epilogue_of or id(st) in attach_to:
-            continue
-        if st.is_reduction:
-            _tile_reduction(sch, st, [e for e in live if epilogue_of.get(id(e)) is st])
-        else:
-            _tile_elementwise(sch, st, [e for e in live if epilogue_of.get(id(e)) is st],
-                              [p for p in live if attach_to.get(id(p)) is st],
-                              mapped_axes.get(id(st), set()))
+    return Fusion(live, epilogue_of, attach_to, positions, mapped_axes)
 
 
 def _read_pattern(producer, target, readers, loads, positions, partial=False):

@@ -12,6 +12,8 @@ from .errors import ConfigError
 
 # Bumped whenever sketch rules change the meaning of existing knob names.
 SKETCH_VERSION = 1
+# Draws sample() makes before falling back to the default config of a constrained space.
+MAX_DRAWS = 400
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,9 @@ class Space:
     knobs: tuple
     apply: Callable = field(repr=False, compare=False)  # (Config) -> Schedule
     origin: str = "generated"  # or "template:<name>"
+    # (Config) -> None, or why the config breaks a limit of the target (GPU threads, shared
+    # memory, registers); sample() and neighbor() draw only configs that pass it.
+    constraint: Callable | None = field(default=None, repr=False, compare=False)
 
     @property
     def version(self) -> str:
@@ -239,12 +244,28 @@ class Space:
         return Config({k.name: k.default() for k in self.knobs})
 
     def sample(self, rng) -> Config:
-        return self.canonical(Config({k.name: k.sample(rng) for k in self.knobs}))
+        for _ in range(MAX_DRAWS):
+            config = self.canonical(Config({k.name: k.sample(rng) for k in self.knobs}))
+            if self.constraint is None or self.constraint(config) is None:
+                return config
+        # Rejection failed (a space that is almost all illegal): the default is legal.
+        return self.default()
+
+    def violation(self, config: Config):
+        """Why a config breaks a limit of the target, or None."""
+        return None if self.constraint is None else self.constraint(config)
 
     def neighbor(self, config: Config, rng) -> Config:
         """A config one step away: one knob changed (a choice redrawn, or one split level's
         factor moved to another legal value). Search strategies use it to explore around the
         best measured configs, where fast schedules cluster."""
+        for _ in range(MAX_DRAWS // 8):
+            moved = self._one_step(config, rng)
+            if self.constraint is None or self.constraint(moved) is None:
+                return moved
+        return config
+
+    def _one_step(self, config: Config, rng) -> Config:
         values = dict(config.items())
         movable = [k for k in self.knobs if is_active(k, values)
                    and (len(k.choices) > 1 if isinstance(k, ChoiceKnob) else k.extent > 1)]
@@ -297,7 +318,12 @@ class Space:
                 raise ConfigError(f"knob {k.name}={config[k.name]!r} is not legal for {where}; "
                                   f"see space[{k.name!r}] for its choices, or retune")
             values[k.name] = v
-        return self.canonical(Config(values))
+        config = self.canonical(Config(values))
+        why = self.violation(config)
+        if why is not None:
+            raise ConfigError(f"config {config.to_json()} is illegal for {where}: {why}; "
+                              f"draw configs with space.sample(rng), which respects the limits")
+        return config
 
 
 def _condition_spec(knob) -> list:

@@ -73,6 +73,25 @@ class Target:
                       int(parts[4]), extra)
 
     @property
+    def is_gpu(self) -> bool:
+        """Whether schedules for this target are GPU schedules (run on a GPU or simulated)."""
+        return self.kind in ("cuda", "cuda-sim")
+
+    @property
+    def gpu(self):
+        """The GPU limits (GpuLimits) of a cuda or cuda-sim target."""
+        from .gpu_target import limits_of
+        return limits_of(self)
+
+    @staticmethod
+    def cuda(arch: str = "sm_90", **limits) -> "Target":
+        """A GPU described explicitly, for spaces, sources and record keys on any machine:
+        Target.cuda(arch="sm_80", name="NVIDIA A100-SXM4-80GB", sm_count=108). Limits not given
+        take the values of the documented default GPU (see schedules/gpu_target.py)."""
+        from .gpu_target import describe
+        return describe(arch, **limits)
+
+    @property
     def vector_bits(self) -> int:
         if "avx512f" in self.features:
             return 512
@@ -120,7 +139,15 @@ def as_target(target) -> Target:
         return target
     if target == "cpu" or target == "llvm":
         return Target.host_cpu()
+    if target == "cuda":
+        from .gpu_target import cuda_target
+        return cuda_target()
+    if target == "cuda-sim":
+        from .gpu_target import simulated
+        from .gpu_target import cuda_target
+        return simulated(cuda_target())
     if isinstance(target, str):
-        raise ValueError(f"unknown target {target!r}; this build supports 'cpu' "
-                         f"(GPU targets arrive with the CUDA backend)")
+        raise ValueError(f"unknown target {target!r}; use 'cpu', 'cuda' (device 0, or a default "
+                         f"H100 description where no GPU is present), 'cuda-sim' (the GPU schedule "
+                         f"run on the CPU), or a Target object such as Target.cuda(arch='sm_80')")
     raise TypeError(f"target must be a string or a Target, got {type(target).__name__}")
