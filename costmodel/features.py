@@ -21,8 +21,8 @@ import math
 import numpy as np
 
 from schedules.expr import Binary, Const, Load, Var, walk
-from schedules.loopnest import (Allocate, Assign, Fill, For, If, MicroKernel, Scalar, Store, TransposeCopy,
-                                VectorCopy)
+from schedules.loopnest import (BLOCK_KINDS, Allocate, Assign, Fill, For, If, MicroKernel, Scalar, Store,
+                                ThreadReduce, TransposeCopy, VectorCopy)
 from schedules.target import DEFAULT_CACHE_BYTES
 
 LEVELS = 6
@@ -112,6 +112,9 @@ class _Walker:
                 self.depth = max(self.depth, len(stack) + 1)
                 if s.kind == "parallel":
                     self.parallel = extent
+                elif s.kind in BLOCK_KINDS:  # GPU blocks: the parallel work of a kernel
+                    self.parallel = extent if not stack or stack[-1][2] not in BLOCK_KINDS \
+                        else self.parallel * extent
                 self.run(s.body, stack + ((s.var, extent, s.kind),))
             elif isinstance(s, If):
                 self.run(s.body, stack)
@@ -141,6 +144,8 @@ class _Walker:
                 self._vector_copy(s, stack)
             elif isinstance(s, TransposeCopy):
                 self._transpose_copy(s, stack)
+            elif isinstance(s, ThreadReduce):  # GPU: a warp/block combine, one op per step
+                self._statement(s.value, None, stack)
 
     def _transpose_copy(self, s, stack):
         """A k loop over `width` rows read at stride ld and written as contiguous k-rows."""
@@ -340,14 +345,13 @@ class FeatureExtractor:
         self.nests: dict = {}   # structure key -> (LoopNest, threads)
 
     def __call__(self, config) -> np.ndarray:
-        from schedules import lower
         config = self.space.check(config)
         key = self.space.structure_key(config)
         entry = self.nests.get(key)
         if entry is None:
             sch = self.space.apply(config)
             threads = getattr(self.space, "threads", None) or sch.target.cores
-            entry = (lower(sch), threads, sch.target.cache_bytes)
+            entry = (_lowered(sch), threads, sch.target.cache_bytes)
             if len(self.nests) >= self.max_structures:
                 self.nests.pop(next(iter(self.nests)))
             self.nests[key] = entry
@@ -358,13 +362,23 @@ class FeatureExtractor:
         except KeyError:  # a template named its parameters its own way: bind them by applying
             sch = self.space.apply(config)
             params = {id(p): v for p, v in sch.params}
-            nest = lower(sch)
+            nest = _lowered(sch)
         return featurize(nest, params, threads, cache_bytes)
 
     def many(self, configs) -> np.ndarray:
         if not configs:
             return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
         return np.stack([self(c) for c in configs])
+
+
+def _lowered(sch):
+    """The loop nest features are read from: the GPU nest (block and thread loops, shared
+    memory) on GPU targets, where blocks count as the parallel extent and SMs as threads."""
+    if sch.target.is_gpu:
+        from schedules.gpu_lower import lower_gpu
+        return lower_gpu(sch)
+    from schedules import lower
+    return lower(sch)
 
 
 def featurize_config(op, config, target="cpu") -> np.ndarray:

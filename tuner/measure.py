@@ -51,6 +51,15 @@ def _build_task(task):
     op, target, config = task
     from codegen import build
     kernel = build(op, target, config)
+    if getattr(target, "kind", None) == "cuda":
+        # Compile in this build process (NVRTC needs no GPU) and check registers, shared
+        # memory and threads against the device, so the GPU only runs kernels that load.
+        from codegen.build import CompileError
+        from codegen.cuda_compile import verify
+        report = verify(kernel.source, kernel.launches, target)
+        if not report.ok:
+            raise CompileError(f"{op.name}: config {config.to_json()} exceeds the limits of "
+                               f"{target.model}: {'; '.join(report.violations)}")
     try:
         from costmodel import featurize_config
         features = tuple(float(x) for x in featurize_config(op, config, target))
@@ -79,6 +88,9 @@ def _run_task(task):
     from tuner.timing import time_callable
     kernel = build(op, target, config)
     inputs, expected = _prepare(op, opts)
+    if target.kind == "cuda":
+        from tuner.gpu_timing import run_candidate
+        return run_candidate(kernel, inputs, expected, opts, give_up_after)
     try:
         got = kernel(*inputs)
     except Exception as exc:

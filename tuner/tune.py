@@ -77,6 +77,9 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     if trials < 0:
         raise ValueError(f"trials must be >= 0, got {trials}")
     tgt = as_target(target)
+    if tgt.kind == "cuda" and measurer is None:
+        from codegen.cuda_kernel import cupy_module
+        cupy_module()  # no GPU: say so now, not as one runtime error per candidate
     db = open_database(database)
     space = op.space(tgt)
     measured = {space.canonical(c): None for c in db.measured_configs(op, tgt, space.version)}

@@ -1,0 +1,107 @@
+"""CudaKernel: CUDA C for one operator, compiled and launched through CuPy on first call."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+class GpuUnavailable(RuntimeError):
+    """A cuda kernel was called where no GPU (or no CuPy) is present."""
+
+
+def cupy_module():
+    """CuPy with a usable device, or GpuUnavailable saying what is missing and what to do."""
+    try:
+        import cupy
+    except ImportError as exc:
+        raise GpuUnavailable(
+            "running a 'cuda' kernel needs CuPy and an NVIDIA GPU: `pip install 'autosched[gpu]'` "
+            f"({exc}). Without a GPU, build for 'cuda-sim' to run the same schedule on the CPU") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver, or a driver without devices
+        raise GpuUnavailable(f"running a 'cuda' kernel needs an NVIDIA GPU, and CUDA reports none "
+                             f"({type(exc).__name__}: {exc}). Build for 'cuda-sim' to run the same "
+                             f"schedule on the CPU") from None
+    if count < 1:
+        raise GpuUnavailable("running a 'cuda' kernel needs an NVIDIA GPU; CUDA reports 0 devices. "
+                             "Build for 'cuda-sim' to run the same schedule on the CPU")
+    return cupy
+
+
+@dataclass(frozen=True, eq=False)
+class CudaKernel:
+    """The kernels of one operator on a GPU. Building gives the source and launch geometry
+    on any machine; CuPy compiles (NVRTC) and loads them on the first call."""
+    op: object
+    target: object
+    config: object
+    source: str
+    loopnest: object = field(repr=False)
+    launches: tuple = ()
+    _loaded: dict = field(default_factory=dict, repr=False)  # function handles, once compiled
+
+    @staticmethod
+    def create(op, target, config, nest, source) -> "CudaKernel":
+        from .cuda_source import launches
+        return CudaKernel(op, target, config, source, nest, launches(nest))
+
+    @property
+    def origin(self) -> str:
+        """"source" until the first call compiles the kernels, then "compiled"."""
+        return "compiled" if "functions" in self._loaded else "source"
+
+    @property
+    def compile_seconds(self) -> float:
+        return self._loaded.get("seconds", 0.0)
+
+    def compile(self):
+        """Compile and load the kernels on the current device (cached by CuPy on disk)."""
+        if "functions" not in self._loaded:
+            cupy = cupy_module()
+            start = time.perf_counter()
+            module = cupy.RawModule(code=self.source, options=("-std=c++17",))
+            self._loaded["functions"] = [module.get_function(l.name) for l in self.launches]
+            self._loaded["seconds"] = time.perf_counter() - start
+        return self._loaded["functions"]
+
+    def device_arrays(self, arrays) -> list:
+        """The inputs as C-contiguous CuPy arrays on the device, checked against the operator."""
+        cupy = cupy_module()
+        if len(arrays) != len(self.op.inputs):
+            raise ValueError(f"operator {self.op.name} takes {len(self.op.inputs)} inputs "
+                             f"({', '.join(t.name for t in self.op.inputs)}), got {len(arrays)}")
+        out = []
+        for t, a in zip(self.op.inputs, arrays):
+            shape, dtype = tuple(getattr(a, "shape", ())), str(getattr(a, "dtype", type(a).__name__))
+            if shape != t.shape or dtype != t.dtype:
+                raise ValueError(f"operator {self.op.name}: input {t.name} expects {t.dtype} {t.shape}, "
+                                 f"got {dtype} {shape}")
+            out.append(cupy.ascontiguousarray(cupy.asarray(a)))
+        return out
+
+    def __call__(self, *arrays, out=None):
+        """Run on numpy or CuPy inputs; returns CuPy arrays (a tuple for several outputs)."""
+        cupy = cupy_module()
+        functions = self.compile()
+        inputs = self.device_arrays(arrays)
+        outs = self._outputs(cupy, out)
+        temps = [cupy.empty(tuple(b.shape), dtype=b.dtype) for b in self.loopnest.temps]
+        args = tuple(inputs + outs + temps)
+        for launch, fn in zip(self.launches, functions):
+            fn(launch.grid, launch.block, args)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _outputs(self, cupy, out) -> list:
+        specs = self.op.outputs
+        if out is None:
+            return [cupy.empty(t.shape, dtype=t.dtype) for t in specs]
+        given = list(out) if isinstance(out, (list, tuple)) else [out]
+        if len(given) != len(specs):
+            raise ValueError(f"operator {self.op.name} has {len(specs)} outputs, out= gave {len(given)}")
+        for t, a in zip(specs, given):
+            if not isinstance(a, cupy.ndarray) or a.shape != t.shape or str(a.dtype) != t.dtype \
+                    or not a.flags.c_contiguous:
+                raise ValueError(f"operator {self.op.name}: out for {t.name} must be a C-contiguous "
+                                 f"CuPy {t.dtype} array of shape {t.shape}")
+        return given
