@@ -4,8 +4,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from schedules.errors import AutoschedError
 
-class GpuUnavailable(RuntimeError):
+
+class GpuUnavailable(AutoschedError, RuntimeError):
     """A cuda kernel was called where no GPU (or no CuPy) is present."""
 
 

@@ -130,17 +130,20 @@ def _fits(factors, extent):
 
 
 def _tiled_defaults(shape) -> list:
-    """Per spatial axis (vthread, threads, inner): 16x16 threads with 4x4 points each on the
-    last two axes where they are long enough, fewer where they are short."""
+    """Per spatial axis (vthread, threads, inner): up to 256 threads with 4x4 points each on
+    the last two axes where they are long enough, fewer where they are short. On the last
+    axis a thread's points are virtual threads, a warp apart: neighbouring threads then read
+    neighbouring shared-memory words (no bank conflicts) and store neighbouring outputs."""
     defaults = [(1, 1, 1)] * len(shape)
     thread_budget, point_budget = 256, 16
+    last = len(shape) - 1
     for d in reversed(range(len(shape))):
         ext = shape[d]
-        t = min(_pow2_floor(ext), 32 if d == len(shape) - 1 else thread_budget, thread_budget)
-        i = min(4, point_budget, _pow2_floor(max(1, ext // t)))
-        defaults[d] = _fits((1, t, i), ext)
+        t = min(_pow2_floor(ext), 32 if d == last else thread_budget, thread_budget)
+        p = min(4, point_budget, _pow2_floor(max(1, ext // t)))
+        defaults[d] = _fits((p, t, 1) if d == last else (1, t, p), ext)
         thread_budget = max(1, thread_budget // defaults[d][1])
-        point_budget = max(1, point_budget // defaults[d][2])
+        point_budget = max(1, point_budget // (defaults[d][0] * defaults[d][2]))
     return defaults
 
 

@@ -317,3 +317,34 @@ def test_tuning_on_the_gpu_records_measured_times(tmp_path):
     result = tune(op, "cuda", database=Database(str(tmp_path / "g.db")), trials=4, seed=0)
     assert result.best_seconds is not None and result.best_seconds > 0
     assert all(t.error is None for t in result.history)
+
+
+def test_the_gpu_benchmark_checks_its_kernels_and_baselines_without_a_gpu(capsys):
+    """benchmarks/gpu_bench.py --dry-run: every workload compiled within limits and every CuPy
+    formulation, run with numpy, equal to the reference; without a GPU the real run says so."""
+    _need("nvrtc")
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu_bench
+    assert gpu_bench.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("within limits") == len(gpu_bench.workloads()) and "DIFFERS" not in out
+    name, op, _, _ = gpu_bench.workloads(small=True)[2]
+    inputs = op.random_inputs(0)
+    unnormalised = np.exp(inputs[0] - inputs[0].max(axis=1, keepdims=True))  # the check can fail
+    assert np.allclose(gpu_bench.softmax_baseline(np, None)(*inputs), op.reference(*inputs), rtol=1e-5)
+    assert not np.allclose(unnormalised, op.reference(*inputs), rtol=1e-3, atol=1e-3)
+    if not _gpu_present():
+        assert gpu_bench.main(["--trials", "0", "--database", ":memory:"]) == 2
+        assert "--dry-run" in capsys.readouterr().err
+
+
+def test_the_cli_names_the_missing_gpu_instead_of_a_traceback(tmp_path, capsys):
+    if _gpu_present():
+        pytest.skip("a GPU is present")
+    from tuner.cli import main
+    assert main(["tune", "--op", "softmax", "--shape", "M=8,N=16", "--target", "cuda", "--trials", "2",
+                 "--database", str(tmp_path / "x.db")]) == 1
+    err = capsys.readouterr().err
+    assert "needs an NVIDIA GPU" in err and "Traceback" not in err

@@ -176,7 +176,9 @@ def add_commands(sub) -> None:
     t.add_argument("--op", help="library operator: matmul, dense, conv2d, softmax, ...")
     t.add_argument("--shape", default="", help="constructor arguments, e.g. M=128,N=768,K=768")
     t.add_argument("--suite", help="YAML file listing operators and shapes")
-    t.add_argument("--target", default="cpu", help="hardware target (default: cpu, this machine)")
+    t.add_argument("--target", default="cpu",
+                   help="hardware target: cpu (this machine, the default), cuda (GPU 0), or cuda-sim "
+                        "(the GPU schedule run on the CPU, for checking)")
     t.add_argument("--trials", type=int, default=64, help="total trials per workload (default: 64)")
     t.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path (default: ./autosched.db)")
     t.add_argument("--strategy", default="xgb", choices=("xgb", "tpe", "random"),
