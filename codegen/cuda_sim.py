@@ -12,7 +12,7 @@ from __future__ import annotations
 from schedules.errors import ScheduleError
 from schedules.expr import Binary, Const, Load, Var, rebuild, reduce_init
 from schedules.loopnest import (BLOCK_KINDS, THREAD_KINDS, Allocate, Assign, Barrier, Buffer, Fill,
-                                For, If, LoopNest, Scalar, Store, ThreadReduce, add, mul)
+                                For, If, LoopNest, Scalar, Store, ThreadReduce, VectorCopy, add, mul)
 
 
 def simulate(nest: LoopNest) -> LoopNest:
@@ -127,6 +127,11 @@ class _Kernel:
                     visit_expr(s.value, k)
                 elif isinstance(s, Allocate):
                     note(s.buffer, k)
+                elif isinstance(s, VectorCopy):
+                    note(s.dst, k)
+                    note(s.src, k)
+                    visit_expr(s.dst_off, k)
+                    visit_expr(s.src_off, k)
                 elif isinstance(s, ThreadReduce):
                     defined[id(s.var)] = s.var
                     note(s.var, k)
@@ -175,6 +180,10 @@ class _Kernel:
             elif isinstance(s, Allocate):
                 if s.buffer.scope == "shared":
                     self.shared.append(s.buffer)
+            elif isinstance(s, VectorCopy):
+                if id(s.dst) in self.expanded or id(s.src) in self.expanded:
+                    raise ScheduleError("cuda-sim: a vector copy of a per-thread buffer")
+                out.append(VectorCopy(s.dst, self.expr(s.dst_off), s.src, self.expr(s.src_off), s.count))
             else:
                 raise ScheduleError(f"cuda-sim: unexpected {type(s).__name__} between barriers")
         return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from schedules.errors import ScheduleError
 from schedules.expr import Binary, Cast, Const, Load, Select, Unary, Var
 from schedules.loopnest import (BLOCK_KINDS, THREAD_KINDS, Allocate, Assign, Barrier, Fill, For, If,
-                                LoopNest, Scalar, Store, ThreadReduce)
+                                LoopNest, Scalar, Store, ThreadReduce, VectorCopy)
 
 # Copies of a loop body that textual unrolling may create under one unrolled nest; register
 # tiles need their indices constant, so their loops are unrolled in the source.
@@ -260,6 +260,8 @@ class _KernelPrinter:
                                   f"{self.name(s.buffer)}[fill_] = {self.typed(s.value, s.buffer.dtype)};")
             elif isinstance(s, Barrier):
                 self.lines.append(f"{pad}__syncthreads();")
+            elif isinstance(s, VectorCopy):
+                self.vector_copy(s, pad)
             elif isinstance(s, ThreadReduce):
                 self.thread_reduce(s, pad)
             else:
@@ -295,11 +297,21 @@ class _KernelPrinter:
             raise ScheduleError(f"CUDA: buffer {b.name} needs a constant shape, got {b.shape}")
         if b.scope == "shared":
             self.shared_bytes += size * (8 if b.dtype in ("float64", "int64") else 4)
-            self.lines.append(f"{pad}__shared__ {C_TYPES[b.dtype]} {self.name(b)}[{size}];")
+            self.lines.append(f"{pad}__shared__ __align__(16) {C_TYPES[b.dtype]} {self.name(b)}[{size}];")
         elif b.scope == "local":
             self.lines.append(f"{pad}{C_TYPES[b.dtype]} {self.name(b)}[{size}];")
         else:
             raise ScheduleError(f"CUDA: cannot allocate a {b.scope} buffer ({b.name}) inside a kernel")
+
+    def vector_copy(self, s: VectorCopy, pad: str):
+        """float4/float2 loads and stores; the lowering only emits them at aligned offsets."""
+        vec = {4: "float4", 2: "float2"}.get(s.count) if s.src.dtype == s.dst.dtype == "float32" else None
+        dst = f"{self.name(s.dst)}[{self.expr(s.dst_off)}]"
+        src = f"{self.name(s.src)}[{self.expr(s.src_off)}]"
+        if vec is None:
+            self.lines.append(f"{pad}for (int t_ = 0; t_ < {s.count}; ++t_) (&{dst})[t_] = (&{src})[t_];")
+        else:
+            self.lines.append(f"{pad}*reinterpret_cast<{vec}*>(&{dst}) = *reinterpret_cast<const {vec}*>(&{src});")
 
     def thread_reduce(self, s: ThreadReduce, pad: str):
         """Warp shuffles within each warp; across warps through shared memory, two barriers."""

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import math
 
-from .bounds import guard, interval
+from .bounds import guard, in_bounds_condition, interval
 from .errors import ScheduleError
-from .expr import Binary, Const, Load, Var, rebuild, reduce_init, substitute
+from .expr import Binary, Const, Load, Unary, Var, rebuild, reduce_init, substitute
 from .gpu_sketch import FlatPlan, RowPlan, TiledPlan
 from .gpu_staging import staged_boxes
 from .loopnest import (Allocate, Assign, Barrier, Buffer, Fill, For, If, LoopNest, Scalar, Store,
-                       ThreadReduce, add, ceildiv, floordiv, mod, mul)
+                       ThreadReduce, VectorCopy, add, ceildiv, floordiv, mod, mul)
 from .schedule import Schedule
 from .sketch import expanded_loads
 
@@ -17,6 +17,8 @@ from .sketch import expanded_loads
 MAX_INDEX = 2 ** 31 - 1
 # Cooperative-fetch loops up to this many iterations are unrolled.
 MAX_UNROLLED_FETCH = 8
+# Floats per vector load (float4) in cooperative fetches.
+VECTOR_WIDTH = 4
 
 
 def lower_gpu(sch: Schedule) -> LoopNest:
@@ -299,7 +301,7 @@ class _GpuLowering:
         ro_base = [mul(v, c) if v is not None else Const(0, "int64") for v, c in zip(ro_vars, plan.chunk)]
         step_body = []
         for box, buf in zip(boxes, shared):
-            step_body += self._fetch(box, buf, bases, ro_base, plan, tx, threads)
+            step_body += self._fetch(st, box, buf, bases, ro_base, plan, tx, threads)
         if boxes:
             step_body.append(Barrier())
         step_body += self._accumulate(st, plan, acc, bases, tcoords, ro_base, boxes, shared)
@@ -381,34 +383,81 @@ class _GpuLowering:
             out.append(add(e, shift))
         return tuple(out)
 
-    def _fetch(self, box, buf, bases, ro_base, plan, tx, threads) -> list:
+    def _fetch(self, st, box, buf, bases, ro_base, plan, tx, threads) -> list:
         """Every thread of the block copies its share of the input's box into shared memory,
-        consecutive threads taking consecutive elements of the box's last dimension."""
-        size = box.size
+        consecutive threads taking consecutive elements of the box's last dimension: four
+        at a time, as one 128-bit load and store, where the box's rows start 16-byte aligned
+        for every block and step (a vector is then wholly inside the tensor or wholly in its
+        padding), one at a time elsewhere."""
+        width = VECTOR_WIDTH if self._aligned(st, box, plan) else 1
+        extents = list(box.extent[:-1]) + [box.extent[-1] // width]
+        size = math.prod(extents)
         iters = -(-size // threads)
         f = self.loop(f"f_{box.tensor.name}", iters)
         flat = Var(f"flat_{box.tensor.name}", None, "index")
         step = [self.assign(flat, add(mul(f, threads), tx), (0, iters * threads - 1))]
-        assigns, local = self.decode(flat, list(box.extent), [f"c{k}" for k in range(len(box.extent))],
+        assigns, local = self.decode(flat, extents, [f"c{k}" for k in range(len(extents))],
                                      f"{box.tensor.name}_")
+        if width > 1:
+            last = Var(f"{box.tensor.name}_c{len(extents) - 1}x{width}", None, "index")
+            assigns.append(self.assign(last, mul(local[-1], width), (0, box.extent[-1] - width)))
+            local = local[:-1] + [last]
+        index = self._box_origin(box, bases, ro_base, plan)
+        index = [add(o, c) for o, c in zip(index, local)]
+        src = self.buffers[id(box.tensor)]
+        read = Load(src, tuple(index), box.default)
+        if width == 1:
+            work = assigns + [Store(buf, tuple(local), guard(read, read, self.ranges))]
+        else:
+            copy = VectorCopy(buf, _flat_offset(buf.shape, local), src, _flat_offset(src.shape, index), width)
+            cond = in_bounds_condition(read, self.ranges)
+            work = assigns + ([copy] if cond is None else [If(cond, (copy,)), If(Unary("not", cond), tuple(
+                Store(buf, tuple(local[:-1]) + (add(local[-1], t),), Const(box.default, box.tensor.dtype))
+                for t in range(width)))])
+        step += [If(_lt(flat, size), tuple(work))] if iters * threads != size else work
+        kind = "unrolled" if iters <= MAX_UNROLLED_FETCH else "serial"
+        return [For(f, Const(iters, "int64"), kind, tuple(step))] if iters > 1 else \
+            [_bind_zero(f, step)]
+
+    def _box_origin(self, box, bases, ro_base, plan) -> list:
+        """Per index dimension, where this block's box starts in the input at this step."""
         spans = list(plan.tile) + list(plan.chunk)
         origins = list(bases) + list(ro_base)
-        index = []
-        for const, coefs, c in zip(box.const, box.coefs, local):
+        out = []
+        for const, coefs in zip(box.const, box.coefs):
             e = Const(const, "int64")
             for co, o, span in zip(coefs, origins, spans):
                 if co:
                     e = add(e, mul(o, co))
                     if co < 0:
                         e = add(e, co * (span - 1))
-            index.append(add(e, c))
-        src = self.buffers[id(box.tensor)]
-        read = Load(src, tuple(index), box.default)
-        work = assigns + [Store(buf, tuple(local), guard(read, read, self.ranges))]
-        step += [If(_lt(flat, size), tuple(work))] if iters * threads != size else work
-        kind = "unrolled" if iters <= MAX_UNROLLED_FETCH else "serial"
-        return [For(f, Const(iters, "int64"), kind, tuple(step))] if iters > 1 else \
-            [_bind_zero(f, step)]
+            out.append(e)
+        return out
+
+    def _aligned(self, st, box, plan) -> bool:
+        """Whether the box's last index starts at a multiple of four for every block and step,
+        its rows are whole vectors, and the tensor's rows are too (float32 only)."""
+        if box.tensor.dtype != "float32" or box.extent[-1] % VECTOR_WIDTH or box.tensor.shape[-1] % VECTOR_WIDTH:
+            return False
+        spans = list(plan.tile) + list(plan.chunk)
+        extents = list(st.tensor.shape) + [a.extent for a in st.tensor.reduce_axes]
+        steps = [-(-e // span) for e, span in zip(extents, spans)]
+        offset = box.const[-1]
+        for co, span, n in zip(box.coefs[-1], spans, steps):
+            if co and (co * span) % VECTOR_WIDTH and n > 1:
+                return False
+            if co < 0:
+                offset += co * (span - 1)
+        return offset % VECTOR_WIDTH == 0
+
+
+def _flat_offset(shape, indices):
+    """Row-major flat position of indices in a buffer of constant shape."""
+    out, stride = Const(0, "int64"), 1
+    for idx, ext in reversed(list(zip(indices, shape))):
+        out = add(out, mul(idx, stride))
+        stride *= ext.value if isinstance(ext, Const) else int(ext)
+    return out
 
 
 def _bind_zero(var, stmts):

@@ -348,3 +348,26 @@ def test_the_cli_names_the_missing_gpu_instead_of_a_traceback(tmp_path, capsys):
                  "--database", str(tmp_path / "x.db")]) == 1
     err = capsys.readouterr().err
     assert "needs an NVIDIA GPU" in err and "Traceback" not in err
+
+
+def test_aligned_boxes_are_fetched_as_float4_and_padding_still_reads_its_value():
+    from schedules.loopnest import VectorCopy
+    nhwc = ops.conv2d(1, 8, 6, 6, 8, 3, 3, padding=1, layout="NHWC", bias=True, activation="relu")
+    cfg = nhwc.space("cuda").default().replace(**{"conv2d.kernel": "tiled", "conv2d.rc": (4,)})
+    inputs = nhwc.random_inputs(0)
+    for op, cfg in [(nhwc, cfg), (ops.matmul(64, 64, 64), None)]:
+        kernel = build(op, "cuda", cfg)
+        assert "float4" in kernel.source
+        sim = build(op, "cuda-sim", kernel.config, jit=False)
+        assert any(isinstance(s, VectorCopy) for s in _statements(sim.loopnest.body))
+        inputs = op.random_inputs(0)
+        assert_matches(op, sim(*inputs), op.reference(*inputs), f"float4 fetch of {op.name}")
+    # Reads shifted by the padding start at odd offsets: fetched one float at a time.
+    nchw = ops.conv2d(1, 4, 8, 8, 4, 3, 3, padding=1)
+    assert "float4" not in build(nchw, "cuda").source
+
+
+def _statements(stmts):
+    for s in stmts:
+        yield s
+        yield from _statements(getattr(s, "body", ()))
