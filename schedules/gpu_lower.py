@@ -102,7 +102,9 @@ class _GpuLowering:
             elif isinstance(plan, FlatPlan):
                 kernels.append(self._flat(root, plan))
             else:
-                raise ScheduleError(f"{self.op.name}: stage {root.name} has no GPU plan")
+                raise ScheduleError(f"{self.op.name}: stage {root.name} computes a kernel of its own "
+                                    f"but has no GPU plan; a GPU template sets one with "
+                                    f"sch[{root.name!r}].gpu_tiled(...), .gpu_rows(...) or .gpu_flat(...)")
         return LoopNest(self.op.name, self.inputs, self.outputs, tuple(self.temps), (),
                         tuple(kernels), tuple(self.notes))
 
@@ -193,6 +195,9 @@ class _GpuLowering:
     def _rows(self, root, plan: RowPlan) -> For:
         fusion = self.fusion
         attached = fusion.attached(root)
+        if not attached and not root.is_reduction:
+            raise ScheduleError(f"{self.op.name}: gpu_rows on stage {root.name}, which neither "
+                                f"reduces nor has row statistics; use gpu_flat")
         shape = root.tensor.shape
         if attached:
             row_axes = sorted(fusion.mapped_axes[id(root)])

@@ -227,6 +227,57 @@ class StageSchedule:
         self.window = WindowPlan(block)
 
 
+    # -- GPU plans: what a GPU template sets on a kernel's root stage ------------------------
+    def gpu_tiled(self, vthread, threads, inner, chunk, shared=(), unroll: int = 4) -> None:
+        """GPU: compute this reduction in tiles: per spatial axis a block covers
+        vthread * threads * inner points (each thread vthread * inner of them, in registers);
+        reduce axes advance `chunk` points per step, with the inputs named in `shared` staged
+        in shared memory each step; reduce loops up to `unroll` long are unrolled."""
+        from .gpu_sketch import TiledPlan
+        if not self.is_reduction:
+            raise ScheduleError(f"gpu_tiled on stage {self.name}: only a reduction is tiled; use gpu_flat")
+        n, m = len(self.axis), len(self.reduce_axis)
+        for label, values, count in (("vthread", vthread, n), ("threads", threads, n), ("inner", inner, n),
+                                     ("chunk", chunk, m)):
+            values = tuple(values)
+            if len(values) != count or not all(isinstance(v, int) and v >= 1 for v in values):
+                raise ScheduleError(f"gpu_tiled on stage {self.name}: {label} needs {count} positive "
+                                    f"ints (one per {'reduce ' if label == 'chunk' else ''}axis), got {values}")
+        for axis, v, t, i in zip(self.tensor.axes, vthread, threads, inner):
+            if v * t * i > axis.extent:
+                raise ScheduleError(f"gpu_tiled on stage {self.name}: a tile of {v}x{t}x{i} exceeds "
+                                    f"axis {axis.name} of {axis.extent}")
+        for axis, c in zip(self.tensor.reduce_axes, chunk):
+            if c > axis.extent:
+                raise ScheduleError(f"gpu_tiled on stage {self.name}: chunk {c} exceeds reduce axis "
+                                    f"{axis.name} of {axis.extent}")
+        from .gpu_sketch import staging_candidates
+        allowed = {t.name for t in staging_candidates(self.schedule, self)}
+        if not set(shared) <= allowed:
+            raise ScheduleError(f"gpu_tiled on stage {self.name}: cannot stage {sorted(set(shared) - allowed)} "
+                                f"in shared memory; inputs read at one affine index: {sorted(allowed)}")
+        self.gpu = TiledPlan(tuple(vthread), tuple(threads), tuple(inner), tuple(chunk), tuple(shared), int(unroll))
+
+    def gpu_rows(self, row_threads: int, rows: int = 1) -> None:
+        """GPU: `row_threads` threads per row (a power of two from 32 to 1024) split this
+        reduction, or the statistics attached to this stage and then its row, `rows` rows per block."""
+        from .gpu_sketch import RowPlan
+        if row_threads not in (32, 64, 128, 256, 512, 1024) or not isinstance(rows, int) or rows < 1:
+            raise ScheduleError(f"gpu_rows on stage {self.name}: row_threads must be a power of two "
+                                f"from 32 to 1024 and rows a positive int, got {row_threads}, {rows}")
+        self.gpu = RowPlan(row_threads, rows)
+
+    def gpu_flat(self, threads: int = 256, per_thread: int = 1) -> None:
+        """GPU: an elementwise stage over all its points, `per_thread` per thread."""
+        from .gpu_sketch import FlatPlan
+        if self.is_reduction:
+            raise ScheduleError(f"gpu_flat on stage {self.name}: a reduction needs gpu_tiled or gpu_rows")
+        if not (isinstance(threads, int) and 1 <= threads and isinstance(per_thread, int) and per_thread >= 1):
+            raise ScheduleError(f"gpu_flat on stage {self.name}: threads and per_thread must be positive "
+                                f"ints, got {threads}, {per_thread}")
+        self.gpu = FlatPlan(threads, per_thread)
+
+
 class Schedule:
     """Primitives applied to an operator. Knob calls return config values (or defaults while a
     space is being recorded), so sketch rules and expert templates share one mechanism."""

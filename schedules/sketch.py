@@ -32,6 +32,10 @@ def space_for(op, target) -> Space:
                 gpu_sketch(sch)
             else:
                 cpu_sketch(sch)
+        elif family == "cuda":
+            # Which stages share a kernel is not a choice: a replacing GPU template sets the
+            # plans of the kernels' roots (sch.fusion.roots()) with gpu_tiled/rows/flat.
+            sch.fusion = fuse_stages(sch, materialize=False)
         if template is not None:
             template.fn(sch)
 

@@ -371,3 +371,51 @@ def _statements(stmts):
     for s in stmts:
         yield s
         yield from _statements(getattr(s, "body", ()))
+
+
+def test_gpu_templates_replace_or_extend_the_generated_space():
+    from schedules import register_template, unregister_template
+    from schedules.errors import ScheduleError
+
+    op = ops.dense(24, 40, 16, bias=True, activation="relu")
+
+    def tiles(sch):
+        size = sch.knob("tile", (2, 4), default=4)
+        sch["matmul"].gpu_tiled(vthread=(1, 2), threads=(4, 8), inner=(size, 1), chunk=(8,),
+                                shared=("x",), unroll=8)
+    register_template(op.name, mode="replace", target="cuda")(tiles)
+    try:
+        space = op.space("cuda-sim")
+        assert [k.name for k in space.knobs] == ["tile"] and space.origin.startswith("template:replace")
+        inputs = op.random_inputs(0)
+        for size in (2, 4):
+            kernel = build(op, "cuda-sim", {"tile": size}, jit=False)
+            assert_matches(op, kernel(*inputs), op.reference(*inputs), f"template tile {size}")
+        assert "x_shared" in build(op, "cuda", {"tile": 2}).source
+    finally:
+        unregister_template(op.name, target="cuda")
+
+    def forgets(sch):
+        sch.knob("nothing", (1,))
+    register_template(op.name, mode="replace", target="cuda")(forgets)
+    try:
+        with pytest.raises(ScheduleError, match="has no GPU plan.*gpu_tiled"):
+            build(op, "cuda", {"nothing": 1})
+    finally:
+        unregister_template(op.name, target="cuda")
+
+    def more_threads(sch):
+        rows = sch.knob("rows_threads", (64, 128), default=64)
+        sch["matmul"].gpu_rows(rows)
+    register_template(op.name, mode="extend", target="cuda")(more_threads)
+    try:
+        space = op.space("cuda-sim")
+        assert "rows_threads" in {k.name for k in space.knobs} and "matmul.kernel" in {k.name for k in space.knobs}
+        kernel = build(op, "cuda-sim", space.default(), jit=False)
+        assert_matches(op, kernel(*inputs), op.reference(*inputs), "extended with a rows plan")
+    finally:
+        unregister_template(op.name, target="cuda")
+    with pytest.raises(ScheduleError, match="threads needs 2 positive ints"):
+        from schedules import Schedule
+        sch = Schedule(op, as_target("cuda"))
+        sch["matmul"].gpu_tiled((1, 1), (4,), (1, 1), (8,))
