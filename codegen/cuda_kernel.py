@@ -41,12 +41,24 @@ class CudaKernel:
     source: str
     loopnest: object = field(repr=False)
     launches: tuple = ()
+    temps: tuple = ()               # (shape, dtype) of each global scratch buffer
     _loaded: dict = field(default_factory=dict, repr=False)  # function handles, once compiled
 
     @staticmethod
     def create(op, target, config, nest, source) -> "CudaKernel":
         from .cuda_source import launches
-        return CudaKernel(op, target, config, source, nest, launches(nest))
+        temps = tuple((tuple(b.shape), b.dtype) for b in nest.temps)
+        return CudaKernel(op, target, config, source, nest, launches(nest), temps)
+
+    def artifact(self) -> dict:
+        """What running the kernel needs, for a process that did not build it (no space,
+        no templates): the source, the launches and the scratch buffers."""
+        return dict(source=self.source, launches=self.launches, temps=self.temps)
+
+    @staticmethod
+    def from_artifact(op, target, config, artifact: dict) -> "CudaKernel":
+        return CudaKernel(op, target, config, artifact["source"], None, tuple(artifact["launches"]),
+                          tuple(artifact["temps"]))
 
     @property
     def origin(self) -> str:
@@ -88,7 +100,7 @@ class CudaKernel:
         functions = self.compile()
         inputs = self.device_arrays(arrays)
         outs = self._outputs(cupy, out)
-        temps = [cupy.empty(tuple(b.shape), dtype=b.dtype) for b in self.loopnest.temps]
+        temps = [cupy.empty(shape, dtype=dtype) for shape, dtype in self.temps]
         args = tuple(inputs + outs + temps)
         for launch, fn in zip(self.launches, functions):
             fn(launch.grid, launch.block, args)

@@ -419,3 +419,26 @@ def test_gpu_templates_replace_or_extend_the_generated_space():
         from schedules import Schedule
         sch = Schedule(op, as_target("cuda"))
         sch["matmul"].gpu_tiled((1, 1), (4,), (1, 1), (8,))
+
+
+def test_gpu_candidates_go_from_build_workers_to_a_spawned_runner_as_source():
+    """The build worker compiles and checks the kernel and hands its source to the runner,
+    which is spawned (CUDA cannot run in a child forked after the parent touched the driver)
+    and needs no space or template. Without a GPU the runner's answer is a runtime error."""
+    _need("nvrtc")
+    from codegen.cuda_kernel import CudaKernel
+    from tuner.measure import LocalMeasurer, MeasureOptions, _build_task
+    op = ops.layer_norm(8, 64)
+    target = as_target("cuda")
+    cfg = op.space(target).default()
+    _, _, artifact = _build_task((op, target, cfg))
+    rebuilt = CudaKernel.from_artifact(op, target, cfg, artifact)
+    original = build(op, target, cfg)
+    assert rebuilt.source == original.source and rebuilt.launches == original.launches
+    with LocalMeasurer(MeasureOptions(builders=1, run_timeout=120)) as measurer:
+        (result,) = measurer.measure(op, target, [cfg])
+        assert measurer.gpu_runner.start_method == "spawn"
+    if _gpu_present():
+        assert result.error is None and result.seconds > 0
+    else:
+        assert result.error == "runtime_error" and "NVIDIA GPU" in result.error_message

@@ -51,21 +51,24 @@ def _build_task(task):
     op, target, config = task
     from codegen import build
     kernel = build(op, target, config)
+    artifact = None
     if getattr(target, "kind", None) == "cuda":
         # Compile in this build process (NVRTC needs no GPU) and check registers, shared
-        # memory and threads against the device, so the GPU only runs kernels that load.
+        # memory and threads against the device, so the GPU only runs kernels that load. The
+        # runner gets the source itself: it needs neither the space nor any template.
         from codegen.build import CompileError
         from codegen.cuda_compile import verify
         report = verify(kernel.source, kernel.launches, target)
         if not report.ok:
             raise CompileError(f"{op.name}: config {config.to_json()} exceeds the limits of "
                                f"{target.model}: {'; '.join(report.violations)}")
+        artifact = kernel.artifact()
     try:
         from costmodel import featurize_config
         features = tuple(float(x) for x in featurize_config(op, config, target))
     except Exception:  # features are an aid to the search; their absence is not an error
         features = None
-    return kernel.compile_seconds, features
+    return kernel.compile_seconds, features, artifact
 
 
 def _prepare(op, opts):
@@ -81,16 +84,18 @@ def _run_task(task):
     if task[0] == "prepare":  # inputs and the numpy reference, once per workload
         _prepare(task[1], task[2])
         return None
-    _, op, target, config, opts, give_up_after = task
+    _, op, target, config, opts, give_up_after, artifact = task
     import numpy as np
 
     from codegen import build
     from tuner.timing import time_callable
-    kernel = build(op, target, config)
     inputs, expected = _prepare(op, opts)
     if target.kind == "cuda":
+        from codegen.cuda_kernel import CudaKernel
         from tuner.gpu_timing import run_candidate
-        return run_candidate(kernel, inputs, expected, opts, give_up_after)
+        return run_candidate(CudaKernel.from_artifact(op, target, config, artifact), inputs,
+                             expected, opts, give_up_after)
+    kernel = build(op, target, config)
     try:
         got = kernel(*inputs)
     except Exception as exc:
@@ -121,7 +126,9 @@ class LocalMeasurer:
         self.options = options or MeasureOptions()
         n = self.options.builders or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
         self.builders = WorkerPool(_build_task, n)
-        self.runner = Worker(_run_task)
+        self.cpu_runner = Worker(_run_task)
+        self.gpu_runner = Worker(_run_task, start_method="spawn")
+        self.runner = self.cpu_runner
         self._prepared = None
         self._best: dict = {}  # workload key -> fastest seconds this measurer has seen
 
@@ -132,7 +139,8 @@ class LocalMeasurer:
 
     def close(self) -> None:
         self.builders.close()
-        self.runner.close()
+        self.cpu_runner.close()
+        self.gpu_runner.close()
 
     def __enter__(self):
         return self
@@ -143,6 +151,9 @@ class LocalMeasurer:
     def measure(self, op, target, configs) -> list:
         """One MeasureResult per config, in order."""
         tgt = as_target(target)
+        runner = self.gpu_runner if tgt.kind == "cuda" else self.cpu_runner
+        if runner is not self.runner:
+            self.runner, self._prepared = runner, None
         space = op.space(tgt)
         results: list = [None] * len(configs)
         canonical = {}
@@ -167,8 +178,8 @@ class LocalMeasurer:
                 results[i] = MeasureResult(error="timeout", error_message=f"build {value}")
             else:
                 results[i] = MeasureResult(error="compile_error", error_message=f"build crashed: {value}")
-        for i, (compile_seconds, features) in built:
-            r = self._run(op, tgt, canonical[i], compile_seconds)
+        for i, (compile_seconds, features, artifact) in built:
+            r = self._run(op, tgt, canonical[i], compile_seconds, artifact)
             results[i] = dataclasses.replace(r, features=features)
         return results
 
@@ -186,14 +197,15 @@ class LocalMeasurer:
         self._prepared = op.workload_key
         return None
 
-    def _run(self, op, tgt, config, compile_seconds) -> MeasureResult:
+    def _run(self, op, tgt, config, compile_seconds, artifact=None) -> MeasureResult:
         problem = self._prepare_runner(op)
         if problem is not None:
             return MeasureResult(error="runtime_error", error_message=problem, compile_seconds=compile_seconds)
         try:
             best = self._best.get(op.workload_key)
             give_up = best * self.options.slow_factor if best and self.options.slow_factor > 0 else None
-            status, value = self.runner.run(("run", op, tgt, config, self.options, give_up), self.options.run_timeout)
+            status, value = self.runner.run(("run", op, tgt, config, self.options, give_up, artifact),
+                                            self.options.run_timeout)
         except WorkerTimeout as exc:
             self._prepared = None  # the runner was killed, and its reference with it
             return MeasureResult(error="timeout", error_message=f"run {exc}", compile_seconds=compile_seconds)

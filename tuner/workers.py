@@ -14,9 +14,12 @@ class WorkerTimeout(Exception):
     """The task ran past its timeout; the worker was killed."""
 
 
-def _context():
+def _context(start_method: str | None = None):
     # fork keeps templates registered in the parent visible to workers, and starts in
-    # milliseconds; the parent never runs kernels, so no thread pool is forked.
+    # milliseconds; the parent never runs kernels, so no thread pool is forked. CUDA cannot
+    # be used in a child forked after the parent touched the driver, so GPU runners spawn.
+    if start_method is not None:
+        return mp.get_context(start_method)
     methods = mp.get_all_start_methods()
     return mp.get_context("fork" if "fork" in methods else "spawn")
 
@@ -45,13 +48,14 @@ def _serve(conn, handler, parent_end=None):
 class Worker:
     """One long-lived process running `handler(task)` for each task sent to it."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, start_method: str | None = None):
         self.handler = handler
+        self.start_method = start_method
         self.process = None
         self.conn = None
 
     def _start(self):
-        ctx = _context()
+        ctx = _context(self.start_method)
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, self.handler, parent), daemon=True)
         self.process.start()
