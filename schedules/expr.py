@@ -203,6 +203,8 @@ def as_expr(value, like: Expr | None = None) -> Expr:
 
 
 def reduce_init(combiner: str, dtype: str):
+    if dtype == "bool":  # max is "any", min is "all"
+        return combiner == "min"
     if combiner == "sum":
         return 0.0 if dtype in FLOAT_DTYPES else 0
     if dtype in FLOAT_DTYPES:

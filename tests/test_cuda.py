@@ -124,7 +124,7 @@ def test_sampled_gpu_configs_match_the_reference_in_cuda_sim(case, data):
 def _user_operators():
     """Operators written in te beyond the library: two outputs, a column reduction, a global
     statistic read at a constant index (a kernel of its own and a temp buffer), a strided
-    dilated 1-D max window with -inf padding, integers, and float64."""
+    dilated 1-D max window with -inf padding, integers, float64, and the traps of C below."""
     A = te.placeholder((9, 7), "float32", name="A")
     B = te.placeholder((7, 10), "float32", name="B")
     k = te.reduce_axis(7, "k")
@@ -156,6 +156,33 @@ def _user_operators():
     yield te.operator("int_rows", inputs=[I], outputs=[T])
 
     yield ops.softmax(6, 19, dtype="float64")
+
+    # What C's types would get wrong: floor division and modulo of negative sums, of floats,
+    # 64-bit integers past 32 bits, tensors named like C math functions, boolean any/all.
+    I2 = te.placeholder((6, 9), "int32", name="I")
+    c2 = te.reduce_axis(9, "c")
+    T2 = te.compute((6,), lambda i: te.sum(I2[i, c2], axis=c2), name="T")
+    U2 = te.compute((6,), lambda i: T2[i] // 4 + T2[i] % 3, name="U")
+    yield te.operator("negative_floor_division", inputs=[I2], outputs=[T2, U2])
+
+    X2 = te.placeholder((5, 7), "float32", name="X")
+    yield te.operator("float_floor_division", inputs=[X2], outputs=[
+        te.compute((5, 7), lambda i, j: X2[i, j] * 3.0 // 2.0 + X2[i, j] % 1.5, name="F")])
+
+    L = te.placeholder((9,), "int64", name="L")
+    yield te.operator("wide_integers", inputs=[L], outputs=[
+        te.compute((9,), lambda i: te.maximum(L[i], i) + i * 1000000000, name="D")])
+
+    E = te.placeholder((4, 6), "float32", name="expf")
+    e = te.reduce_axis(6, "k")
+    yield te.operator("names_like_math", inputs=[E], outputs=[
+        te.compute((4,), lambda i: te.sum(te.exp(E[i, e]), axis=e), name="exp")])
+
+    Bq = te.placeholder((4, 50), "float32", name="B")
+    r1, r2 = te.reduce_axis(50, "r"), te.reduce_axis(50, "r2")
+    yield te.operator("any_all", inputs=[Bq], outputs=[
+        te.compute((4,), lambda i: te.max(Bq[i, r1] > 1.5, axis=r1), name="any_big"),
+        te.compute((4,), lambda i: te.min(Bq[i, r2] > -3.0, axis=r2), name="all_above")])
 
 
 USER = list(_user_operators())
@@ -442,3 +469,63 @@ def test_gpu_candidates_go_from_build_workers_to_a_spawned_runner_as_source():
         assert result.error is None and result.seconds > 0
     else:
         assert result.error == "runtime_error" and "NVIDIA GPU" in result.error_message
+
+
+# -- the emitted CUDA C, run on the CPU -------------------------------------------------------
+@pytest.fixture(scope="module")
+def emulator_cache(tmp_path_factory):
+    if not shutil.which("g++"):
+        pytest.skip("g++ is needed to run CUDA C on the CPU")
+    return str(tmp_path_factory.mktemp("cuda-emulated"))
+
+
+@pytest.mark.parametrize("name,make", CASES + [(o.name, lambda o=o: o) for o in USER],
+                         ids=[c[0] for c in CASES] + [o.name for o in USER])
+def test_emitted_cuda_c_matches_the_reference_when_run_on_the_cpu(name, make, emulator_cache):
+    """The CUDA C itself (barriers, shuffles, C types, names), compiled by g++ against a shim
+    that runs each CUDA thread as a thread: the default and a drawn config of every operator."""
+    from cuda_emulator import run_emulated
+    op = make()
+    space = op.space("cuda")
+    inputs = op.random_inputs(6)
+    expected = op.reference(*inputs)
+    for cfg in (space.default(), space.sample(np.random.default_rng(len(name)))):
+        got = run_emulated(build(op, "cuda", cfg), inputs, emulator_cache)
+        assert_matches(op, got, expected, f"emulated CUDA C of {name} with {cfg.to_json()}")
+
+
+@pytest.mark.parametrize("mutation", ["shuffle", "barrier"])
+def test_the_emulated_cuda_c_catches_a_broken_reduction_or_a_missing_barrier(mutation, monkeypatch, emulator_cache):
+    from codegen import cuda_source
+    from cuda_emulator import run_emulated
+    if mutation == "shuffle":  # the warp reduction starts at half the right distance
+        op = ops.softmax(8, 300)
+        cfg = op.space("cuda").default().replace(**{"softmax.row_threads": 128, "softmax.rows_per_block": 1})
+        original = cuda_source._KernelPrinter.thread_reduce
+
+        def broken(self, s, pad):
+            original(self, s, pad)
+            self.lines = [line.replace("off_ = 16;", "off_ = 8;") for line in self.lines]
+            assert any("off_ = 8;" in line for line in self.lines)
+        monkeypatch.setattr(cuda_source._KernelPrinter, "thread_reduce", broken)
+    else:  # the barrier before a shared tile is refilled is dropped: the next step races
+        op = ops.matmul(32, 32, 64)
+        cfg = op.space("cuda").default().replace(**{"matmul.kernel": "tiled", "matmul.k": (8,),
+                                                    "matmul.cache_A": "shared", "matmul.cache_B": "shared"})
+        original = cuda_source._KernelPrinter.stmts
+        seen = []
+
+        def broken(self, stmts, depth, budget=cuda_source.MAX_UNROLL_COPIES):
+            from schedules.loopnest import Barrier
+            if stmts and isinstance(stmts[-1], Barrier) and not seen:
+                seen.append(1)
+                stmts = stmts[:-1]
+            return original(self, stmts, depth, budget)
+        monkeypatch.setattr(cuda_source._KernelPrinter, "stmts", broken)
+    inputs = op.random_inputs(0)
+    expected = op.reference(*inputs)
+    wrong = 0
+    for attempt in range(3):  # a race may, by luck, not show on one run
+        got = run_emulated(build(op, "cuda", cfg), inputs, emulator_cache)
+        wrong += not np.allclose(got, expected, rtol=1e-3, atol=1e-3)
+    assert wrong > 0
