@@ -91,20 +91,36 @@ class CudaKernel:
             if shape != t.shape or dtype != t.dtype:
                 raise ValueError(f"operator {self.op.name}: input {t.name} expects {t.dtype} {t.shape}, "
                                  f"got {dtype} {shape}")
-            out.append(cupy.ascontiguousarray(cupy.asarray(a)))
+            a = cupy.ascontiguousarray(cupy.asarray(a))
+            if a.data.ptr % 16:  # a view at an odd offset: float4 loads need 16-byte alignment
+                a = a.copy()
+            out.append(a)
         return out
 
     def __call__(self, *arrays, out=None):
         """Run on numpy or CuPy inputs; returns CuPy arrays (a tuple for several outputs)."""
+        outs, launch = self._prepared(arrays, out)
+        launch()
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def launcher(self, *arrays, out=None):
+        """A call with everything checked and allocated once: only the launches remain, as in
+        a model's inner loop. For timing; the returned function takes no arguments."""
+        return self._prepared(arrays, out)[1]
+
+    def _prepared(self, arrays, out) -> tuple:
         cupy = cupy_module()
         functions = self.compile()
         inputs = self.device_arrays(arrays)
         outs = self._outputs(cupy, out)
         temps = [cupy.empty(shape, dtype=dtype) for shape, dtype in self.temps]
         args = tuple(inputs + outs + temps)
-        for launch, fn in zip(self.launches, functions):
-            fn(launch.grid, launch.block, args)
-        return outs[0] if len(outs) == 1 else tuple(outs)
+        calls = tuple((fn, launch.grid, launch.block) for fn, launch in zip(functions, self.launches))
+
+        def launch():
+            for fn, grid, block in calls:
+                fn(grid, block, args)
+        return outs, launch
 
     def _outputs(self, cupy, out) -> list:
         specs = self.op.outputs

@@ -161,8 +161,9 @@ class _Kernel:
         out = []
         for s in stmts:
             if isinstance(s, For):
-                out.append(For(s.var, self.expr(s.extent), "serial" if s.kind in THREAD_KINDS + BLOCK_KINDS
-                               else s.kind, tuple(self.stmts(s.body))))
+                # Unrolling is for the GPU's registers; on the CPU it would only make the
+                # source (and Numba's compile) as large as the register tile.
+                out.append(For(s.var, self.expr(s.extent), "serial", tuple(self.stmts(s.body))))
             elif isinstance(s, If):
                 out.append(If(self.expr(s.cond), tuple(self.stmts(s.body))))
             elif isinstance(s, Assign):

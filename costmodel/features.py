@@ -56,6 +56,7 @@ class _Walker:
         self.loops = 0
         self.depth = 0
         self.parallel = 1
+        self.grid = 1
         self.threads = threads
         self.local_bytes = 0
         self.aff_cache: dict = {}
@@ -112,9 +113,10 @@ class _Walker:
                 self.depth = max(self.depth, len(stack) + 1)
                 if s.kind == "parallel":
                     self.parallel = extent
-                elif s.kind in BLOCK_KINDS:  # GPU blocks: the parallel work of a kernel
-                    self.parallel = extent if not stack or stack[-1][2] not in BLOCK_KINDS \
-                        else self.parallel * extent
+                elif s.kind in BLOCK_KINDS:  # GPU blocks: the largest grid of the kernels
+                    grid = extent if not stack or stack[-1][2] not in BLOCK_KINDS else self.grid * extent
+                    self.grid = grid
+                    self.parallel = max(self.parallel, grid)
                 self.run(s.body, stack + ((s.var, extent, s.kind),))
             elif isinstance(s, If):
                 self.run(s.body, stack)

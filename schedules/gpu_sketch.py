@@ -213,14 +213,34 @@ def _tiled_plan(sch, st, limits, use: bool) -> TiledPlan:
                               (default,), max_innermost=64)
         chunk.append(c)
     staged = []
+    fits = _default_staging(sch, st, defaults, chunk_defaults, limits)
     for tensor in staging_candidates(sch, st):
-        if sch.knob(f"{name}.cache_{tensor.name}", ("shared", "global"), default="shared") == "shared":
+        default = "shared" if tensor.name in fits else "global"
+        if sch.knob(f"{name}.cache_{tensor.name}", ("shared", "global"), default=default) == "shared":
             staged.append(tensor.name)
     unroll = sch.knob(f"{name}.unroll", UNROLL, default=4)
     plan = TiledPlan(tuple(vthread), tuple(threads), tuple(inner), tuple(chunk), tuple(staged), unroll)
     if use:
         _check_tiled(sch, st, plan, limits)
     return plan
+
+
+def _default_staging(sch, st, defaults, chunk_defaults, limits) -> set:
+    """The inputs the default config stages: all that can be, less the largest boxes until
+    the rest fit the block's shared memory (a wide strided window's box may not)."""
+    from .gpu_staging import staged_boxes
+    candidates = [t.name for t in staging_candidates(sch, st)]
+    vthread, threads, inner = (tuple(d[k] for d in defaults) for k in range(3))
+    plan = TiledPlan(vthread, threads, inner, tuple(chunk_defaults), tuple(candidates), 1)
+    boxes = sorted(staged_boxes(sch, st, plan), key=lambda b: b.nbytes, reverse=True)
+    total = sum(b.nbytes for b in boxes)
+    keep = set(candidates)
+    for box in boxes:
+        if total <= limits.shared_per_block:
+            break
+        keep.discard(box.tensor.name)
+        total -= box.nbytes
+    return keep
 
 
 def _check_tiled(sch, st, plan: TiledPlan, limits) -> None:

@@ -102,8 +102,41 @@ def _library(kernel, cache_dir: str):
     return ctypes.CDLL(path)
 
 
-def run_emulated(kernel, inputs, cache_dir: str):
-    """The outputs of a cuda Kernel (from codegen.build) run on these numpy inputs."""
+def run_emulated(kernel, inputs, cache_dir: str, timeout: float = 120.0):
+    """The outputs of a cuda Kernel (from codegen.build) run on these numpy inputs. The
+    kernels run in a child process: one that hangs (threads waiting at a barrier or a shuffle
+    that others never reach) fails after `timeout` seconds instead of hanging the tests."""
+    import multiprocessing as mp
+    _library(kernel, cache_dir)  # compile here, so compiler errors surface in this process
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child, kernel, inputs, cache_dir), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise TimeoutError(f"the emulated kernels of {kernel.op.name} did not finish in {timeout:.0f} s: "
+                               f"some threads wait at a barrier or shuffle that others never reach")
+        try:
+            status, value = parent.recv()
+        except EOFError:
+            status, value = "error", f"the process running them died (exit code {proc.exitcode})"
+    finally:
+        proc.kill()
+        proc.join()
+    if status != "ok":
+        raise RuntimeError(f"the emulated kernels of {kernel.op.name} failed: {value}")
+    return value
+
+
+def _child(conn, kernel, inputs, cache_dir):
+    try:
+        conn.send(("ok", _run(kernel, inputs, cache_dir)))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _run(kernel, inputs, cache_dir: str):
     lib = _library(kernel, cache_dir)
     nest = kernel.loopnest
     arrays = [np.ascontiguousarray(x) for x in inputs]

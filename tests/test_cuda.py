@@ -300,6 +300,13 @@ def test_tuning_on_cuda_sim_stores_records_and_builds_the_best(tmp_path):
     if not _gpu_present():
         with pytest.raises(GpuUnavailable):
             tune(op, "cuda", database=db, trials=2)
+    # Optuna's samplers know nothing of the device limits: their illegal proposals are
+    # skipped, not measured, and cost no trials (about half of a matmul's raw draws are).
+    mm = ops.matmul(64, 64, 64)
+    for strategy in ("tpe", "xgb"):
+        run = tune(mm, "cuda-sim", database=db, trials=12, seed=2, strategy=strategy)
+        assert all(t.error is None for t in run.history), [t.error_message for t in run.history if t.error]
+        assert all(mm.space("cuda-sim").violation(t.config) is None for t in run.history)
 
 
 def test_gpu_features_see_blocks_threads_and_shared_memory():

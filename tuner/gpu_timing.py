@@ -53,6 +53,6 @@ def run_candidate(kernel, inputs, expected, opts, give_up_after) -> tuple:
                         f"{worst:.3g} (rtol 1e-3, atol 1e-3)", ())
     out = outs if len(outs) > 1 else outs[0]
     flush = flush_buffer(cupy, kernel.target.gpu.l2_bytes)
-    costs = time_cuda(cupy, lambda: kernel(*device_inputs, out=out), flush,
+    costs = time_cuda(cupy, kernel.launcher(*device_inputs, out=out), flush,
                       opts.min_seconds, opts.min_repeats, opts.max_repeats, give_up_after)
     return (None, "", tuple(costs))

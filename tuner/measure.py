@@ -214,9 +214,16 @@ class LocalMeasurer:
             return MeasureResult(error="runtime_error", error_message=f"run crashed: {exc}",
                                  compile_seconds=compile_seconds)
         if status == "error":
+            if tgt.kind == "cuda":
+                self.runner.kill()
+                self._prepared = None
             return MeasureResult(error="runtime_error", error_message=f"{value[0]}: {value[1]}",
                                  compile_seconds=compile_seconds)
         kind, message, costs = value
+        if kind == "runtime_error" and tgt.kind == "cuda":
+            # A faulting kernel leaves the CUDA context unusable for the next candidates.
+            self.runner.kill()
+            self._prepared = None
         result = MeasureResult(costs=costs, error=kind, error_message=message, compile_seconds=compile_seconds)
         if result.seconds is not None and result.seconds < self._best.get(op.workload_key, float("inf")):
             self._best[op.workload_key] = result.seconds

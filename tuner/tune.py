@@ -205,7 +205,9 @@ def _unique_proposals(searcher, space, measured: dict, n: int, rng) -> list:
             canonical = space.canonical(p.config)
             if canonical != p.config:  # a knob with no effect differed: the same kernel
                 p = dataclasses.replace(p, config=canonical)
-            if p.config in measured or p.config in seen:
+            if p.config in measured or p.config in seen or space.violation(p.config) is not None:
+                # Measured already, or past a limit of the target (Optuna's samplers do not
+                # know the space's constraints): not worth a trial of the budget.
                 searcher.skip(p)
                 duplicates += 1
             else:
