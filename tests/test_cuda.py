@@ -536,3 +536,18 @@ def test_the_emulated_cuda_c_catches_a_broken_reduction_or_a_missing_barrier(mut
         got = run_emulated(build(op, "cuda", cfg), inputs, emulator_cache)
         wrong += not np.allclose(got, expected, rtol=1e-3, atol=1e-3)
     assert wrong > 0
+
+
+def test_default_configs_fit_shared_memory_for_wide_strided_windows():
+    """A box too large for shared memory is read from global memory by default, so every
+    operator has a legal default (these had none when every input was staged)."""
+    limits = as_target("cuda").gpu
+    for op in [ops.pool2d(1, 64, 112, 112, 3, stride=2, padding=1, pool_type="max"),
+               ops.pool2d(1, 64, 112, 112, 3, stride=2, padding=1, pool_type="max", layout="NHWC"),
+               ops.depthwise_conv2d(1, 32, 112, 112, 3, 3, stride=2, padding=1),
+               ops.conv2d(1, 3, 224, 224, 768, 16, 16, stride=16)]:
+        space = op.space("cuda")
+        default = space.default()
+        assert "global" in [v for k, v in default.items() if ".cache_" in k]
+        assert space.violation(default) is None
+        assert all(l.shared_bytes <= limits.shared_per_block for l in build(op, "cuda").launches)
