@@ -49,6 +49,12 @@ def in_bounds_condition(load: Load, ranges: dict):
             conds.append(Binary("ge", idx, Const(0, idx.dtype)))
         if rng is None or rng[1] >= extent:
             conds.append(Binary("lt", idx, Const(extent, idx.dtype)))
+    return all_of(conds)
+
+
+def all_of(conds):
+    """The conjunction of the conditions that are not None, or None if there are none."""
+    conds = [c for c in conds if c is not None]
     if not conds:
         return None
     cond = conds[0]

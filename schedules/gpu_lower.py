@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 
-from .bounds import guard, interval
+from .bounds import all_of, guard, interval
 from .errors import ScheduleError
 from .expr import Binary, Const, Load, Var, rebuild, reduce_init, substitute
 from .gpu_sketch import FlatPlan, RowPlan, TiledPlan
-from .gpu_tiled import TiledKernels, all_of, combine, less_than
+from .gpu_tiled import TiledKernels, combine, less_than
 from .loopnest import (Assign, Buffer, For, If, LoopNest, Scalar, Store, ThreadReduce, add, floordiv,
                        mod, mul)
 from .schedule import Schedule

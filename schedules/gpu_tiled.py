@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .bounds import guard, in_bounds_condition
+from .bounds import all_of, guard, in_bounds_condition
 from .expr import Binary, Const, Load, Unary, Var, reduce_init
 from .gpu_sketch import TiledPlan
 from .gpu_staging import staged_boxes
@@ -17,17 +17,6 @@ VECTOR_WIDTH = 4
 
 def combine(combiner: str, acc, value):
     return Binary({"sum": "add", "max": "maximum", "min": "minimum"}[combiner], acc, value)
-
-
-def all_of(conds):
-    """The conjunction of the conditions that are not None, or None."""
-    conds = [c for c in conds if c is not None]
-    if not conds:
-        return None
-    out = conds[0]
-    for c in conds[1:]:
-        out = Binary("and", out, c)
-    return out
 
 
 def less_than(a, n: int):
