@@ -1,7 +1,9 @@
 """Worker processes with per-task timeouts: a hung or crashed task costs only its worker."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import sys
 import time
 import traceback
 
@@ -22,6 +24,25 @@ def _context(start_method: str | None = None):
         return mp.get_context(start_method)
     methods = mp.get_all_start_methods()
     return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+@contextlib.contextmanager
+def _main_hidden(hide: bool):
+    """A spawned child re-runs the parent's main script unless it is guarded by
+    `if __name__ == "__main__"`; a user's tuning script rarely is, and would then tune again
+    inside the worker. The worker needs nothing from it, so the child is not told of it."""
+    main = sys.modules.get("__main__")
+    if not hide or main is None:
+        yield
+        return
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    for k in saved:
+        setattr(main, k, None) if k == "__spec__" else delattr(main, k)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
 
 
 def _serve(conn, handler, parent_end=None):
@@ -58,7 +79,8 @@ class Worker:
         ctx = _context(self.start_method)
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, self.handler, parent), daemon=True)
-        self.process.start()
+        with _main_hidden(ctx.get_start_method() != "fork"):
+            self.process.start()
         child.close()
         self.conn = parent
 
