@@ -19,10 +19,10 @@ def build(op, target="cpu", config=None, *, jit: bool = True) -> Kernel:
     jit=False runs the same generated source in the Python interpreter: slow, but with no
     compile step, for checking schedules on tiny shapes.
     """
-    tgt, config, sch, nest, source = _generated(op, target, config)
+    tgt, config, sch, nest, source, launches = _generated(op, target, config)
     if tgt.kind == "cuda":
         from .cuda_kernel import CudaKernel
-        return CudaKernel.create(op, tgt, config, nest, source)
+        return CudaKernel.create(op, tgt, config, nest, source, launches)
     from .cache import compiled
     try:
         if jit:
@@ -48,22 +48,23 @@ def kernel_source(op, target="cpu", config=None) -> str:
 
 
 def _generated(op, target, config) -> tuple:
-    """(target, config, schedule, loop nest, source). On GPU targets the nest is the GPU nest;
-    cuda's source is CUDA C, cuda-sim's the Numba source of the same nest run on the CPU."""
+    """(target, config, schedule, loop nest, source, launches). On GPU targets the nest is the
+    GPU nest; cuda's source is CUDA C with its kernels' launches, cuda-sim's the Numba source
+    of the same nest run on the CPU. Launches are () but on cuda."""
     tgt = as_target(target)
     space = op.space(tgt)
     config = space.default() if config is None else space.validate(config)
     sch = space.apply(config)
     if not tgt.is_gpu:
         nest = lower(sch)
-        return tgt, config, sch, nest, generate(nest)
+        return tgt, config, sch, nest, generate(nest), ()
     from schedules.gpu_lower import lower_gpu
     nest = lower_gpu(sch)
     if tgt.kind == "cuda":
         from .cuda_source import cuda_source
-        return tgt, config, sch, nest, cuda_source(nest)
+        return (tgt, config, sch, nest) + cuda_source(nest)
     from .cuda_sim import simulate
-    return tgt, config, sch, nest, generate(simulate(nest))
+    return tgt, config, sch, nest, generate(simulate(nest)), ()
 
 
 # Handing work to a pool thread costs about 50 us on this class of machine (measured: a

@@ -11,8 +11,19 @@ class GpuUnavailable(AutoschedError, RuntimeError):
     """A cuda kernel was called where no GPU (or no CuPy) is present."""
 
 
+_CUPY = None
+
+
 def cupy_module():
-    """CuPy with a usable device, or GpuUnavailable saying what is missing and what to do."""
+    """CuPy with a usable device, or GpuUnavailable saying what is missing and what to do.
+    Checked once per process: every kernel call asks."""
+    global _CUPY
+    if _CUPY is None:
+        _CUPY = _usable_cupy()
+    return _CUPY
+
+
+def _usable_cupy():
     try:
         import cupy
     except ImportError as exc:
@@ -45,10 +56,9 @@ class CudaKernel:
     _loaded: dict = field(default_factory=dict, repr=False)  # function handles, once compiled
 
     @staticmethod
-    def create(op, target, config, nest, source) -> "CudaKernel":
-        from .cuda_source import launches
+    def create(op, target, config, nest, source, launches) -> "CudaKernel":
         temps = tuple((tuple(b.shape), b.dtype) for b in nest.temps)
-        return CudaKernel(op, target, config, source, nest, launches(nest), temps)
+        return CudaKernel(op, target, config, source, nest, tuple(launches), temps)
 
     def artifact(self) -> dict:
         """What running the kernel needs, for a process that did not build it (no space,

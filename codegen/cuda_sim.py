@@ -10,7 +10,7 @@ A ThreadReduce becomes a store of every thread's value and a serial combine per 
 from __future__ import annotations
 
 from schedules.errors import ScheduleError
-from schedules.expr import Binary, Const, Load, Var, rebuild, reduce_init
+from schedules.expr import Binary, Const, Load, Var, rebuild, reduce_init, walk
 from schedules.loopnest import (BLOCK_KINDS, THREAD_KINDS, Allocate, Assign, Barrier, Buffer, Fill,
                                 For, If, LoopNest, Scalar, Store, ThreadReduce, VectorCopy, add, mul)
 
@@ -99,7 +99,7 @@ class _Kernel:
             where.setdefault(id(obj), (obj, set()))[1].add(k)
 
         def visit_expr(e, k):
-            for n in _walk(e):
+            for n in walk(e):
                 if isinstance(n, Var):
                     note(n, k)
                 elif isinstance(n, Load):
@@ -269,8 +269,3 @@ def _reduced(stmts, var) -> bool:
         if isinstance(s, (For, If)) and _reduced(s.body, var):
             return True
     return False
-
-
-def _walk(e):
-    from schedules.expr import walk
-    return walk(e)

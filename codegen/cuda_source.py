@@ -54,15 +54,8 @@ class Launch:
         return math.prod(self.block)
 
 
-def cuda_source(nest: LoopNest) -> str:
-    return _emit(nest)[0]
-
-
-def launches(nest: LoopNest) -> tuple:
-    return _emit(nest)[1]
-
-
-def _emit(nest: LoopNest) -> tuple:
+def cuda_source(nest: LoopNest) -> tuple:
+    """(CUDA C of every kernel of the nest, their Launches in order)."""
     lines, table = [PRELUDE], []
     for k, stmt in enumerate(nest.body):
         if not (isinstance(stmt, For) and stmt.kind in BLOCK_KINDS):
@@ -91,6 +84,19 @@ def _nonneg(e) -> bool:
     return False
 
 
+def _math(name: str, dtype: str) -> str:
+    """C's name of a math function for a float type: expf for float32, exp for float64."""
+    return name + "f" if dtype == "float32" else name
+
+
+def _extreme(op: str, dtype: str, a: str, b: str) -> str:
+    """The larger ("maximum") or smaller of two values of dtype; for booleans any / all."""
+    if dtype == "bool":
+        return f"({a} {'||' if op == 'maximum' else '&&'} {b})"
+    fn = "max" if op == "maximum" else "min"
+    return f"{_math('f' + fn, dtype) if dtype in ('float32', 'float64') else fn}({a}, {b})"
+
+
 def _float_literal(value: float, dtype: str) -> str:
     suffix = "F" if dtype == "float32" else "D"
     if value != value:
@@ -115,6 +121,7 @@ class _KernelPrinter:
         self.reduce_scratch = 0      # warps' partials for block-wide ThreadReduce
         self.reduce_dtypes: set = set()
         self.ranges: dict = {}       # id(index variable) -> (lo, hi), for 32-bit arithmetic
+        self.shared_bytes = 0        # static shared memory of the kernel
 
     def name(self, obj) -> str:
         if id(obj) not in self.names:
@@ -189,13 +196,7 @@ class _KernelPrinter:
                 raise ScheduleError(f"CUDA: floor division of 64-bit values ({e.op}) is not supported")
             return f"{'fdiv_i' if op == 'floordiv' else 'fmod_i'}({a}, {b})"
         if op in ("maximum", "minimum"):
-            if e.dtype == "float32":
-                return f"{'fmaxf' if op == 'maximum' else 'fminf'}({a}, {b})"
-            if e.dtype == "float64":
-                return f"{'fmax' if op == 'maximum' else 'fmin'}({a}, {b})"
-            if e.dtype == "bool":
-                return f"({a} {'||' if op == 'maximum' else '&&'} {b})"
-            return f"{'max' if op == 'maximum' else 'min'}({a}, {b})"
+            return _extreme(op, e.dtype, a, b)
         symbol = {"add": "+", "sub": "-", "mul": "*", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
                   "eq": "==", "ne": "!=", "and": "&&", "or": "||", "bitand": "&", "bitor": "|"}[op]
         return f"({a} {symbol} {b})"
@@ -207,11 +208,8 @@ class _KernelPrinter:
         if e.fn == "not":
             return f"(!{a})"
         if e.fn == "abs":
-            return f"{'fabsf' if e.dtype == 'float32' else 'fabs' if e.dtype == 'float64' else 'abs'}({a})"
-        x = self.typed(e.a, e.dtype)
-        if e.fn == "sigmoid":
-            return f"{'sigmoidf' if e.dtype == 'float32' else 'sigmoid'}({x})"
-        return f"{e.fn}{'f' if e.dtype == 'float32' else ''}({x})"
+            return f"{_math('fabs', e.dtype) if e.dtype in ('float32', 'float64') else 'abs'}({a})"
+        return f"{_math(e.fn, e.dtype)}({self.typed(e.a, e.dtype)})"
 
     def flat(self, buffer, indices) -> str:
         shape = [d.value if isinstance(d, Const) else d for d in buffer.shape]
@@ -248,7 +246,6 @@ class _KernelPrinter:
         head = [f"  const int {self.name(var)} = {kind};" for kind, var, _ in grid + block]
         for _, var, extent in grid + block:
             self.ranges[id(var)] = (0, extent - 1)
-        self.shared_bytes = 0
         self.stmts(node.body, 1)
         body = self.lines
         params = []
@@ -373,13 +370,9 @@ class _KernelPrinter:
         name = self.declare(s.var)
 
         def combine(a, b):
-            if s.var.dtype == "bool":
-                return f"({a}) {'&&' if s.combiner == 'min' else '||'} ({b})"
-            if s.combiner == "sum":
+            if s.combiner == "sum" and s.var.dtype != "bool":
                 return f"({a}) + ({b})"
-            fn = {"float32": "fmaxf", "float64": "fmax"}.get(s.var.dtype, "max") if s.combiner == "max" else \
-                {"float32": "fminf", "float64": "fmin"}.get(s.var.dtype, "min")
-            return f"{fn}({a}, {b})"
+            return _extreme("minimum" if s.combiner == "min" else "maximum", s.var.dtype, a, b)
         lines = [f"{pad}{{ {ctype} red_ = {self.typed(s.value, s.var.dtype)};"]
         lines.append(f"{pad}  #pragma unroll")
         lane = "__shfl_xor_sync(0xffffffffu, red_, off_)" if s.var.dtype != "bool" else \

@@ -111,7 +111,7 @@ class _GpuLowering(TiledKernels):
         self.ranges[id(var)] = known if known is not None else interval(value, self.ranges)
         return Assign(var, value)
 
-    def loop(self, name: str, extent: int, kind: str = "serial") -> Var:
+    def loop(self, name: str, extent: int) -> Var:
         v = Var(name, None, "loop")
         self.ranges[id(v)] = (0, max(0, extent - 1))
         return v

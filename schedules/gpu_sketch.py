@@ -4,10 +4,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .bounds import affine_coefficient
-from .contraction import expand_inlined
-from .expr import Const, Load, Var, walk
+from .gpu_staging import affine_reads, boxes
 from .schedule import Schedule
+from .sketch import _fits, _knob_name
 
 # Per-thread register tiles above this many accumulators spill on every GPU we target.
 MAX_TILE_POINTS = 128
@@ -118,17 +117,6 @@ def _reduction_plan(sch, st, limits):
     return tiled if kind == "tiled" else rows
 
 
-def _fits(factors, extent):
-    """Legal split factors (powers of two or divisors, product within extent) near `factors`."""
-    out, budget = [], extent
-    for f in reversed(factors):
-        f = max(1, min(f, budget))
-        f = f if extent % f == 0 else _pow2_floor(f)
-        out.insert(0, f)
-        budget //= f
-    return tuple(out)
-
-
 def _tiled_defaults(shape) -> list:
     """Per spatial axis (vthread, threads, inner): up to 256 threads with 4x4 points each on
     the last two axes where they are long enough, fewer where they are short. On the last
@@ -147,50 +135,9 @@ def _tiled_defaults(shape) -> list:
     return defaults
 
 
-def staging_candidates(sch, st) -> list:
-    """Inputs the stage reads at one affine index pattern: they can be staged in shared memory."""
-    body = expand_inlined(sch, st)
-    loops = list(st.axis) + list(st.reduce_axis)
-    found, order = {}, []
-    for node in walk(body):
-        if isinstance(node, Load) and node.tensor.is_placeholder:
-            key = id(node.tensor)
-            pattern = (tuple(_affine_key(i, loops) for i in node.indices), float(node.default))
-            if key not in found:
-                found[key] = (node.tensor, pattern)
-                order.append(key)
-            elif found[key][1] != pattern:
-                found[key] = (node.tensor, None)
-    return [found[k][0] for k in order
-            if found[k][1] is not None and all(p is not None for p in found[k][1][0])]
-
-
-def _affine_key(e, loops):
-    """The index as (constant, coefficient per loop), or None if it is not affine in them."""
-    coefs = []
-    for v in loops:
-        c = affine_coefficient(e, v)
-        if c is None:
-            return None
-        coefs.append(c)
-    others = [n for n in walk(e) if isinstance(n, Var) and not any(n is v for v in loops)]
-    if others:
-        return None
-    const = _constant_term(e, loops)
-    return None if const is None else (const, tuple(coefs))
-
-
-def _constant_term(e, loops):
-    from .expr import substitute
-    from .bounds import interval
-    zeroed = substitute(e, {v: Const(0, "int64") for v in loops})
-    rng = interval(zeroed, {})
-    return rng[0] if rng is not None and rng[0] == rng[1] else None
-
-
 def _tiled_plan(sch, st, limits, use: bool) -> TiledPlan:
     name = st.name
-    from .sketch import _knob_name
+    reads = affine_reads(sch, st)
     defaults = _tiled_defaults(st.tensor.shape)
     vthread, threads, inner = [], [], []
     for te_axis, default in zip(st.tensor.axes, defaults):
@@ -213,29 +160,28 @@ def _tiled_plan(sch, st, limits, use: bool) -> TiledPlan:
                               (default,), max_innermost=64)
         chunk.append(c)
     staged = []
-    fits = _default_staging(sch, st, defaults, chunk_defaults, limits)
-    for tensor in staging_candidates(sch, st):
-        default = "shared" if tensor.name in fits else "global"
-        if sch.knob(f"{name}.cache_{tensor.name}", ("shared", "global"), default=default) == "shared":
-            staged.append(tensor.name)
+    fits = _default_staging(reads, defaults, chunk_defaults, limits)
+    for read in reads:
+        default = "shared" if read.tensor.name in fits else "global"
+        if sch.knob(f"{name}.cache_{read.tensor.name}", ("shared", "global"), default=default) == "shared":
+            staged.append(read.tensor.name)
     unroll = sch.knob(f"{name}.unroll", UNROLL, default=4)
     plan = TiledPlan(tuple(vthread), tuple(threads), tuple(inner), tuple(chunk), tuple(staged), unroll)
     if use:
-        _check_tiled(sch, st, plan, limits)
+        _check_tiled(sch, st, plan, reads, limits)
     return plan
 
 
-def _default_staging(sch, st, defaults, chunk_defaults, limits) -> set:
+def _default_staging(reads, defaults, chunk_defaults, limits) -> set:
     """The inputs the default config stages: all that can be, less the largest boxes until
     the rest fit the block's shared memory (a wide strided window's box may not)."""
-    from .gpu_staging import staged_boxes
-    candidates = [t.name for t in staging_candidates(sch, st)]
+    candidates = [r.tensor.name for r in reads]
     vthread, threads, inner = (tuple(d[k] for d in defaults) for k in range(3))
     plan = TiledPlan(vthread, threads, inner, tuple(chunk_defaults), tuple(candidates), 1)
-    boxes = sorted(staged_boxes(sch, st, plan), key=lambda b: b.nbytes, reverse=True)
-    total = sum(b.nbytes for b in boxes)
+    largest_first = sorted(boxes(reads, plan), key=lambda b: b.nbytes, reverse=True)
+    total = sum(b.nbytes for b in largest_first)
     keep = set(candidates)
-    for box in boxes:
+    for box in largest_first:
         if total <= limits.shared_per_block:
             break
         keep.discard(box.tensor.name)
@@ -243,8 +189,7 @@ def _default_staging(sch, st, defaults, chunk_defaults, limits) -> set:
     return keep
 
 
-def _check_tiled(sch, st, plan: TiledPlan, limits) -> None:
-    from .gpu_staging import staged_boxes
+def _check_tiled(sch, st, plan: TiledPlan, reads, limits) -> None:
     name = st.name
     sch.require(plan.thread_count <= limits.max_threads,
                 f"{name}: {plan.thread_count} threads per block exceed {limits.max_threads}")
@@ -253,6 +198,6 @@ def _check_tiled(sch, st, plan: TiledPlan, limits) -> None:
     regs = plan.thread_count * (plan.points + REGISTER_OVERHEAD)
     sch.require(regs <= limits.regs_per_block,
                 f"{name}: about {regs} registers per block exceed {limits.regs_per_block}")
-    shared = sum(box.nbytes for box in staged_boxes(sch, st, plan))
+    shared = sum(box.nbytes for box in boxes(reads, plan))
     sch.require(shared <= limits.shared_per_block,
                 f"{name}: {shared} bytes of shared memory per block exceed {limits.shared_per_block}")

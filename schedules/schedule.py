@@ -251,8 +251,8 @@ class StageSchedule:
             if c > axis.extent:
                 raise ScheduleError(f"gpu_tiled on stage {self.name}: chunk {c} exceeds reduce axis "
                                     f"{axis.name} of {axis.extent}")
-        from .gpu_sketch import staging_candidates
-        allowed = {t.name for t in staging_candidates(self.schedule, self)}
+        from .gpu_staging import affine_reads
+        allowed = {r.tensor.name for r in affine_reads(self.schedule, self)}
         if not set(shared) <= allowed:
             raise ScheduleError(f"gpu_tiled on stage {self.name}: cannot stage {sorted(set(shared) - allowed)} "
                                 f"in shared memory; inputs read at one affine index: {sorted(allowed)}")

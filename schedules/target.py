@@ -143,8 +143,7 @@ def as_target(target) -> Target:
         from .gpu_target import cuda_target
         return cuda_target()
     if target == "cuda-sim":
-        from .gpu_target import simulated
-        from .gpu_target import cuda_target
+        from .gpu_target import cuda_target, simulated
         return simulated(cuda_target())
     if isinstance(target, str):
         raise ValueError(f"unknown target {target!r}; use 'cpu', 'cuda' (device 0, or a default "
