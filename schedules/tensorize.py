@@ -285,9 +285,28 @@ def emit_microkernel(low, st, tail) -> list:
 
     def point(inner_fn, rows, cols):
         """Loops over the valid part of the tile, with every stage axis assigned."""
-        stmts = [Assign(mflat, add(i, ti)), Assign(nflat, add(j, tj))] + \
-            _decode(mflat, axes, list(con.m)) + _decode(nflat, axes, list(con.n)) + inner_fn()
-        return For(ti, rows, "serial", (For(tj, cols, "serial", tuple(stmts)),))
+        row_head = [Assign(mflat, add(i, ti))] + _decode(mflat, axes, list(con.m))
+        if len(con.n) == 1:
+            stmts = [Assign(nflat, add(j, tj))] + _decode(nflat, axes, list(con.n)) + inner_fn()
+            return For(ti, rows, "serial", tuple(row_head) + (For(tj, cols, "serial", tuple(stmts)),))
+        # Flattened columns (conv NCHW's oh, ow): a div and a mod per point kept the epilogue
+        # scalar. The tile's columns are cut into runs within one row of the innermost axis,
+        # each decoded once and stepped, so the run is one vectorized loop.
+        inner_ext = axes[con.n[-1]].extent
+        seg, t2 = nm.var("seg"), nm.var("t2")
+        first, seg_lo, seg_hi, at0 = (nm.var(x, "index") for x in ("off", "seg_lo", "seg_hi", "at0"))
+        ext = Const(inner_ext, "int64")
+        head = [Assign(first, mod(j, ext))]
+        seg_head = [
+            Assign(seg_lo, _maximum(Const(0, "int64"), sub(mul(seg, ext), first))),
+            Assign(seg_hi, minimum(cols, sub(mul(add(seg, 1), ext), first))),
+            Assign(nflat, add(j, seg_lo)),
+        ] + _decode(nflat, axes, list(con.n)) + [Assign(at0, axes[con.n[-1]])]
+        per_col = [Assign(tj, add(seg_lo, t2)), Assign(nflat, add(j, tj)),
+                   Assign(axes[con.n[-1]], add(at0, t2))] + inner_fn()
+        segments = For(seg, ceildiv(add(first, cols), ext), "serial", tuple(seg_head) + (
+            For(t2, sub(seg_hi, seg_lo), "serial", tuple(per_col)),))
+        return For(ti, rows, "serial", tuple(row_head) + tuple(head) + (segments,))
 
     rows_left = minimum(Const(R, "int64"), sub(add(i0, mcur), i))
     cols_left = minimum(Const(C, "int64"), sub(add(j0, ncur), j))
@@ -304,14 +323,20 @@ def emit_microkernel(low, st, tail) -> list:
     ]
     epilogues = low.has_epilogues(st) or cbuf is not low.buffers.get(id(st.tensor))
     if epilogues:
-        # Whole tiles get constant trip counts, so LLVM unrolls and vectorizes the epilogue.
+        # Whole tiles get constant trip counts (or one run per output row of flattened
+        # columns), so LLVM vectorizes the epilogue.
         finish = lambda: tail(Load(cbuf, here))  # noqa: E731
-        tile_stmts.append(If(last, (If(full, (point(finish, Const(R, "int64"), Const(C, "int64")),)),
-                                    If(partial, (point(finish, rows_left, cols_left),)))))
-    compute = For(jp, jpan, "serial", (
-        Assign(j, add(j0, mul(jp, C))),
-        For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + tuple(tile_stmts)),
-    ))
+        epilogue_stmts = (If(last, (If(full, (point(finish, Const(R, "int64"), Const(C, "int64")),)),
+                                    If(partial, (point(finish, rows_left, cols_left),)))),)
+    else:
+        epilogue_stmts = ()
+    # The epilogue of a column panel runs after all its tiles: read straight after the
+    # micro-kernel's wide stores, a tile waited for them to reach L1 (a 1x1 conv with bias
+    # spent as long in its epilogue as in its micro-kernels).
+    row_tiles = [For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + tuple(tile_stmts))]
+    if epilogue_stmts:
+        row_tiles.append(For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + epilogue_stmts))
+    compute = For(jp, jpan, "serial", (Assign(j, add(j0, mul(jp, C))),) + tuple(row_tiles))
     k_block_head = (Assign(p0, mul(pb, kc)), Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))))
     n_block_head = (Assign(j0, add(n_lo, mul(jb, nc))), Assign(ncur, minimum(nc, sub(n_hi, j0))),
                     Assign(jpan, ceildiv(ncur, C)))

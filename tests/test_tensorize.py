@@ -82,8 +82,9 @@ def _ops(draw):
     if kind == "batch_matmul":
         return ops.batch_matmul(d(1, 3), d(1, 14), d(1, 30), depth()), "batch_matmul"
     if kind == "conv_nchw":
-        return ops.conv2d(1, d(1, 9), d(3, 8), d(3, 8), d(1, 9), 3, 3, stride=d(1, 2), padding=d(0, 1),
-                          bias=True, activation="relu"), "conv2d"
+        size = draw(st.sampled_from([1, 3]))
+        return ops.conv2d(1, d(1, 9), d(3, 8), d(3, 8), d(1, 9), size, size, stride=d(1, 2),
+                          padding=d(0, 1), bias=True, activation="relu"), "conv2d"
     if kind == "conv_nhwc":
         return ops.conv2d(d(1, 2), d(1, 5), d(3, 7), d(3, 7), d(1, 20), 2, 3, padding=1,
                           layout="NHWC"), "conv2d"
@@ -185,6 +186,35 @@ def test_conv_panels_across_output_rows_decode_lane_positions_once_per_panel(wid
         kernel = build(op, avx2_cpu(), config, jit=jit)
         assert "_lanes = np.empty" in kernel.source
         assert_matches(op, kernel(*inputs), ref, f"width {width}, panel {vecs}x{lanes}, jit={jit}")
+
+
+def _innermost_loop_of(source: str, marker: str) -> list:
+    """The lines of the innermost `for` loop around each line containing marker."""
+    lines = source.splitlines()
+    loops = []
+    for n, line in enumerate(lines):
+        if marker in line:
+            start = max(k for k in range(n) if lines[k].lstrip().startswith("for "))
+            loops.append(lines[start:n + 1])
+    return loops
+
+
+@pytest.mark.parametrize("width", [5, 12, 20])
+def test_conv_epilogues_step_along_output_rows_after_the_panel(width):
+    # Flattened output columns (oh, ow): the bias+relu epilogue decodes (oh, ow) once per run
+    # within an output row, not with a div and a mod per point (which kept it scalar), and
+    # it runs after the column panel's micro-kernel calls, not between them.
+    op = ops.conv2d(1, 4, 6, width, 13, 3, 3, padding=1, bias=True, activation="relu")
+    config = _micro(op, "conv2d", 4, 2, 8, 24, 64, 256, 1, 2)
+    kernel = build(op, avx2_cpu(), config, jit=False)
+    stores = _innermost_loop_of(kernel.source, "epilogue[np.uint64(conv2d_n), np.uint64(conv2d_k")
+    assert stores
+    for loop in stores:
+        assert not any("%" in line or "//" in line for line in loop[1:]), "\n".join(loop)
+    body = kernel.source.split("for conv2d_jp in range(conv2d_jpan):")[-1]
+    assert body.index("mk_4x2x8_flag(") < body.index("conv2d_seg")
+    inputs = op.random_inputs(6)
+    assert_matches(op, kernel(*inputs), op.reference(*inputs), f"width {width}")
 
 
 @pytest.mark.parametrize("rows,vecs,lanes", [(8, 1, 8), (4, 2, 8), (8, 3, 8)])
