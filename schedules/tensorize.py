@@ -239,19 +239,24 @@ def emit_microkernel(low, st, tail) -> list:
         return For(kk, kcur, "serial", tuple(k_assign) + (per_panel,))
 
     def _transposed_rows(value, lane_axis, buf, width, panel, rows):
-        """For an operand contiguous along the (single) reduce axis whose lanes are rows at a
-        constant stride (dense's W[j, k], matmul's A[i, k]): statements packing the whole
-        panel with 8x8 register transposes, then the k % 8 tail row by row (`rows` builds
-        the row-by-row loop). None if the operand is not such a load or the panel is not a
-        multiple of 8 wide."""
-        if len(raxes) != 1 or width % 8 or not _plain_load(value):
+        """For an operand contiguous along the flattened reduce axes whose lanes are rows at a
+        constant stride (dense's W[j, k], matmul's A[i, k], conv NCHW's W[k, c, r, s]):
+        statements packing the whole panel with 8x8 register transposes, then the k % 8 tail
+        row by row (`rows` builds the row-by-row loop). None if the operand is not such a
+        load or the panel is not a multiple of 8 wide."""
+        if width % 8 or not _plain_load(value):
             return None
         offset = _flat_index(value)
         ld = _coefficient(offset, lane_axis)
-        if _coefficient(offset, raxes[0]) != 1 or not ld or ld < 0:
+        stride = 1
+        for r in reversed(raxes):
+            if _coefficient(offset, r) != stride:
+                return None
+            stride *= r.extent
+        if not ld or ld < 0:
             return None
         kc8 = mul(floordiv(kcur, Const(8, "int64")), Const(8, "int64"))
-        start = [Assign(kflat, p0), Assign(raxes[0], kflat)]
+        start = [Assign(kflat, p0)] + _decode(kflat, raxes, list(range(len(raxes))))
         copy = TransposeCopy(buf, mul(mul(panel, kcur), width), value.tensor, offset, ld, kc8, width)
         kt = nm.var("kt")
         tail_body = rows(value, True).body  # the row-by-row loop's body, run for the tail only

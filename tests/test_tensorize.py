@@ -229,3 +229,18 @@ def test_dense_panels_pack_by_register_transposes(rows, vecs, lanes):
         kernel = build(op, avx2_cpu(), config, jit=jit)
         assert "vcopy_t" in kernel.source
         assert_matches(op, kernel(*inputs), ref, f"tile {rows}x{vecs}x{lanes}, jit={jit}")
+
+
+@pytest.mark.parametrize("channels,size,kc", [(3, 3, 64), (9, 3, 64), (5, 1, 64), (16, 3, 128)])
+def test_conv_weight_panels_pack_by_register_transposes(channels, size, kc):
+    # Conv NCHW's W[k, c, r, s] is contiguous along the flattened reduce axes (c, r, s), so its
+    # 8-row panels are transposed 8x8 at a time like dense's; depths of 27, 81, 5 and 144
+    # leave k tails and, at kc 64, k blocks that start inside a (c, r, s) row.
+    op = ops.conv2d(1, channels, 6, 7, 19, size, size, padding=size // 2, bias=True, activation="relu")
+    config = _micro(op, "conv2d", 8, 1, 8, 24, kc, 256, 2, 1)
+    inputs = op.random_inputs(7)
+    ref = op.reference(*inputs)
+    for jit in (False, True):
+        kernel = build(op, avx2_cpu(), config, jit=jit)
+        assert "vcopy_t" in kernel.source
+        assert_matches(op, kernel(*inputs), ref, f"C={channels} {size}x{size} kc={kc}, jit={jit}")
