@@ -160,18 +160,25 @@ def test_tensorize_on_a_non_contraction_names_the_stage():
         sch[red].tensorize(6, 2, 8, mc=0)
 
 
+def _check_both_ways(op, config, seed, source_check, what):
+    """Build interpreted and compiled; check each source with source_check and the results
+    against the reference."""
+    inputs = op.random_inputs(seed)
+    ref = op.reference(*inputs)
+    for jit in (False, True):
+        kernel = build(op, avx2_cpu(), config, jit=jit)
+        assert source_check(kernel.source), f"{what}, jit={jit}"
+        assert_matches(op, kernel(*inputs), ref, f"{what}, jit={jit}")
+
+
 @pytest.mark.parametrize("stride,padding,vecs,lanes", [(1, 1, 1, 4), (1, 0, 2, 4), (1, 1, 1, 8), (2, 1, 1, 4)])
 def test_conv_panels_within_an_output_row_pack_by_vector_copy(stride, padding, vecs, lanes):
     # Output rows of 9-20 pixels against panels of 4-8: some panels stay inside one row (the
     # fast path, a vector copy at stride 1), others cross into the next row or are ragged.
     op = ops.conv2d(1, 3, 5, 20, 7, 3, 3, stride=stride, padding=padding, bias=True, activation="relu")
     config = _micro(op, "conv2d", 4, vecs, lanes, 24, 64, 256, 1, 2)
-    inputs = op.random_inputs(3)
-    ref = op.reference(*inputs)
-    for jit in (False, True):
-        kernel = build(op, avx2_cpu(), config, jit=jit)
-        assert ("vcopy_" in kernel.source) == (stride == 1)
-        assert_matches(op, kernel(*inputs), ref, f"stride {stride}, panel {vecs}x{lanes}, jit={jit}")
+    _check_both_ways(op, config, 3, lambda src: ("vcopy_" in src) == (stride == 1),
+                     f"stride {stride}, panel {vecs}x{lanes}")
 
 
 @pytest.mark.parametrize("width,vecs,lanes", [(5, 2, 8), (7, 3, 8), (20, 2, 8)])
@@ -180,12 +187,7 @@ def test_conv_panels_across_output_rows_decode_lane_positions_once_per_panel(wid
     # when rows are narrower than a panel) and read each lane's (oh, ow) from a table.
     op = ops.conv2d(1, 4, 6, width, 5, 3, 3, padding=1, bias=True, activation="relu")
     config = _micro(op, "conv2d", 4, vecs, lanes, 24, 64, 256, 1, 2)
-    inputs = op.random_inputs(4)
-    ref = op.reference(*inputs)
-    for jit in (False, True):
-        kernel = build(op, avx2_cpu(), config, jit=jit)
-        assert "_lanes = np.empty" in kernel.source
-        assert_matches(op, kernel(*inputs), ref, f"width {width}, panel {vecs}x{lanes}, jit={jit}")
+    _check_both_ways(op, config, 4, lambda src: "_lanes = np.empty" in src, f"width {width}, panel {vecs}x{lanes}")
 
 
 def _innermost_loop_of(source: str, marker: str) -> list:
@@ -223,12 +225,7 @@ def test_dense_panels_pack_by_register_transposes(rows, vecs, lanes):
     # a k tail (and a second k block at kc 64 would too), N and M leave ragged panels.
     op = ops.dense(19, 45, 37, bias=True, activation="gelu")
     config = _micro(op, "matmul", rows, vecs, lanes, 24, 64, 256, 1, 2)
-    inputs = op.random_inputs(4)
-    ref = op.reference(*inputs)
-    for jit in (False, True):
-        kernel = build(op, avx2_cpu(), config, jit=jit)
-        assert "vcopy_t" in kernel.source
-        assert_matches(op, kernel(*inputs), ref, f"tile {rows}x{vecs}x{lanes}, jit={jit}")
+    _check_both_ways(op, config, 4, lambda src: "vcopy_t" in src, f"tile {rows}x{vecs}x{lanes}")
 
 
 @pytest.mark.parametrize("channels,size,kc", [(3, 3, 64), (9, 3, 64), (5, 1, 64), (16, 3, 128)])
@@ -238,9 +235,4 @@ def test_conv_weight_panels_pack_by_register_transposes(channels, size, kc):
     # leave k tails and, at kc 64, k blocks that start inside a (c, r, s) row.
     op = ops.conv2d(1, channels, 6, 7, 19, size, size, padding=size // 2, bias=True, activation="relu")
     config = _micro(op, "conv2d", 8, 1, 8, 24, kc, 256, 2, 1)
-    inputs = op.random_inputs(7)
-    ref = op.reference(*inputs)
-    for jit in (False, True):
-        kernel = build(op, avx2_cpu(), config, jit=jit)
-        assert "vcopy_t" in kernel.source
-        assert_matches(op, kernel(*inputs), ref, f"C={channels} {size}x{size} kc={kc}, jit={jit}")
+    _check_both_ways(op, config, 7, lambda src: "vcopy_t" in src, f"C={channels} {size}x{size} kc={kc}")
