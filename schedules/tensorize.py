@@ -327,21 +327,20 @@ def emit_microkernel(low, st, tail) -> list:
         If(partial, (mk(False, True), point(add_tile, rows_left, cols_left))),
     ]
     epilogues = low.has_epilogues(st) or cbuf is not low.buffers.get(id(st.tensor))
+    compute = For(jp, jpan, "serial", (
+        Assign(j, add(j0, mul(jp, C))),
+        For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + tuple(tile_stmts)),
+    ))
     if epilogues:
-        # Whole tiles get constant trip counts (or one run per output row of flattened
-        # columns), so LLVM vectorizes the epilogue.
+        # The epilogue runs once the block's last k block is done, over its whole rows (in
+        # runs along output rows where columns are flattened): a loop over one tile's 8-48
+        # columns is too short for LLVM's vectorized body, and read straight after the
+        # micro-kernel's wide stores a tile waited for them to reach L1 (a 1x1 conv with
+        # bias spent as long in its epilogue as in its micro-kernels).
         finish = lambda: tail(Load(cbuf, here))  # noqa: E731
-        epilogue_stmts = (If(last, (If(full, (point(finish, Const(R, "int64"), Const(C, "int64")),)),
-                                    If(partial, (point(finish, rows_left, cols_left),)))),)
+        compute = (compute, If(last, (Assign(i, i0), Assign(j, j0), point(finish, mcur, ncur))))
     else:
-        epilogue_stmts = ()
-    # The epilogue of a column panel runs after all its tiles: read straight after the
-    # micro-kernel's wide stores, a tile waited for them to reach L1 (a 1x1 conv with bias
-    # spent as long in its epilogue as in its micro-kernels).
-    row_tiles = [For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + tuple(tile_stmts))]
-    if epilogue_stmts:
-        row_tiles.append(For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + epilogue_stmts))
-    compute = For(jp, jpan, "serial", (Assign(j, add(j0, mul(jp, C))),) + tuple(row_tiles))
+        compute = (compute,)
     k_block_head = (Assign(p0, mul(pb, kc)), Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))))
     n_block_head = (Assign(j0, add(n_lo, mul(jb, nc))), Assign(ncur, minimum(nc, sub(n_hi, j0))),
                     Assign(jpan, ceildiv(ncur, C)))
@@ -350,12 +349,12 @@ def emit_microkernel(low, st, tail) -> list:
     k_count, n_count = ceildiv(Const(Kt, "int64"), kc), ceildiv(sub(n_hi, n_lo), nc)
     m_count = ceildiv(sub(m_hi, m_lo), mc)
     if a_outer:
-        m_blocks = For(ib, m_count, "serial", m_block_head + (compute,))
+        m_blocks = For(ib, m_count, "serial", m_block_head + compute)
         n_blocks = For(jb, n_count, "serial", n_block_head + (pack_b, m_blocks))
         nest = For(pb, k_count, "serial", k_block_head + (Assign(apan, ceildiv(sub(m_hi, m_lo), R)),
                                                          pack_a, n_blocks))
     else:
-        m_blocks = For(ib, m_count, "serial", m_block_head + (pack_a, compute))
+        m_blocks = For(ib, m_count, "serial", m_block_head + (pack_a,) + compute)
         k_blocks = For(pb, k_count, "serial", k_block_head + (pack_b, m_blocks))
         nest = For(jb, n_count, "serial", n_block_head + (k_blocks,))
     part_body = part_head + batch_assign + unit_assign + [

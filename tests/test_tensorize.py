@@ -201,11 +201,23 @@ def _innermost_loop_of(source: str, marker: str) -> list:
     return loops
 
 
+def _enclosing_loops(lines: list, n: int) -> list:
+    """The `for` lines enclosing line n of Python source, innermost first."""
+    out, indent = [], len(lines[n]) - len(lines[n].lstrip())
+    for line in reversed(lines[:n]):
+        here = len(line) - len(line.lstrip())
+        if line.strip() and here < indent:
+            indent = here
+            if line.lstrip().startswith("for "):
+                out.append(line.strip())
+    return out
+
+
 @pytest.mark.parametrize("width", [5, 12, 20])
-def test_conv_epilogues_step_along_output_rows_after_the_panel(width):
+def test_conv_epilogues_step_along_output_rows_after_the_block(width):
     # Flattened output columns (oh, ow): the bias+relu epilogue decodes (oh, ow) once per run
     # within an output row, not with a div and a mod per point (which kept it scalar), and
-    # it runs after the column panel's micro-kernel calls, not between them.
+    # it runs after the block's micro-kernel calls, not between them.
     op = ops.conv2d(1, 4, 6, width, 13, 3, 3, padding=1, bias=True, activation="relu")
     config = _micro(op, "conv2d", 4, 2, 8, 24, 64, 256, 1, 2)
     kernel = build(op, avx2_cpu(), config, jit=False)
@@ -213,8 +225,13 @@ def test_conv_epilogues_step_along_output_rows_after_the_panel(width):
     assert stores
     for loop in stores:
         assert not any("%" in line or "//" in line for line in loop[1:]), "\n".join(loop)
-    body = kernel.source.split("for conv2d_jp in range(conv2d_jpan):")[-1]
-    assert body.index("mk_4x2x8_flag(") < body.index("conv2d_seg")
+    lines = kernel.source.splitlines()
+    finals = [n for n, line in enumerate(lines)
+              if line.lstrip().startswith("epilogue[") and line.rstrip().endswith("= epilogue_v")]
+    assert finals
+    for n in finals:
+        assert "for conv2d_ib" in " ".join(_enclosing_loops(lines, n))
+        assert "for conv2d_jp" not in " ".join(_enclosing_loops(lines, n)), "epilogue inside the tile loop"
     inputs = op.random_inputs(6)
     assert_matches(op, kernel(*inputs), op.reference(*inputs), f"width {width}")
 
