@@ -31,9 +31,10 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool):
     return kernel
 
 
-def python_vector_copy(count: int):
+def python_vector_copy(count: int, stride: int = 1):
     def copy(dst, dst_off, src, src_off):
-        dst.reshape(-1)[dst_off:dst_off + count] = src.reshape(-1)[src_off:src_off + count]
+        dst.reshape(-1)[dst_off:dst_off + count] = \
+            src.reshape(-1)[src_off:src_off + (count - 1) * stride + 1:stride]
     return copy
 
 

@@ -179,13 +179,13 @@ def _hoistable_allocations(stmts, found=None) -> list:
 def copy_name(s) -> str:
     if isinstance(s, TransposeCopy):
         return f"vcopy_t{s.width}"
-    return f"vcopy_{s.count}"
+    return f"vcopy_{s.count}" + (f"_s{s.stride}" if s.stride != 1 else "")
 
 
 def _binding(s) -> str:
     """The module-level line creating the intrinsic that statement s calls."""
     if isinstance(s, VectorCopy):
-        return f"{copy_name(s)} = vector_copy({s.count})"
+        return f"{copy_name(s)} = vector_copy({s.count}" + (f", stride={s.stride})" if s.stride != 1 else ")")
     if isinstance(s, TransposeCopy):
         return f"{copy_name(s)} = transpose_copy({s.width})"
     mode = s.accumulate if isinstance(s.accumulate, bool) else repr("runtime")

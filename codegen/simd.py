@@ -123,13 +123,16 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
 
 
 @functools.lru_cache(maxsize=64)
-def vector_copy(count: int, lanes: int = 8):
+def vector_copy(count: int, lanes: int = 8, stride: int = 1):
     """A Numba intrinsic `copy(dst, dst_off, src, src_off)` for float32 arrays addressed as
-    flat C-contiguous data: dst[dst_off + t] = src[src_off + t] for t < count, as unaligned
-    `<lanes x float>` loads and stores (scalars for a tail). Packing a panel row this way
-    leaves no index arithmetic per value. Callable only from @njit code."""
-    if count < 1 or lanes not in (4, 8, 16):
-        raise ValueError(f"vector_copy: count={count}, lanes={lanes} is not a copy")
+    flat C-contiguous data: dst[dst_off + t] = src[src_off + t * stride] for t < count, as
+    unaligned `<lanes x float>` loads and stores (scalars for a tail). Packing a panel row
+    this way leaves no index arithmetic per value. At a stride above 1, each output vector
+    is picked by shuffles out of the vectors covering its span of the source, the last of
+    them ending at the span's last value, so no load reads past it. Callable only from
+    @njit code."""
+    if count < 1 or lanes not in (4, 8, 16) or stride < 1:
+        raise ValueError(f"vector_copy: count={count}, lanes={lanes}, stride={stride} is not a copy")
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -142,17 +145,25 @@ def vector_copy(count: int, lanes: int = 8):
         sig = types.void(dst, dst_off, src, src_off)
 
         def codegen(context, builder, signature, args):
-            i64 = ir.IntType(64)
+            i32, i64 = ir.IntType(32), ir.IntType(64)
             vec = ir.VectorType(ir.FloatType(), lanes)
             d_ptr, s_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data
                             for i in (0, 2))
             d_off, s_off = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3))
+
+            def load_vec(at):
+                src = builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, at))])
+                return builder.load(builder.bitcast(src, vec.as_pointer()), align=4)
+
             loads = []
             for t in range(0, count - count % lanes, lanes):
-                src = builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, t))])
-                loads.append((t, builder.load(builder.bitcast(src, vec.as_pointer()), align=4)))
+                if stride == 1:
+                    loads.append((t, load_vec(t)))
+                else:
+                    loads.append((t, _strided_vector(builder, load_vec, t * stride, stride, lanes, i32)))
             for t in range(count - count % lanes, count):
-                loads.append((t, builder.load(builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, t))]))))
+                src = builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, t * stride))])
+                loads.append((t, builder.load(src)))
             for t, value in loads:  # all loads first: dst and src never overlap here
                 dst = builder.gep(d_ptr, [builder.add(d_off, ir.Constant(i64, t))])
                 if isinstance(value.type, ir.VectorType):
@@ -161,6 +172,40 @@ def vector_copy(count: int, lanes: int = 8):
             return context.get_dummy_value()
         return sig, codegen
     return copy
+
+
+def _strided_vector(builder, load_vec, start: int, stride: int, lanes: int, i32):
+    """The vector of src[start + l * stride] for l < lanes, shuffled out of whole-vector
+    loads covering [start, start + (lanes - 1) * stride]; the last load is moved back to end
+    on that span's last value instead of reading past it."""
+    from llvmlite import ir
+    span = (lanes - 1) * stride + 1
+    chunks = -(-span // lanes)
+    starts = [c * lanes for c in range(chunks - 1)] + [span - lanes]
+    vectors = [load_vec(start + s) for s in starts]
+    where = []  # (chunk, position) of each wanted value; later chunks win an overlap
+    for lane in range(lanes):
+        e = lane * stride
+        c = max(k for k, s in enumerate(starts) if s <= e < s + lanes)
+        where.append((c, e - starts[c]))
+    # Concatenate the chunks pairwise (padding to a power of two with undef) so one final
+    # shuffle can pick the lanes; LLVM lowers the tree to the target's permutes.
+    width = 1
+    while width < chunks:
+        width *= 2
+    undef = ir.Constant(vectors[0].type, ir.Undefined)
+    level = vectors + [undef] * (width - chunks)
+    size = lanes
+    while len(level) > 1:
+        mask = ir.Constant(ir.VectorType(i32, 2 * size), list(range(2 * size)))
+        level = [builder.shuffle_vector(level[k], level[k + 1], mask) for k in range(0, len(level), 2)]
+        size *= 2
+    if size == lanes:  # a single chunk (stride 1 never gets here)
+        both, base = level[0], undef
+    else:
+        both, base = level[0], ir.Constant(level[0].type, ir.Undefined)
+    pick = ir.Constant(ir.VectorType(i32, lanes), [c * lanes + p for c, p in where])
+    return builder.shuffle_vector(both, base, pick)
 
 
 # Shuffle masks over two concatenated <8 x float> (AVX unpacklo/hi, shuffle 0x44/0xEE,

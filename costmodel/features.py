@@ -158,8 +158,9 @@ class _Walker:
         self._copy(s, stack, [("copy_k", kc, "serial", 1, s.width), ("copy_t", s.width, "vectorized", s.ld, 1)])
 
     def _vector_copy(self, s, stack):
-        """A contiguous copy of `count` values: one unit-stride read and write per value."""
-        self._copy(s, stack, [("copy_t", s.count, "vectorized", 1, 1)])
+        """A copy of `count` values: a read at the copy's source stride and a unit-stride
+        write per value."""
+        self._copy(s, stack, [("copy_t", s.count, "vectorized", s.stride, 1)])
 
     def _copy(self, s, stack, loops):
         """A copy statement as loops (name, extent, kind, source stride, destination stride)

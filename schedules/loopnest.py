@@ -87,13 +87,15 @@ class If:
 
 @dataclass(frozen=True, eq=False)
 class VectorCopy:
-    """dst[dst_off + t] = src[src_off + t] for t < count, both addressed as flat C-contiguous
-    data: one packed panel row read from a contiguous run of its operand, in vector loads."""
+    """dst[dst_off + t] = src[src_off + t * stride] for t < count, both addressed as flat
+    C-contiguous data: one packed panel row read from a run of its operand (every stride-th
+    value of it: a strided convolution's pixels), in vector loads."""
     dst: Buffer
     dst_off: Expr
     src: Buffer
     src_off: Expr
     count: int
+    stride: int = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -298,7 +300,8 @@ def _dump(stmts, depth, lines):
             lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[k<{fmt(s.kc)}, t<{s.width}] = "
                          f"{s.src.name}@{fmt(s.src_off)}[t*{s.ld} + k]")
         elif isinstance(s, VectorCopy):
-            lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[:{s.count}] = {s.src.name}@{fmt(s.src_off)}")
+            step = f"[::{s.stride}]" if s.stride != 1 else ""
+            lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[:{s.count}] = {s.src.name}@{fmt(s.src_off)}{step}")
         elif isinstance(s, Barrier):
             lines.append(f"{pad}barrier")
         elif isinstance(s, ThreadReduce):

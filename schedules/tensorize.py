@@ -12,6 +12,11 @@ from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, Tr
                        add, ceildiv, floordiv, is_const, minimum, mod, mul, sub)
 
 
+# Strided panel rows up to this stride are copied by vector loads and shuffles (a stride-s
+# copy loads s vectors per output vector); wider ones go value by value.
+MAX_COPY_STRIDE = 4
+
+
 @dataclass(frozen=True, eq=False)
 class MicroKernelPlan:
     rows: int
@@ -70,13 +75,20 @@ def _plain_load(value) -> bool:
             and bool(value.indices) and all(isinstance(d, int) for d in value.tensor.shape))
 
 
+def _load_stride(value, var) -> int:
+    """The elements a plain load's address moves per step of var when var is only in its
+    last index (a positive coefficient), else 0."""
+    if not _plain_load(value):
+        return 0
+    *outer, last = value.indices
+    step = _coefficient(last, var)
+    return step if step and step > 0 and all(_coefficient(i, var) == 0 for i in outer) else 0
+
+
 def _unit_stride_load(value, var) -> bool:
     """Whether value is a plain load whose address moves by exactly one element per step of
     var (var only in the last index, with coefficient 1)."""
-    if not _plain_load(value):
-        return False
-    *outer, last = value.indices
-    return _coefficient(last, var) == 1 and all(_coefficient(i, var) == 0 for i in outer)
+    return _load_stride(value, var) == 1
 
 
 def _flat_index(load):
@@ -184,10 +196,12 @@ def emit_microkernel(low, st, tail) -> list:
         guarded = Select(Binary("lt", flat, add(lo, cur)), value, zero)
 
         def lanes(v, fast=False):
-            if fast and _unit_stride_load(v, axes[group[-1]]):
-                # A contiguous run of the operand: one vector copy, no per-value indexing
-                # (the innermost axis holds the panel's first position here).
-                return VectorCopy(buf, row_off, v.tensor, _flat_index(v), width)
+            stride = _load_stride(v, axes[group[-1]]) if fast else 0
+            if stride and stride <= MAX_COPY_STRIDE:
+                # A run of the operand (every stride-th value: a strided conv's pixels): one
+                # vector copy, no per-value indexing (the innermost axis holds the panel's
+                # first position here).
+                return VectorCopy(buf, row_off, v.tensor, _flat_index(v), width, stride)
             if fast:  # the panel lies in one row of the innermost axis: no div/mod per lane
                 at_lane = [Assign(axes[group[-1]], add(row_base, lane))]
                 return For(lane, Const(width, "int64"), "serial", tuple(at_lane) + (Store(buf, (idx,), v),))

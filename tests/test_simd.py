@@ -104,15 +104,16 @@ def copies():
     from codegen.simd import transpose_copy, vector_copy
     jitted = {}
 
-    def get(kind, n):
-        if (kind, n) not in jitted:
-            f = transpose_copy(n) if kind == "t" else vector_copy(n)
+    def get(kind, n, lanes=8, stride=1):
+        key = (kind, n, lanes, stride)
+        if key not in jitted:
+            f = transpose_copy(n) if kind == "t" else vector_copy(n, lanes, stride)
             if kind == "t":
-                jitted[kind, n] = njit(lambda d, do, s, so, ld, kc: f(d, do, s, so, ld, kc))
+                jitted[key] = njit(lambda d, do, s, so, ld, kc: f(d, do, s, so, ld, kc))
             else:
-                jitted[kind, n] = njit(lambda d, do, s, so: f(d, do, s, so))
-        twin = python_transpose_copy(n) if kind == "t" else python_vector_copy(n)
-        return jitted[kind, n], twin
+                jitted[key] = njit(lambda d, do, s, so: f(d, do, s, so))
+        twin = python_transpose_copy(n) if kind == "t" else python_vector_copy(n, stride)
+        return jitted[key], twin
     return get
 
 
@@ -143,4 +144,22 @@ def test_vector_copy_matches_its_definition(copies, count, dst_off, src_off):
         f(dst, dst_off, src, src_off)
         expected = np.full(40, -1, np.float32)
         expected[dst_off:dst_off + count] = src.reshape(-1)[src_off:src_off + count]
+        np.testing.assert_array_equal(dst, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(count=st.sampled_from([1, 3, 8, 16, 19, 32]), lanes=st.sampled_from([4, 8, 16]),
+       stride=st.integers(1, 4), dst_off=st.integers(0, 9), tail=st.integers(0, 3))
+def test_strided_vector_copy_matches_its_definition(copies, count, lanes, stride, dst_off, tail):
+    # The source run ends `tail` values before the array does: at tail 0 a load past the run
+    # would read past the array (its values are never picked; the shuffles are what is checked).
+    span = (count - 1) * stride + 1
+    src = np.arange(span + 7 + tail, dtype=np.float32)
+    src_off = 7
+    fast, twin = copies("v", count, lanes, stride)
+    for f in (fast, twin):
+        dst = np.full(dst_off + count + 5, -1, np.float32)
+        f(dst, dst_off, src[:src_off + span + tail], src_off)
+        expected = np.full(dst_off + count + 5, -1, np.float32)
+        expected[dst_off:dst_off + count] = src[src_off:src_off + span:stride]
         np.testing.assert_array_equal(dst, expected)
