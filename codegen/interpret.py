@@ -31,10 +31,13 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool):
     return kernel
 
 
-def python_vector_copy(count: int, stride: int = 1):
-    def copy(dst, dst_off, src, src_off):
-        dst.reshape(-1)[dst_off:dst_off + count] = \
-            src.reshape(-1)[src_off:src_off + (count - 1) * stride + 1:stride]
+def python_vector_copy(count: int, lanes: int = 8, stride: int = 1, masked: bool = False):
+    def copy(dst, dst_off, src, src_off, length=count):
+        if not 0 <= length <= count:
+            raise IndexError(f"vector copy of {length} values, at most {count}")
+        if length:
+            dst.reshape(-1)[dst_off:dst_off + length] = \
+                src.reshape(-1)[src_off:src_off + (length - 1) * stride + 1:stride]
     return copy
 
 

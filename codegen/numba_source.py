@@ -144,8 +144,9 @@ class _Printer:
                 self.lines.append(f"{pad}{copy_name(s)}({self.name(s.dst)}, {self.expr(s.dst_off)}, "
                                   f"{self.name(s.src)}, {self.expr(s.src_off)}, {s.ld}, {self.expr(s.kc)})")
             elif isinstance(s, VectorCopy):
+                length = "" if s.length is None else f", {self.expr(s.length)}"
                 self.lines.append(f"{pad}{copy_name(s)}({self.name(s.dst)}, {self.expr(s.dst_off)}, "
-                                  f"{self.name(s.src)}, {self.expr(s.src_off)})")
+                                  f"{self.name(s.src)}, {self.expr(s.src_off)}{length})")
             elif isinstance(s, MicroKernel):
                 args = [self.name(s.a), self.expr(s.a_off), self.name(s.b), self.expr(s.b_off),
                         self.name(s.c), self.expr(s.c_off), self.expr(s.ldc), self.expr(s.kc)]
@@ -179,13 +180,14 @@ def _hoistable_allocations(stmts, found=None) -> list:
 def copy_name(s) -> str:
     if isinstance(s, TransposeCopy):
         return f"vcopy_t{s.width}"
-    return f"vcopy_{s.count}" + (f"_s{s.stride}" if s.stride != 1 else "")
+    return f"vcopy_{s.count}" + (f"_s{s.stride}" if s.stride != 1 else "") + ("_m" if s.length is not None else "")
 
 
 def _binding(s) -> str:
     """The module-level line creating the intrinsic that statement s calls."""
     if isinstance(s, VectorCopy):
-        return f"{copy_name(s)} = vector_copy({s.count}" + (f", stride={s.stride})" if s.stride != 1 else ")")
+        options = (f", stride={s.stride}" if s.stride != 1 else "") + (", masked=True" if s.length is not None else "")
+        return f"{copy_name(s)} = vector_copy({s.count}{options})"
     if isinstance(s, TransposeCopy):
         return f"{copy_name(s)} = transpose_copy({s.width})"
     mode = s.accumulate if isinstance(s.accumulate, bool) else repr("runtime")

@@ -123,16 +123,22 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
 
 
 @functools.lru_cache(maxsize=64)
-def vector_copy(count: int, lanes: int = 8, stride: int = 1):
+def vector_copy(count: int, lanes: int = 8, stride: int = 1, masked: bool = False):
     """A Numba intrinsic `copy(dst, dst_off, src, src_off)` for float32 arrays addressed as
     flat C-contiguous data: dst[dst_off + t] = src[src_off + t * stride] for t < count, as
     unaligned `<lanes x float>` loads and stores (scalars for a tail). Packing a panel row
     this way leaves no index arithmetic per value. At a stride above 1, each output vector
     is picked by shuffles out of the vectors covering its span of the source, the last of
-    them ending at the span's last value, so no load reads past it. Callable only from
-    @njit code."""
-    if count < 1 or lanes not in (4, 8, 16) or stride < 1:
-        raise ValueError(f"vector_copy: count={count}, lanes={lanes}, stride={stride} is not a copy")
+    them ending at the span's last value, so no load reads past it.
+
+    masked=True takes a fifth argument `length` <= count and copies only t < length (a run
+    of a panel row that ends where a row of the image does), with masked vector loads and
+    stores that touch nothing past it. Callable only from @njit code."""
+    if count < 1 or lanes not in (4, 8, 16) or stride < 1 or (masked and stride != 1):
+        raise ValueError(f"vector_copy: count={count}, lanes={lanes}, stride={stride}, "
+                         f"masked={masked} is not a copy")
+    if masked:
+        return _masked_copy(count, lanes)
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -169,6 +175,47 @@ def vector_copy(count: int, lanes: int = 8, stride: int = 1):
                 if isinstance(value.type, ir.VectorType):
                     dst = builder.bitcast(dst, vec.as_pointer())
                 builder.store(value, dst, align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+    return copy
+
+
+def _masked_copy(count: int, lanes: int):
+    """vector_copy(count, lanes, masked=True): `copy(dst, dst_off, src, src_off, length)`."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def copy(typingctx, dst, dst_off, src, src_off, length):
+        for name, arr in (("dst", dst), ("src", src)):
+            if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
+                raise TypeError(f"vector copy: {name} must be a float32 array, got {arr}")
+        sig = types.void(dst, dst_off, src, src_off, length)
+
+        def codegen(context, builder, signature, args):
+            i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+            vec, index_vec = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(i64, lanes)
+            mask_type, ptr = ir.VectorType(i1, lanes), ir.VectorType(ir.FloatType(), lanes).as_pointer()
+            d_ptr, s_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data
+                            for i in (0, 2))
+            d_off, s_off, n = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 4))
+            load = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [ptr, i32, mask_type, vec]), f"llvm.masked.load.v{lanes}f32.p0")
+            store = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [vec, ptr, i32, mask_type]),
+                f"llvm.masked.store.v{lanes}f32.p0")
+            undef = ir.Constant(index_vec, ir.Undefined)
+            n_splat = builder.shuffle_vector(builder.insert_element(undef, n, ir.Constant(i32, 0)), undef,
+                                             ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+            align = ir.Constant(i32, 4)
+            for t in range(0, count, lanes):
+                mask = builder.icmp_signed("<", ir.Constant(index_vec, [t + lane for lane in range(lanes)]), n_splat)
+                src = builder.bitcast(builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, t))]), ptr)
+                dst = builder.bitcast(builder.gep(d_ptr, [builder.add(d_off, ir.Constant(i64, t))]), ptr)
+                value = builder.call(load, [src, align, mask, ir.Constant(vec, None)])
+                builder.call(store, [value, dst, align, mask])
             return context.get_dummy_value()
         return sig, codegen
     return copy

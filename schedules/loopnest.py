@@ -96,6 +96,7 @@ class VectorCopy:
     src_off: Expr
     count: int
     stride: int = 1
+    length: object = None   # an Expr <= count: copy only that many values (masked vectors)
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,7 +302,8 @@ def _dump(stmts, depth, lines):
                          f"{s.src.name}@{fmt(s.src_off)}[t*{s.ld} + k]")
         elif isinstance(s, VectorCopy):
             step = f"[::{s.stride}]" if s.stride != 1 else ""
-            lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[:{s.count}] = {s.src.name}@{fmt(s.src_off)}{step}")
+            count = s.count if s.length is None else f"{fmt(s.length)} <= {s.count}"
+            lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[:{count}] = {s.src.name}@{fmt(s.src_off)}{step}")
         elif isinstance(s, Barrier):
             lines.append(f"{pad}barrier")
         elif isinstance(s, ThreadReduce):

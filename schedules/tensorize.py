@@ -236,13 +236,29 @@ def emit_microkernel(low, st, tail) -> list:
                 read = tuple(Assign(axes[d], Load(tab, (Const(g, "int64"), lane))) for g, d in enumerate(group))
                 step = For(lane, Const(width, "int64"), "serial", read + (Store(buf, (idx,), value),))
                 return (Allocate(tab), fill, For(kk, kcur, "serial", tuple(k_assign) + (step,)))
+            def run_rows():
+                """A whole panel across rows of the innermost axis whose values are contiguous
+                along it (a stride-1 conv's pixels): one masked vector copy per run of the
+                panel within a row, each run's position decoded once per panel."""
+                ext = Const(inner_ext, "int64")
+                off, seg = nm.var(f"{flat.name}_off", "index"), nm.var("seg")
+                seg_lo, seg_hi = nm.var("seg_lo", "index"), nm.var("seg_hi", "index")
+                head = [Assign(seg_lo, _maximum(Const(0, "int64"), sub(mul(seg, ext), off))),
+                        Assign(seg_hi, minimum(Const(width, "int64"), sub(mul(add(seg, 1), ext), off))),
+                        Assign(flat, add(first, seg_lo))] + _decode(flat, axes, list(group))
+                copy = VectorCopy(buf, add(row_off, seg_lo), value.tensor, _flat_index(value),
+                                  min(width, inner_ext), 1, sub(seg_hi, seg_lo))
+                return (Assign(off, mod(first, ext)),
+                        For(seg, ceildiv(add(off, width), ext), "serial", tuple(head) + (
+                            For(kk, kcur, "serial", tuple(k_assign) + (copy,)),)))
+            across = run_rows if len(group) > 1 and _unit_stride_load(value, axes[group[-1]]) else table_rows
             if in_row is None:
-                cases = (If(whole, table_rows()),)
+                cases = (If(whole, across()),)
             else:
                 fast_rows = (_transposed_rows(value, axes[group[-1]], buf, width, panel, rows)
                              if len(group) == 1 else None) or [rows(value, True)]
                 cases = (If(in_row, tuple(base_at) + tuple(fast_rows)),) + \
-                    ((If(crossing, table_rows()),) if crossing is not None else ())
+                    ((If(crossing, across()),) if crossing is not None else ())
             return For(panel, panels, "serial", cases + (If(ragged, (rows(guarded),)),))
         if in_row is None:
             cases = (If(whole, (lanes(value),)),)

@@ -112,7 +112,7 @@ def copies():
                 jitted[key] = njit(lambda d, do, s, so, ld, kc: f(d, do, s, so, ld, kc))
             else:
                 jitted[key] = njit(lambda d, do, s, so: f(d, do, s, so))
-        twin = python_transpose_copy(n) if kind == "t" else python_vector_copy(n, stride)
+        twin = python_transpose_copy(n) if kind == "t" else python_vector_copy(n, stride=stride)
         return jitted[key], twin
     return get
 
@@ -162,4 +162,24 @@ def test_strided_vector_copy_matches_its_definition(copies, count, lanes, stride
         f(dst, dst_off, src[:src_off + span + tail], src_off)
         expected = np.full(dst_off + count + 5, -1, np.float32)
         expected[dst_off:dst_off + count] = src[src_off:src_off + span:stride]
+        np.testing.assert_array_equal(dst, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(count=st.sampled_from([1, 7, 14, 16, 24, 32]), lanes=st.sampled_from([4, 8, 16]), data=st.data())
+def test_masked_vector_copy_copies_only_its_length(count, lanes, data):
+    from numba import njit
+
+    from codegen.interpret import python_vector_copy
+    from codegen.simd import vector_copy
+    length = data.draw(st.integers(0, count))
+    copy = vector_copy(count, lanes, masked=True)
+    fast = njit(lambda d, do, s, so, n: copy(d, do, s, so, n))
+    twin = python_vector_copy(count, lanes, masked=True)
+    src = np.arange(5, 5 + length + 3, dtype=np.float32)[:3 + length]  # the run ends the array
+    for f in (fast, twin):
+        dst = np.full(count + 6, -1, np.float32)
+        f(dst, 2, src, 3, length)
+        expected = np.full(count + 6, -1, np.float32)
+        expected[2:2 + length] = src[3:3 + length]
         np.testing.assert_array_equal(dst, expected)

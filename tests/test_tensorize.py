@@ -182,13 +182,16 @@ def test_conv_panels_within_an_output_row_pack_by_vector_copy(stride, padding, v
     _check_both_ways(op, config, 3, lambda src: copy in src, f"stride {stride}, panel {vecs}x{lanes}")
 
 
-@pytest.mark.parametrize("width,vecs,lanes", [(5, 2, 8), (7, 3, 8), (20, 2, 8)])
-def test_conv_panels_across_output_rows_decode_lane_positions_once_per_panel(width, vecs, lanes):
+@pytest.mark.parametrize("width,vecs,lanes,stride", [(5, 2, 8, 1), (7, 3, 8, 1), (20, 2, 8, 1), (9, 2, 8, 2)])
+def test_conv_panels_across_output_rows_copy_runs_within_rows(width, vecs, lanes, stride):
     # Panels of 16-24 pixels over output rows of 5-20: whole panels cross rows (all of them
-    # when rows are narrower than a panel) and read each lane's (oh, ow) from a table.
-    op = ops.conv2d(1, 4, 6, width, 5, 3, 3, padding=1, bias=True, activation="relu")
+    # when rows are narrower than a panel). At stride 1 each run within a row is one masked
+    # vector copy; at stride 2 each lane's (oh, ow) is read from a table made per panel.
+    op = ops.conv2d(1, 4, 6, width, 5, 3, 3, stride=stride, padding=1, bias=True, activation="relu")
     config = _micro(op, "conv2d", 4, vecs, lanes, 24, 64, 256, 1, 2)
-    _check_both_ways(op, config, 4, lambda src: "_lanes = np.empty" in src, f"width {width}, panel {vecs}x{lanes}")
+    runs = f"vcopy_{min(vecs * lanes, width)}_m("
+    _check_both_ways(op, config, 4, lambda src: (runs in src) == (stride == 1) and
+                     ("_lanes = np.empty" in src) == (stride == 2), f"width {width}, panel {vecs}x{lanes}")
 
 
 def _innermost_loop_of(source: str, marker: str) -> list:
