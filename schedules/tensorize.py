@@ -91,6 +91,17 @@ def _unit_stride_load(value, var) -> bool:
     return _load_stride(value, var) == 1
 
 
+def _row_runs(seg, off, start, count, extent, seg_lo, seg_hi):
+    """The runs of `count` flat positions from `start` that stay within one row of an
+    innermost axis of `extent`: the assignment of `off` (start's place in its row), the run
+    count, and the assignments giving run `seg` its offsets [seg_lo, seg_hi) from start.
+    Each run is decoded once and then stepped."""
+    ext = Const(extent, "int64")
+    bounds = [Assign(seg_lo, _maximum(Const(0, "int64"), sub(mul(seg, ext), off))),
+              Assign(seg_hi, minimum(count, sub(mul(add(seg, 1), ext), off)))]
+    return Assign(off, mod(start, ext)), ceildiv(add(off, count), ext), bounds
+
+
 def _flat_index(load):
     """The element offset of a load in its C-contiguous buffer."""
     flat, stride = Const(0, "int64"), 1
@@ -240,17 +251,15 @@ def emit_microkernel(low, st, tail) -> list:
                 """A whole panel across rows of the innermost axis whose values are contiguous
                 along it (a stride-1 conv's pixels): one masked vector copy per run of the
                 panel within a row, each run's position decoded once per panel."""
-                ext = Const(inner_ext, "int64")
                 off, seg = nm.var(f"{flat.name}_off", "index"), nm.var("seg")
                 seg_lo, seg_hi = nm.var("seg_lo", "index"), nm.var("seg_hi", "index")
-                head = [Assign(seg_lo, _maximum(Const(0, "int64"), sub(mul(seg, ext), off))),
-                        Assign(seg_hi, minimum(Const(width, "int64"), sub(mul(add(seg, 1), ext), off))),
-                        Assign(flat, add(first, seg_lo))] + _decode(flat, axes, list(group))
+                at_off, count, bounds = _row_runs(seg, off, first, Const(width, "int64"), inner_ext,
+                                                  seg_lo, seg_hi)
+                head = bounds + [Assign(flat, add(first, seg_lo))] + _decode(flat, axes, list(group))
                 copy = VectorCopy(buf, add(row_off, seg_lo), value.tensor, _flat_index(value),
                                   min(width, inner_ext), 1, sub(seg_hi, seg_lo))
-                return (Assign(off, mod(first, ext)),
-                        For(seg, ceildiv(add(off, width), ext), "serial", tuple(head) + (
-                            For(kk, kcur, "serial", tuple(k_assign) + (copy,)),)))
+                return (at_off, For(seg, count, "serial", tuple(head) + (
+                    For(kk, kcur, "serial", tuple(k_assign) + (copy,)),)))
             across = run_rows if len(group) > 1 and _unit_stride_load(value, axes[group[-1]]) else table_rows
             if in_row is None:
                 cases = (If(whole, across()),)
@@ -327,21 +336,16 @@ def emit_microkernel(low, st, tail) -> list:
         # Flattened columns (conv NCHW's oh, ow): a div and a mod per point kept the epilogue
         # scalar. The tile's columns are cut into runs within one row of the innermost axis,
         # each decoded once and stepped, so the run is one vectorized loop.
-        inner_ext = axes[con.n[-1]].extent
         seg, t2 = nm.var("seg"), nm.var("t2")
-        first, seg_lo, seg_hi, at0 = (nm.var(x, "index") for x in ("off", "seg_lo", "seg_hi", "at0"))
-        ext = Const(inner_ext, "int64")
-        head = [Assign(first, mod(j, ext))]
-        seg_head = [
-            Assign(seg_lo, _maximum(Const(0, "int64"), sub(mul(seg, ext), first))),
-            Assign(seg_hi, minimum(cols, sub(mul(add(seg, 1), ext), first))),
-            Assign(nflat, add(j, seg_lo)),
-        ] + _decode(nflat, axes, list(con.n)) + [Assign(at0, axes[con.n[-1]])]
+        off, seg_lo, seg_hi, at0 = (nm.var(x, "index") for x in ("off", "seg_lo", "seg_hi", "at0"))
+        at_off, count, bounds = _row_runs(seg, off, j, cols, axes[con.n[-1]].extent, seg_lo, seg_hi)
+        seg_head = bounds + [Assign(nflat, add(j, seg_lo))] + _decode(nflat, axes, list(con.n)) + \
+            [Assign(at0, axes[con.n[-1]])]
         per_col = [Assign(tj, add(seg_lo, t2)), Assign(nflat, add(j, tj)),
                    Assign(axes[con.n[-1]], add(at0, t2))] + inner_fn()
-        segments = For(seg, ceildiv(add(first, cols), ext), "serial", tuple(seg_head) + (
+        segments = For(seg, count, "serial", tuple(seg_head) + (
             For(t2, sub(seg_hi, seg_lo), "serial", tuple(per_col)),))
-        return For(ti, rows, "serial", tuple(row_head) + tuple(head) + (segments,))
+        return For(ti, rows, "serial", tuple(row_head) + (at_off, segments))
 
     rows_left = minimum(Const(R, "int64"), sub(add(i0, mcur), i))
     cols_left = minimum(Const(C, "int64"), sub(add(j0, ncur), j))
