@@ -10,7 +10,7 @@ A ThreadReduce becomes a store of every thread's value and a serial combine per 
 from __future__ import annotations
 
 from schedules.errors import ScheduleError
-from schedules.expr import Binary, Const, Load, Var, rebuild, reduce_init, walk
+from schedules.expr import Binary, Const, Load, Var, rebuild, reduce_combine, reduce_init, walk
 from schedules.loopnest import (BLOCK_KINDS, THREAD_KINDS, Allocate, Assign, Barrier, Buffer, Fill,
                                 For, If, LoopNest, Scalar, Store, ThreadReduce, VectorCopy, add, mul)
 
@@ -241,12 +241,11 @@ class _Kernel:
         group, lane = Var("sim_group", None, "loop"), Var("sim_lane", None, "loop")
         acc = Scalar(f"{s.var.name}_acc", s.var.dtype)
         member = add(mul(group, s.width), lane)
-        combine = {"sum": "add", "max": "maximum", "min": "minimum"}[s.combiner]
         target = self.expanded[id(s.var)]
         out.append(For(group, Const(self.count // s.width, "int64"), "serial", (
             Assign(acc, Const(reduce_init(s.combiner, s.var.dtype), s.var.dtype)),
             For(lane, Const(s.width, "int64"), "serial",
-                (Assign(acc, Binary(combine, acc, Load(values, (member,)))),)),
+                (Assign(acc, reduce_combine(s.combiner, acc, Load(values, (member,)))),)),
             For(lane, Const(s.width, "int64"), "serial", (Store(target, (member,), acc),)),
         )))
         return out

@@ -202,6 +202,11 @@ def as_expr(value, like: Expr | None = None) -> Expr:
     raise TypeError(f"cannot use {value!r} ({type(value).__name__}) in a tensor expression")
 
 
+def reduce_combine(combiner: str, acc, value) -> Binary:
+    """acc combined with value by a reduction's combiner ("sum", "max" or "min")."""
+    return Binary({"sum": "add", "max": "maximum", "min": "minimum"}[combiner], acc, value)
+
+
 def reduce_init(combiner: str, dtype: str):
     if dtype == "bool":  # max is "any", min is "all"
         return combiner == "min"

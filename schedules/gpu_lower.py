@@ -5,9 +5,9 @@ import math
 
 from .bounds import all_of, guard, interval
 from .errors import ScheduleError
-from .expr import Binary, Const, Load, Var, rebuild, reduce_init, substitute
+from .expr import Binary, Const, Load, Var, rebuild, reduce_combine, reduce_init, substitute
 from .gpu_sketch import FlatPlan, RowPlan, TiledPlan
-from .gpu_tiled import TiledKernels, combine, less_than
+from .gpu_tiled import TiledKernels, less_than
 from .loopnest import (Assign, Buffer, For, If, LoopNest, Scalar, Store, ThreadReduce, add, floordiv,
                        mod, mul)
 from .schedule import Schedule
@@ -241,7 +241,7 @@ class _GpuLowering(TiledKernels):
         full = dict(mapping)
         full.update(zip(p.reduce_axis, rcoords))
         src = self.value(red.source, full, local)
-        work = assigns + [Assign(part, combine(red.combiner, part, src))]
+        work = assigns + [Assign(part, reduce_combine(red.combiner, part, src))]
         cond = all_of([less_than(r, total) if iters * width != total else None, valid])
         step += [If(cond, tuple(work))] if cond is not None else work
         result = Scalar(f"{p.name}_val", p.tensor.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from .bounds import all_of, guard, in_bounds_condition
-from .expr import Binary, Const, Load, Unary, Var, reduce_init
+from .expr import Binary, Const, Load, Unary, Var, reduce_combine, reduce_init
 from .gpu_sketch import TiledPlan
 from .gpu_staging import staged_boxes
 from .loopnest import Allocate, Barrier, Buffer, Fill, For, If, Store, VectorCopy, add, mul
@@ -13,10 +13,6 @@ from .loopnest import Allocate, Barrier, Buffer, Fill, For, If, Store, VectorCop
 MAX_UNROLLED_FETCH = 8
 # Floats per vector load (float4) in cooperative fetches.
 VECTOR_WIDTH = 4
-
-
-def combine(combiner: str, acc, value):
-    return Binary({"sum": "add", "max": "maximum", "min": "minimum"}[combiner], acc, value)
 
 
 def less_than(a, n: int):
@@ -117,7 +113,7 @@ class TiledKernels:
             mapping = dict(zip(st.axis, coords))
             mapping.update(zip(st.reduce_axis, rcoords))
             src = self.value(red.source, mapping, local)
-            return [Store(acc, (p,), combine(red.combiner, Load(acc, (p,)), src))]
+            return [Store(acc, (p,), reduce_combine(red.combiner, Load(acc, (p,)), src))]
         nest = self._points(plan, bases, [t for t in tcoords[:n]], emit)
         if cond is not None:
             nest = [If(cond, tuple(nest))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from . import padding
 from .bounds import guard, in_bounds_condition
 from .errors import ScheduleError
-from .expr import Binary, Const, Load, Select, Var, rebuild, reduce_init, substitute, walk
+from .expr import Binary, Const, Load, Select, Var, rebuild, reduce_combine, reduce_init, substitute, walk
 from .loopnest import (Allocate, Assign, Buffer, Fill, For, If, LoopNest, Scalar, Store, add,
                        ceildiv, floordiv, is_const, minimum, mod, mul, sub)
 from .passes import hoist_invariant_loads
@@ -18,10 +18,6 @@ MAX_UNROLLED_BODIES = 512
 
 def lower(sch: Schedule) -> LoopNest:
     return _Lowering(sch).run()
-
-
-def _combine(combiner: str, acc, value):
-    return Binary({"sum": "add", "max": "maximum", "min": "minimum"}[combiner], acc, value)
 
 
 class _LoopPlan:
@@ -482,7 +478,7 @@ class _Lowering:
             src = source.source
 
             def update_stmt(target):
-                value = _combine(combiner, target, self._resolve(src, env))
+                value = reduce_combine(combiner, target, self._resolve(src, env))
                 if isinstance(target, Scalar):
                     return [Assign(target, value)]
                 return [Store(target.tensor, target.indices, value)]
@@ -553,7 +549,7 @@ class _Lowering:
                 assigns = plan.assigns(set())
                 init = Const(reduce_init(body.combiner, dtype), dtype)
                 src = body.source
-                update = lambda: [Assign(scalar, _combine(body.combiner, scalar, self._resolve(src, env)))]
+                update = lambda: [Assign(scalar, reduce_combine(body.combiner, scalar, self._resolve(src, env)))]
                 out = plan.prologue + [Assign(scalar, init)] + self._emit_loops(plan, positions, update, assigns)
             env[id(att.tensor)] = (scalar, want)
             if self.stored[id(att)]:
@@ -586,7 +582,7 @@ class _Lowering:
         for red, acc, src in self._foldable(att, axes, value, env):
             init = Const(reduce_init(red.body.combiner, red.tensor.dtype), red.tensor.dtype)
             before.append(Assign(acc, init))
-            inner.append(Assign(acc, _combine(red.body.combiner, acc, src)))
+            inner.append(Assign(acc, reduce_combine(red.body.combiner, acc, src)))
             want = tuple(self.frame[id(red)][a] for a in red.axis)
             env[id(red.tensor)] = (acc, want)
             if self.stored[id(red)]:

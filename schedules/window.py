@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from .bounds import affine_coefficient as _coefficient, interval
 from .errors import ScheduleError
-from .expr import Binary, Const, Load, Reduce, Select, Var, rebuild, substitute, walk
+from .expr import Binary, Const, Load, Reduce, Select, Var, rebuild, reduce_combine, substitute, walk
 from .loopnest import Assign, For, Scalar, add, ceildiv, floordiv, minimum, mod, mul, sub
 
 # Every tap is written out, so a window of more taps would make the loop body (and the
@@ -101,7 +101,7 @@ def emit_window(low, st, tail) -> list:
         for tap in taps:
             term = substitute(body.source, {r: Const(v, "int64") for r, v in zip(raxes, tap)})
             term = rebuild(term, lambda n: _guarded(low, n, ranges, stmts))
-            value = term if value is None else _combine(combiner, value, term)
+            value = term if value is None else reduce_combine(combiner, value, term)
         return stmts + tail(low._resolve(value, {}))
 
     loops = []
@@ -123,10 +123,6 @@ def emit_window(low, st, tail) -> list:
         loops.append(For(j, Const(o.extent - hi, "int64"), "serial",
                          (Assign(o, add(Const(hi, "int64"), j)),) + tuple(point((hi, o.extent - 1)))))
     return [For(row, Const(rows, "int64"), "parallel", tuple(head + loops))]
-
-
-def _combine(combiner, acc, value):
-    return Binary({"sum": "add", "max": "maximum", "min": "minimum"}[combiner], acc, value)
 
 
 def _guarded(low, node, ranges, stmts):
