@@ -9,6 +9,8 @@ A ThreadReduce becomes a store of every thread's value and a serial combine per 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from schedules.errors import ScheduleError
 from schedules.expr import Binary, Const, Load, Var, rebuild, reduce_combine, reduce_init, walk
 from schedules.loopnest import (BLOCK_KINDS, THREAD_KINDS, Allocate, Assign, Barrier, Buffer, Fill,
@@ -184,7 +186,7 @@ class _Kernel:
             elif isinstance(s, VectorCopy):
                 if id(s.dst) in self.expanded or id(s.src) in self.expanded:
                     raise ScheduleError("cuda-sim: a vector copy of a per-thread buffer")
-                out.append(VectorCopy(s.dst, self.expr(s.dst_off), s.src, self.expr(s.src_off), s.count))
+                out.append(replace(s, dst_off=self.expr(s.dst_off), src_off=self.expr(s.src_off)))
             else:
                 raise ScheduleError(f"cuda-sim: unexpected {type(s).__name__} between barriers")
         return out

@@ -351,8 +351,8 @@ class _KernelPrinter:
 
     def vector_copy(self, s: VectorCopy, pad: str):
         """float4/float2 loads and stores; the lowering only emits them at aligned offsets."""
-        if s.stride != 1:
-            raise ScheduleError(f"CUDA: a strided vector copy into {s.dst.name} is CPU packing only")
+        if s.stride != 1 or s.length is not None:
+            raise ScheduleError(f"CUDA: a strided or masked vector copy into {s.dst.name} is CPU packing only")
         vec = {4: "float4", 2: "float2"}.get(s.count) if s.src.dtype == s.dst.dtype == "float32" else None
         dst = f"{self.name(s.dst)}[{self.expr(s.dst_off)}]"
         src = f"{self.name(s.src)}[{self.expr(s.src_off)}]"

@@ -12,6 +12,14 @@ import functools
 VECTOR_REGISTERS = 16
 
 
+def _require_float32(what: str, **arrays) -> None:
+    """Typing-time check of an intrinsic's array arguments."""
+    from numba import types
+    for name, arr in arrays.items():
+        if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
+            raise TypeError(f"{what}: {name} must be a float32 array, got {arr}")
+
+
 @functools.lru_cache(maxsize=64)
 def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
     """A Numba intrinsic `kernel(a, a_off, b, b_off, c, c_off, ldc, kc)` for float32 arrays:
@@ -37,9 +45,7 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
     nr = nvec * lanes
 
     def typing(a, a_off, b, b_off, c, c_off, ldc, kc, *flag):
-        for name, arr in (("a", a), ("b", b), ("c", c)):
-            if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
-                raise TypeError(f"outer-product kernel: {name} must be a float32 array, got {arr}")
+        _require_float32("outer-product kernel", a=a, b=b, c=c)
         sig = types.void(a, a_off, b, b_off, c, c_off, ldc, kc, *flag)
 
         def codegen(context, builder, signature, args):
@@ -145,9 +151,7 @@ def vector_copy(count: int, lanes: int = 8, stride: int = 1, masked: bool = Fals
 
     @intrinsic
     def copy(typingctx, dst, dst_off, src, src_off):
-        for name, arr in (("dst", dst), ("src", src)):
-            if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
-                raise TypeError(f"vector copy: {name} must be a float32 array, got {arr}")
+        _require_float32("vector copy", dst=dst, src=src)
         sig = types.void(dst, dst_off, src, src_off)
 
         def codegen(context, builder, signature, args):
@@ -189,15 +193,14 @@ def _masked_copy(count: int, lanes: int):
 
     @intrinsic
     def copy(typingctx, dst, dst_off, src, src_off, length):
-        for name, arr in (("dst", dst), ("src", src)):
-            if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
-                raise TypeError(f"vector copy: {name} must be a float32 array, got {arr}")
+        _require_float32("vector copy", dst=dst, src=src)
         sig = types.void(dst, dst_off, src, src_off, length)
 
         def codegen(context, builder, signature, args):
             i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
-            vec, index_vec = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(i64, lanes)
-            mask_type, ptr = ir.VectorType(i1, lanes), ir.VectorType(ir.FloatType(), lanes).as_pointer()
+            vec, index_vec, mask_type = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(i64, lanes), \
+                ir.VectorType(i1, lanes)
+            ptr = vec.as_pointer()
             d_ptr, s_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data
                             for i in (0, 2))
             d_off, s_off, n = (context.cast(builder, args[i], signature.args[i], types.int64) for i in (1, 3, 4))
@@ -247,12 +250,8 @@ def _strided_vector(builder, load_vec, start: int, stride: int, lanes: int, i32)
         mask = ir.Constant(ir.VectorType(i32, 2 * size), list(range(2 * size)))
         level = [builder.shuffle_vector(level[k], level[k + 1], mask) for k in range(0, len(level), 2)]
         size *= 2
-    if size == lanes:  # a single chunk (stride 1 never gets here)
-        both, base = level[0], undef
-    else:
-        both, base = level[0], ir.Constant(level[0].type, ir.Undefined)
     pick = ir.Constant(ir.VectorType(i32, lanes), [c * lanes + p for c, p in where])
-    return builder.shuffle_vector(both, base, pick)
+    return builder.shuffle_vector(level[0], ir.Constant(level[0].type, ir.Undefined), pick)
 
 
 # Shuffle masks over two concatenated <8 x float> (AVX unpacklo/hi, shuffle 0x44/0xEE,
@@ -276,9 +275,7 @@ def transpose_copy(width: int):
 
     @intrinsic
     def copy(typingctx, dst, dst_off, src, src_off, ld, kc):
-        for name, arr in (("dst", dst), ("src", src)):
-            if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
-                raise TypeError(f"transpose copy: {name} must be a float32 array, got {arr}")
+        _require_float32("transpose copy", dst=dst, src=src)
         sig = types.void(dst, dst_off, src, src_off, ld, kc)
 
         def codegen(context, builder, signature, args):
