@@ -372,9 +372,9 @@ def emit_microkernel(low, st, tail) -> list:
         # micro-kernel's wide stores a tile waited for them to reach L1 (a 1x1 conv with
         # bias spent as long in its epilogue as in its micro-kernels).
         finish = lambda: tail(Load(cbuf, here))  # noqa: E731
-        compute = (compute, If(last, (Assign(i, i0), Assign(j, j0), point(finish, mcur, ncur))))
+        block = (compute, If(last, (Assign(i, i0), Assign(j, j0), point(finish, mcur, ncur))))
     else:
-        compute = (compute,)
+        block = (compute,)
     k_block_head = (Assign(p0, mul(pb, kc)), Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))))
     n_block_head = (Assign(j0, add(n_lo, mul(jb, nc))), Assign(ncur, minimum(nc, sub(n_hi, j0))),
                     Assign(jpan, ceildiv(ncur, C)))
@@ -383,12 +383,12 @@ def emit_microkernel(low, st, tail) -> list:
     k_count, n_count = ceildiv(Const(Kt, "int64"), kc), ceildiv(sub(n_hi, n_lo), nc)
     m_count = ceildiv(sub(m_hi, m_lo), mc)
     if a_outer:
-        m_blocks = For(ib, m_count, "serial", m_block_head + compute)
+        m_blocks = For(ib, m_count, "serial", m_block_head + block)
         n_blocks = For(jb, n_count, "serial", n_block_head + (pack_b, m_blocks))
         nest = For(pb, k_count, "serial", k_block_head + (Assign(apan, ceildiv(sub(m_hi, m_lo), R)),
                                                          pack_a, n_blocks))
     else:
-        m_blocks = For(ib, m_count, "serial", m_block_head + (pack_a,) + compute)
+        m_blocks = For(ib, m_count, "serial", m_block_head + (pack_a,) + block)
         k_blocks = For(pb, k_count, "serial", k_block_head + (pack_b, m_blocks))
         nest = For(jb, n_count, "serial", n_block_head + (k_blocks,))
     part_body = part_head + batch_assign + unit_assign + [
