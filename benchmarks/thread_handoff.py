@@ -1,5 +1,6 @@
 """Thread hand-off cost: how long a kernel call split across the pool takes when the chunks do
-nothing, against the same call on one thread and against a sleeping ThreadPoolExecutor."""
+nothing, for a compiled step called by address (how kernels run) and for a Python callable,
+against the same call on one thread and against a sleeping ThreadPoolExecutor."""
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,18 @@ def main(argv=None) -> int:
     import numpy as np
     from numba import njit
 
-    from codegen.parallel import run_parallel, thread_count
+    from numba import cfunc
+
+    from codegen.parallel import run_parallel, run_step, thread_count
+    from codegen.step_abi import STEP_SIGNATURE, array_at
 
     @njit("void(int64, int64, float32[::1], int64)", nogil=True)
-    def noop(lo, hi, a, p):  # a compiled, GIL-free step like a generated one
+    def noop(lo, hi, a, p):  # a compiled, GIL-free Python callable
         pass
+
+    @cfunc(STEP_SIGNATURE)
+    def noop_step(lo, hi, args):  # a step as generated kernels have them
+        array_at(args[0], (4,), np.float32)[0] += 0
 
     a = np.zeros(4, np.float32)
     threads = max(2, thread_count())
@@ -43,9 +51,13 @@ def main(argv=None) -> int:
         for f in [sleeping.submit(noop, k, k + 1, a, 0) for k in range(threads)]:
             f.result()
 
+    params = np.zeros(1, np.int64)
     variants = {
+        "compiled step, one thread": lambda: run_step(noop_step.address, threads, (a,), params, 1),
+        f"compiled step, spinning pool ({threads} chunks)":
+            lambda: run_step(noop_step.address, threads, (a,), params, threads),
         "one thread (run_parallel, 1 chunk)": lambda: run_parallel(noop, threads, (a, 0), 1),
-        f"spinning pool ({threads} chunks)": lambda: run_parallel(noop, threads, (a, 0), threads),
+        f"spinning pool, Python callable ({threads} chunks)": lambda: run_parallel(noop, threads, (a, 0), threads),
         f"ThreadPoolExecutor ({threads} tasks)": executor_call,
     }
     results = {name: [] for name in variants}
@@ -55,7 +67,7 @@ def main(argv=None) -> int:
     sleeping.shutdown()
     table = {name: round(statistics.median(v) * 1e6, 1) for name, v in results.items()}
     for name, us in table.items():
-        print(f"{name:40s} {us:8.1f} us per call (median of {args.rounds} x {args.calls})")
+        print(f"{name:48s} {us:8.1f} us per call (median of {args.rounds} x {args.calls})")
     if args.out != "none":
         import os
         os.makedirs(args.out, exist_ok=True)

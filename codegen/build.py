@@ -67,11 +67,12 @@ def _generated(op, target, config) -> tuple:
     return tgt, config, sch, nest, generate(simulate(nest)), ()
 
 
-# Handing work to a pool thread costs about 50 us on this class of machine (measured: a
-# 128x768 layer norm took 58 us on one thread, 109 us on two), so operators that touch less
-# than this much data and do little arithmetic run on the calling thread.
-SERIAL_BYTES = 1 << 20
-SERIAL_FLOPS = 4_000_000
+# Handing work to the pool costs about 2 us a call (benchmarks/thread_handoff.py), so two
+# threads win once one thread needs more than about 7 us (measured with default schedules: a
+# 8x256 layer norm, 6.0 us on one thread, 6.7 on two; a 64x128 softmax 8.1 and 7.3 us; a 64^3
+# matmul 11.5 and 9.5 us). Operators under both of these sizes run on the calling thread.
+SERIAL_BYTES = 32 << 10
+SERIAL_FLOPS = 200_000
 
 
 def _small(op) -> bool:

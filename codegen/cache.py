@@ -12,7 +12,7 @@ from pathlib import Path
 from schedules.options import options
 
 # Part of every cache key: bump when generated code changes meaning for the same source.
-CODEGEN_VERSION = "numba-1"
+CODEGEN_VERSION = "numba-2"
 
 _memory: dict = {}
 _lock = threading.Lock()
@@ -50,11 +50,7 @@ def compiled(source: str, target_key: str):
 
 def _origin(steps) -> str:
     """'disk' when Numba loaded every step from its cache, else 'compiled'."""
-    for step, _ in steps:
-        stats = step.stats
-        if sum(stats.cache_misses.values()) or not sum(stats.cache_hits.values()):
-            return "compiled"
-    return "disk"
+    return "disk" if all(step.cache_hits for step, _ in steps) else "compiled"
 
 
 def _load_from_disk(source: str, key: str, folder: Path):

@@ -1,12 +1,13 @@
 """Runs generated kernel source in the Python interpreter, without Numba, for fast checks.
 
-The source is exactly what Numba would compile; only the decorator becomes a no-op. Tests use
+The source is exactly what Numba would compile; only the decorator becomes a no-op, and the
+argument block holds the arrays themselves instead of their addresses. Tests use
 it to check the index math of many sampled configs in milliseconds instead of compiling each.
 """
 from __future__ import annotations
 
 
-def python_njit(*args, **kwargs):
+def python_cfunc(*args, **kwargs):
     def keep(fn):
         return fn
     return keep
@@ -53,7 +54,9 @@ def python_transpose_copy(width: int):
 
 def interpreted_steps(source: str) -> list:
     namespace: dict = {"__name__": "autosched_interpreted"}
-    code = source.replace("from numba import njit", "from codegen.interpret import python_njit as njit")
+    code = source.replace("from numba import cfunc", "from codegen.interpret import python_cfunc as cfunc")
+    code = code.replace("from codegen.step_abi import STEP_SIGNATURE, array_at",
+                        "from codegen.step_abi import STEP_SIGNATURE, python_array_at as array_at")
     code = code.replace("from codegen.simd import outer_product_kernel, transpose_copy, vector_copy",
                         "from codegen.interpret import python_outer_product as outer_product_kernel, "
                         "python_transpose_copy as transpose_copy, python_vector_copy as vector_copy")

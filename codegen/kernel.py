@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-from .parallel import run_parallel, thread_count
+from .parallel import run_step, thread_count
 
 
 @dataclass(frozen=True, eq=False)
@@ -16,7 +17,7 @@ class Kernel:
     source: str
     loopnest: object = field(repr=False)
     params: tuple = ()             # runtime-knob values passed to the compiled steps
-    steps: tuple = field(default=(), repr=False)  # (step function, parallel extent or None)
+    steps: tuple = field(default=(), repr=False)  # (step cfunc, parallel extent or None)
     compile_seconds: float = 0.0
     cache_key: str = ""
     origin: str = "compiled"       # "compiled", "disk" or "memory" cache, or "interpreted"
@@ -26,15 +27,35 @@ class Kernel:
         """Run on numpy inputs; returns the output array (a tuple for several outputs)."""
         inputs = self.op.check_inputs(arrays)
         outs = self._outputs(out)
-        temps = [self._scratch(b) for b in self.loopnest.temps]
-        args = (*inputs, *outs, *temps, *self.params)
+        buffers = (*inputs, *outs, *(self._scratch(b) for b in self.loopnest.temps))
         threads = thread_count() if self.max_threads is None else min(self.max_threads, thread_count())
+        if self.origin == "interpreted":
+            self._interpret(buffers, threads)
+        else:
+            for (step, extent), entry in zip(self.steps, self._entries):
+                run_step(entry, 1 if extent is None else extent, buffers, self._param_block,
+                         1 if extent is None else threads)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    @cached_property
+    def _entries(self) -> tuple:
+        return tuple(step.address for step, _ in self.steps)
+
+    @cached_property
+    def _param_block(self):
+        return np.asarray(self.params, dtype=np.int64).reshape(-1)
+
+    def _interpret(self, buffers, threads: int) -> None:
+        """Each step in the chunks the pool would run, one after another, with the arrays
+        themselves in the argument block (codegen/step_abi.py)."""
+        block = [*buffers, *self.params]
         for step, extent in self.steps:
             if extent is None:
-                step(*args)
-            else:
-                run_parallel(step, extent, args, threads)
-        return outs[0] if len(outs) == 1 else tuple(outs)
+                step(0, 1, block)
+                continue
+            chunks = max(1, min(extent, threads))
+            for k in range(chunks):
+                step(extent * k // chunks, extent * (k + 1) // chunks, block)
 
     def _scratch(self, b):
         if self.origin == "interpreted":

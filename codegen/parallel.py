@@ -1,15 +1,21 @@
-"""Runs the parallel steps of a kernel: the outer loop's range split across a thread pool."""
+"""Runs kernel steps over their outer loop's range, split across a pool of spinning threads."""
 from __future__ import annotations
 
 import os
 import threading
 import time
 
+import numpy as np
+from numba import literal_unroll, njit
+
 from schedules.options import num_threads, pin_threads
+
+from .spin import address_of, call_step, full_fence, load_acquire, pause, store_release, wait_at_least
 
 _pool = None
 _pool_size = 0
 _lock = threading.Lock()
+_cpu_list = None
 
 
 def thread_count() -> int:
@@ -24,50 +30,152 @@ def _available_cores() -> int:
 
 
 def _cpus() -> list:
-    """The CPUs this process may run on, where the OS says (Linux)."""
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    """The CPUs this process may run on, where the OS says (Linux). Read once per process:
+    the system call cost 1.7 us, a tenth of a small kernel's call."""
+    global _cpu_list
+    if _cpu_list is None:
+        _cpu_list = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return _cpu_list
 
 
 def _forget_pool_after_fork() -> None:
-    # A forked child inherits the pool object but none of its threads; tasks submitted to it
+    # A forked child inherits the pool object but none of its threads; tasks posted to it
     # would wait forever. The child starts a fresh pool on first use instead.
-    global _pool, _pool_size, _lock
-    _pool, _pool_size, _lock = None, 0, threading.Lock()
+    global _pool, _pool_size, _lock, _cpu_list
+    _pool, _pool_size, _lock, _cpu_list = None, 0, threading.Lock(), None
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
-# Polls (about 27 ns each on a Zen3 core) a pool thread keeps spinning after its last task
-# before it sleeps, and the caller spends waiting before it polls with short sleeps: back-to-
-# back kernel calls (a model, a timing loop) find the threads awake, while an idle process
-# stops burning its cores within about a millisecond.
+# Polls (a few tens of ns each) a pool thread keeps spinning after its last task before it
+# sleeps, and the caller spends waiting before it polls with short sleeps: back-to-back kernel
+# calls (a model, a timing loop) find the threads awake, while an idle process stops burning
+# its cores within about a millisecond.
 WORKER_SPINS = 40_000
 CALLER_SPINS = 40_000
-_STRIDE = 8  # int64 counters one 64-byte line apart, so threads never share a cache line
+
+# One worker's control words: the caller's on one 64-byte line, the worker's on the next, so
+# neither side's writes evict the line the other polls.
+_SLOT = 16
+_GO, _ENTRY, _LO, _HI, _BLOCK = 0, 1, 2, 3, 4       # written by the caller
+_DONE, _SLEEPING = 8, 9                              # written by the worker
+# What serve() returns: the worker should sleep, or run a Python task (or stop).
+_IDLE, _PYTHON_TASK = 0, 1
+# What fork_join() returns: all chunks done, workers asleep (wake them, then join), or the
+# caller's spin ran out (keep waiting).
+_JOINED, _ASLEEP, _PENDING = 0, 1, 2
+
+
+@njit("UniTuple(int64, 2)(int64[::1], int64, int64, int64)", nogil=True, cache=True)
+def _serve(ctl, worker, expected, polls):
+    """A worker's loop in native code: run every step posted to it until it has spun `polls`
+    times with nothing to do, or a Python task (or the stop signal) arrives."""
+    base = worker * _SLOT
+    while True:
+        spins = 0
+        generation = load_acquire(ctl, base + _GO)
+        while generation < expected:
+            spins += 1
+            if spins > polls:
+                return _IDLE, expected
+            pause()
+            generation = load_acquire(ctl, base + _GO)
+        entry = ctl[base + _ENTRY]
+        if entry == 0:
+            return _PYTHON_TASK, generation
+        call_step(entry, ctl[base + _LO], ctl[base + _HI], ctl[base + _BLOCK])
+        store_release(ctl, base + _DONE, generation)
+        expected = generation + 1
+
+
+@njit("boolean(int64[::1], int64, int64)", nogil=True, cache=True)
+def _announce_sleep(ctl, worker, expected):
+    """Mark the worker asleep, then look for work once more: True if work came meanwhile."""
+    base = worker * _SLOT
+    store_release(ctl, base + _SLEEPING, 1)
+    full_fence()
+    if load_acquire(ctl, base + _GO) >= expected:
+        store_release(ctl, base + _SLEEPING, 0)
+        return True
+    return False
+
+
+@njit("boolean(int64[::1], int64, int64)", nogil=True, cache=True)
+def _publish(ctl, workers, generation):
+    """Post `generation` to the first `workers` workers; True if any of them is asleep."""
+    for w in range(workers):
+        store_release(ctl, w * _SLOT + _GO, generation)
+    full_fence()
+    for w in range(workers):
+        if load_acquire(ctl, w * _SLOT + _SLEEPING):
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True)
+def _joined(ctl, workers, generation, polls):
+    for w in range(workers):
+        if not wait_at_least(ctl, w * _SLOT + _DONE, generation, polls):
+            return False
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _pack(block, arrays, params):
+    i = 0
+    for a in literal_unroll(arrays):
+        block[i] = address_of(a)
+        i += 1
+    for j in range(params.size):
+        block[i + j] = params[j]
+    return address_of(block)
+
+
+@njit(nogil=True, cache=True)
+def _run_serial(entry, lo, hi, block, arrays, params):
+    call_step(entry, lo, hi, _pack(block, arrays, params))
+
+
+@njit("void(int64, int64, int64, int64[::1])", nogil=True, cache=True)
+def _run_chunk(entry, lo, hi, block):
+    call_step(entry, lo, hi, address_of(block))
+
+
+@njit(nogil=True, cache=True)
+def _fork_join(ctl, chunks, generation, entry, extent, block, arrays, params, polls):
+    """Post chunks 1.. of [0, extent) to workers, run chunk 0 here, and wait for the rest."""
+    address = _pack(block, arrays, params)
+    workers = chunks - 1
+    for w in range(workers):
+        base = w * _SLOT
+        ctl[base + _ENTRY] = entry
+        ctl[base + _LO] = extent * (w + 1) // chunks
+        ctl[base + _HI] = extent * (w + 2) // chunks
+        ctl[base + _BLOCK] = address
+    if _publish(ctl, workers, generation):
+        return _ASLEEP
+    call_step(entry, 0, extent // chunks, address)
+    return _JOINED if _joined(ctl, workers, generation, polls) else _PENDING
 
 
 class _SpinPool:
     """Worker threads that wait for work by spinning on a counter without the GIL.
 
-    A thread pool that sleeps on a queue costs about 80 us per call on this class of machine
-    (measured: two no-op tasks round-trip in 82 us median, 130 us unpinned), most of it the
-    kernel waking a sleeping thread; a 384x14x14 depthwise convolution took as long on two
-    threads as on one. Here the caller posts each worker a generation number, runs the first
-    chunk itself, and spins until every worker has published that generation as done.
+    A thread pool that sleeps on a queue costs about 80 us per call on this class of machine,
+    most of it the kernel waking a sleeping thread. Here the caller posts each worker a
+    generation number, runs the first chunk itself, and spins until every worker has published
+    that generation as done. Compiled steps are called by address from native code on both
+    sides, so no thread needs the GIL between the post and the join (a worker that needed it
+    made a two-thread call cost 13-27 us instead of a few).
     """
 
     def __init__(self, workers: int, cpus: list):
-        import numpy as np
-        from .spin import wait_at_least
         self.workers = workers
-        self.wait = wait_at_least
-        self.go = np.zeros(workers * _STRIDE, np.int64)
-        self.done = np.zeros(workers * _STRIDE, np.int64)
+        self.ctl = np.zeros(workers * _SLOT, np.int64)
         self.tasks = [None] * workers
         self.errors = [None] * workers
-        self.sleeping = [False] * workers
         self.cond = threading.Condition()
         self.busy = threading.Lock()
         self.generation = 0
@@ -78,21 +186,27 @@ class _SpinPool:
             t.start()
             self.threads.append(t)
 
+    @property
+    def sleeping(self) -> list:
+        return [bool(self.ctl[w * _SLOT + _SLEEPING]) for w in range(self.workers)]
+
     def _work(self, w: int, cpu) -> None:
         if cpu is not None:
             try:
                 os.sched_setaffinity(0, {cpu})  # 0: the calling thread on Linux
             except OSError:
                 pass  # a restricted container: run unpinned
-        slot, expected = w * _STRIDE, 1
+        expected = 1
         while True:
-            if not self.wait(self.go, slot, expected, WORKER_SPINS):
+            status, expected = _serve(self.ctl, w, expected, WORKER_SPINS)
+            if status == _IDLE:
                 with self.cond:
-                    self.sleeping[w] = True
-                    while self.go[slot] < expected:
-                        self.cond.wait()
-                    self.sleeping[w] = False
-            generation = int(self.go[slot])
+                    if not _announce_sleep(self.ctl, w, expected):
+                        while not wait_at_least(self.ctl, w * _SLOT + _GO, expected, 0):
+                            self.cond.wait()
+                        self.ctl[w * _SLOT + _SLEEPING] = 0
+                continue
+            generation = expected
             task, self.tasks[w] = self.tasks[w], None
             if task is None:
                 return  # the pool was replaced
@@ -100,38 +214,56 @@ class _SpinPool:
                 task[0](*task[1])
             except BaseException as exc:  # handed to the caller, which re-raises it
                 self.errors[w] = exc
-            self.done[slot] = generation
+            self.ctl[w * _SLOT + _DONE] = generation
             expected = generation + 1
 
-    def _post(self, tasks) -> int:
-        self.generation += 1
-        for w, task in enumerate(tasks):
-            self.tasks[w] = task
-            self.go[w * _STRIDE] = self.generation
+    def _wake(self) -> None:
         with self.cond:
-            if any(self.sleeping[:len(tasks)]):
-                self.cond.notify_all()
-        return self.generation
+            self.cond.notify_all()
+
+    def _join(self, workers: int, generation: int) -> None:
+        if not _joined(self.ctl, workers, generation, CALLER_SPINS):
+            while not _joined(self.ctl, workers, generation, 200):
+                time.sleep(20e-6)
+
+    def run_step(self, entry: int, extent: int, chunks: int, block, arrays: tuple, params) -> bool:
+        """Run a compiled step over [0, extent) in `chunks` chunks; False if another thread
+        holds the pool (the caller then runs the step alone)."""
+        if not self.busy.acquire(blocking=False):
+            return False
+        try:
+            self.generation += 1
+            state = _fork_join(self.ctl, chunks, self.generation, entry, extent, block, arrays,
+                               params, CALLER_SPINS)
+            if state == _ASLEEP:
+                self._wake()
+                _run_chunk(entry, 0, extent // chunks, block)
+            if state != _JOINED:
+                self._join(chunks - 1, self.generation)
+        finally:
+            self.busy.release()
+        return True
 
     def run(self, calls: list) -> None:
-        """Run calls[0] on this thread and the others on workers; returns when all are done."""
+        """Run Python calls: calls[0] on this thread and the others on workers."""
         if not self.busy.acquire(blocking=False):
             for fn, args in calls:  # another thread is using the pool: run serially here
                 fn(*args)
             return
         try:
             rest = calls[1:]
-            generation = self._post(rest)
+            self.generation += 1
+            for w, task in enumerate(rest):
+                self.tasks[w] = task
+                self.ctl[w * _SLOT + _ENTRY] = 0
+            if _publish(self.ctl, len(rest), self.generation):
+                self._wake()
             error = None
             try:
                 calls[0][0](*calls[0][1])
             except BaseException as exc:
                 error = exc
-            for w in range(len(rest)):
-                slot = w * _STRIDE
-                if not self.wait(self.done, slot, generation, CALLER_SPINS):
-                    while not self.wait(self.done, slot, generation, 200):
-                        time.sleep(20e-6)
+            self._join(len(rest), self.generation)
             errors = [e for e in self.errors[:len(rest)] if e is not None]
             self.errors[:len(rest)] = [None] * len(rest)
             if error is not None or errors:
@@ -141,7 +273,12 @@ class _SpinPool:
 
     def close(self) -> None:
         with self.busy:
-            self._post([None] * self.workers)
+            self.generation += 1
+            for w in range(self.workers):
+                self.tasks[w] = None
+                self.ctl[w * _SLOT + _ENTRY] = 0
+            if _publish(self.ctl, self.workers, self.generation):
+                self._wake()
 
 
 def _spin_pool(workers: int) -> _SpinPool:
@@ -163,9 +300,19 @@ def _spin_pool(workers: int) -> _SpinPool:
         return _pool
 
 
+def run_step(entry: int, extent: int, arrays: tuple, params, threads: int) -> None:
+    """Run the compiled step at address `entry` (codegen/step_abi.py) over [0, extent) on up
+    to `threads` threads; `params` is the int64 array of its runtime knob values."""
+    block = np.empty(len(arrays) + len(params), np.int64)
+    chunks = max(1, min(extent, threads))
+    if chunks == 1 or not _spin_pool(threads - 1).run_step(entry, extent, chunks, block, arrays, params):
+        _run_serial(entry, 0, extent, block, arrays, params)
+
+
 def run_parallel(step, extent: int, args: tuple, threads: int, chunks_per_thread: int = 1) -> None:
-    """Call step(lo, hi, *args) over [0, extent); the steps release the GIL, so threads overlap.
-    The calling thread runs the first chunk of each round of `threads` chunks."""
+    """Call the Python callable step(lo, hi, *args) over [0, extent) on the pool's threads
+    (a compiled step that releases the GIL overlaps). The calling thread runs the first chunk
+    of each round of `threads` chunks."""
     chunks = max(1, min(extent, threads * chunks_per_thread))
     if chunks == 1 or threads == 1:
         step(0, extent, *args)
@@ -173,6 +320,6 @@ def run_parallel(step, extent: int, args: tuple, threads: int, chunks_per_thread
     bounds = [extent * k // chunks for k in range(chunks + 1)]
     calls = [(step, (bounds[k], bounds[k + 1], *args)) for k in range(chunks)]
     width = min(threads, chunks)
-    pool = _spin_pool(width - 1)
+    pool = _spin_pool(threads - 1)
     for first in range(0, chunks, width):
         pool.run(calls[first:first + width])

@@ -1,4 +1,4 @@
-"""GIL-free spin-waiting on shared counters, so pool threads answer a kernel call in microseconds."""
+"""GIL-free pool primitives: atomic counters, fences and calls through a step's C address."""
 from __future__ import annotations
 
 import platform
@@ -10,22 +10,54 @@ from numba.extending import intrinsic
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
-@intrinsic
-def _load_acquire(typingctx, arr, index):
-    """counters[index] as an atomic acquire load: the compiler can neither hoist it out of a
-    polling loop nor move later reads before it."""
+def _slot_pointer(context, builder, signature, args):
+    ary = context.make_array(signature.args[0])(context, builder, args[0])
+    idx = context.cast(builder, args[1], signature.args[1], types.int64)
+    return builder.gep(ary.data, [idx])
+
+
+def _require_int64_array(name, arr):
     if not (isinstance(arr, types.Array) and arr.dtype == types.int64):
-        raise TypeError(f"load_acquire: needs an int64 array, got {arr}")
+        raise TypeError(f"{name}: needs an int64 array, got {arr}")
+
+
+@intrinsic
+def load_acquire(typingctx, arr, index):
+    """arr[index] as an atomic acquire load: the compiler can neither hoist it out of a
+    polling loop nor move later reads before it."""
+    _require_int64_array("load_acquire", arr)
 
     def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        idx = context.cast(builder, args[1], signature.args[1], types.int64)
-        return builder.load_atomic(builder.gep(ary.data, [idx]), "acquire", 8)
+        return builder.load_atomic(_slot_pointer(context, builder, signature, args), "acquire", 8)
     return types.int64(arr, index), codegen
 
 
 @intrinsic
-def _pause(typingctx):
+def store_release(typingctx, arr, index, value):
+    """arr[index] = value as an atomic release store: every write before it (a chunk's
+    results, a task's arguments) is visible to a thread that acquire-loads the value."""
+    _require_int64_array("store_release", arr)
+
+    def codegen(context, builder, signature, args):
+        value = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.store_atomic(value, _slot_pointer(context, builder, signature, args), "release", 8)
+        return context.get_dummy_value()
+    return types.none(arr, index, value), codegen
+
+
+@intrinsic
+def full_fence(typingctx):
+    """A sequentially consistent fence. A caller that stores `go` and then loads `sleeping`,
+    against a worker that stores `sleeping` and then loads `go`, needs one on both sides: x86
+    may otherwise let each load pass its own earlier store, and both would miss the other."""
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@intrinsic
+def pause(typingctx):
     """x86 `pause` between polls: it eases the spin on the memory bus and on a sibling
     hyperthread. Nothing elsewhere."""
     def codegen(context, builder, signature, args):
@@ -38,11 +70,36 @@ def _pause(typingctx):
     return types.none(), codegen
 
 
+@intrinsic
+def address_of(typingctx, arr):
+    """The address of an array's first element, as an int64 for an argument block."""
+    if not isinstance(arr, types.Array):
+        raise TypeError(f"address_of: needs an array, got {arr}")
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.ptrtoint(ary.data, ir.IntType(64))
+    return types.int64(arr), codegen
+
+
+@intrinsic
+def call_step(typingctx, entry, lo, hi, block):
+    """Call the compiled step at address `entry` as step(lo, hi, args): the C signature every
+    generated step has (codegen/step_abi.py), with `args` the address of its argument block."""
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(ir.VoidType(), [i64, i64, i64.as_pointer()])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(fn, [args[1], args[2], builder.inttoptr(args[3], i64.as_pointer())])
+        return context.get_dummy_value()
+    return types.none(types.int64, types.int64, types.int64, types.int64), codegen
+
+
 @njit("boolean(int64[::1], int64, int64, int64)", nogil=True, cache=True)
 def wait_at_least(counters, index, value, polls):
     """Spin, without the GIL, until counters[index] >= value; False after `polls` polls."""
     for _ in range(polls):
-        if _load_acquire(counters, index) >= value:
+        if load_acquire(counters, index) >= value:
             return True
-        _pause()
-    return _load_acquire(counters, index) >= value
+        pause()
+    return load_acquire(counters, index) >= value

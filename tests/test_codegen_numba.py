@@ -75,6 +75,27 @@ def test_wrong_shape_and_dtype_raise_value_error_with_shapes():
         kernel(a)
 
 
+def test_non_contiguous_inputs_are_accepted_and_computed_right():
+    op = ops.matmul(8, 6, 4)
+    kernel = build(op, "cpu")
+    a, b = op.random_inputs(0)
+    wide = np.zeros((4, 12), np.float32)
+    wide[:, ::2] = b  # a strided view: the step reads the contiguous copy check_inputs makes
+    assert_matches(op, kernel(a, wide[:, ::2]), op.reference(a, b))
+
+
+def test_steps_unpack_their_argument_block_in_buffer_order():
+    op = ops.softmax(4, 9)
+    kernel = build(op, "cpu", jit=False)
+    (x,) = op.random_inputs(0)
+    out = np.empty((4, 9), np.float32)
+    step, extent = kernel.steps[0]
+    step(0, extent, [x, out, *kernel.params])
+    assert_matches(op, out, op.reference(x))
+    with pytest.raises(TypeError, match=r"float32 array of shape \(4, 9\)"):
+        step(0, extent, [out.astype(np.float64), x, *kernel.params])
+
+
 def test_out_argument_is_filled_and_checked():
     op = ops.softmax(4, 9)
     kernel = build(op, "cpu")

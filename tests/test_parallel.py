@@ -119,3 +119,68 @@ def test_the_spin_wait_sees_a_counter_reach_its_value_and_gives_up_otherwise():
     assert not wait_at_least(counters, 8, 1, 1000)
     counters[8] = 5
     assert wait_at_least(counters, 8, 5, 1) and not wait_at_least(counters, 8, 6, 10)
+
+
+# Compiled steps, as generated kernels have them: called by address from native code.
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from numba import cfunc  # noqa: E402
+
+from codegen.parallel import run_step  # noqa: E402
+from codegen.step_abi import STEP_SIGNATURE, array_at  # noqa: E402
+
+
+@cfunc(STEP_SIGNATURE, cache=False)
+def _count_step(lo, hi, args):
+    """out[i] += scale * i + shift for i in [lo, hi): params scale, shift after two arrays."""
+    n = args[2]
+    out = array_at(args[0], (n,), np.int64)
+    calls = array_at(args[1], (1,), np.int64)
+    for i in range(lo, hi):
+        out[i] += args[3] * i + args[4]
+    calls[0] += 0  # touched, so a wrong address in the block faults the test instead of passing
+
+
+def _run_count(extent, threads, scale=3, shift=5):
+    out, calls = np.zeros(extent, np.int64), np.zeros(1, np.int64)
+    params = np.array([extent, scale, shift], np.int64)
+    _within(30, lambda: run_step(_count_step.address, extent, (out, calls), params, threads))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(extent=st.integers(1, 200), threads=st.integers(1, 4))
+def test_a_compiled_step_runs_every_index_once_with_its_knob_values(extent, threads):
+    assert (_run_count(extent, threads) == 3 * np.arange(extent) + 5).all()
+
+
+def test_workers_asleep_wake_for_a_compiled_step():
+    for _ in range(3):
+        assert (_run_count(64, 2, 1, 0) == np.arange(64)).all()
+        time.sleep(0.05)  # far beyond the workers' spinning time
+        assert all(parallel._pool.sleeping)
+
+
+def test_compiled_steps_and_python_tasks_share_the_pool():
+    seen, step = _recording_step()
+    out = np.zeros(10, np.int64)
+    for _ in range(20):
+        assert (_run_count(10, 2, 0, 1) == 1).all()
+        _run(step, 10, (out,), 2)
+    assert (out == 20).all() and sorted(seen) == sorted(list(range(10)) * 20)
+
+
+def test_concurrent_callers_of_compiled_steps_each_get_their_whole_range():
+    results = []
+
+    def caller():
+        for _ in range(50):
+            results.append((_run_count(1000, 2, 2, 1) == 2 * np.arange(1000) + 1).all())
+
+    threads = [threading.Thread(target=caller, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert len(results) == 200 and all(results)
