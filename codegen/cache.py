@@ -12,7 +12,7 @@ from pathlib import Path
 from schedules.options import options
 
 # Part of every cache key: bump when generated code changes meaning for the same source.
-CODEGEN_VERSION = "numba-2"
+CODEGEN_VERSION = "numba-1"
 
 _memory: dict = {}
 _lock = threading.Lock()
