@@ -1,6 +1,7 @@
 """Direct sliding-window kernels: which stages qualify, and the window schedule against the
 reference for depthwise convolutions, pooling and a user operator, borders included."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -169,3 +170,28 @@ def test_window_kernel_on_a_non_window_stage_names_the_stage():
         lower(sch)
     with pytest.raises(ScheduleError, match="block"):
         sch["rowmax"].window_kernel(0)
+
+
+@settings(max_examples=40, **RELAXED)
+@given(W=st.integers(14, 45), pad=st.integers(0, 2), stride=st.integers(1, 2),
+       kind=st.sampled_from(["depthwise", "max_pool"]), block=st.sampled_from(WINDOW_BLOCKS),
+       seed=st.integers(0, 3))
+def test_rows_of_a_vector_or_more_run_in_whole_vectors_and_match_the_reference(W, pad, stride, kind,
+                                                                              block, seed):
+    if kind == "depthwise":
+        op, stage = ops.depthwise_conv2d(1, 2, 3, W, 3, 3, stride, pad, bias=True, activation="relu"), \
+            "depthwise_conv2d"
+    else:
+        op, stage = ops.pool2d(1, 2, 3, W, (3, 3), stride, min(pad, 1), "max"), "pool_max"
+    space = op.space("cpu")
+    config = space.validate(dict(space.default()) | {f"{stage}.kernel": "window", f"{stage}.win_block": block})
+    kernel = build(op, "cpu", config, jit=False)
+    args = op.random_inputs(seed)
+    assert_matches(op, kernel(*args), op.reference(*args), f"config {config.to_json()}")
+    window, sch = _stage(op, stage)
+    lo, hi = interior(window.axis, window.reduce_axis, expand_inlined(sch, window).source)
+    chunks = re.search(rf"for {stage}_chunk in range\((.*)\):", kernel.source).group(1)
+    if hi - lo >= 16:  # whole vectors, then one vector ending the row if points are left
+        assert chunks == ("1" if (hi - lo) % 16 == 0 else "2")
+    else:
+        assert "win_block" in chunks
