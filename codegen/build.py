@@ -13,13 +13,15 @@ class CompileError(ScheduleError):
     """The generated source failed to compile."""
 
 
-def build(op, target="cpu", config=None, *, jit: bool = True) -> Kernel:
+def build(op, target="cpu", config=None, *, jit: bool = True, constants=()) -> Kernel:
     """Compile `op` for `target` with `config` (None: the default heuristic schedule).
 
     jit=False runs the same generated source in the Python interpreter: slow, but with no
-    compile step, for checking schedules on tiny shapes.
+    compile step, for checking schedules on tiny shapes. `constants` names inputs that stay
+    the same across calls (weights): micro-kernel operands read from them are packed by
+    steps of their own, which `Kernel.bind` runs once (CPU targets).
     """
-    tgt, config, sch, nest, source, launches = _generated(op, target, config)
+    tgt, config, sch, nest, source, launches = _generated(op, target, config, tuple(constants))
     if tgt.kind == "cuda":
         from .cuda_kernel import CudaKernel
         return CudaKernel.create(op, tgt, config, nest, source, launches)
@@ -42,12 +44,12 @@ def build(op, target="cpu", config=None, *, jit: bool = True) -> Kernel:
                   origin=origin, max_threads=1 if _small(op) else None)
 
 
-def kernel_source(op, target="cpu", config=None) -> str:
+def kernel_source(op, target="cpu", config=None, constants=()) -> str:
     """The source build() would compile for this config, generated without compiling it."""
-    return _generated(op, target, config)[4]
+    return _generated(op, target, config, tuple(constants))[4]
 
 
-def _generated(op, target, config) -> tuple:
+def _generated(op, target, config, constants=()) -> tuple:
     """(target, config, schedule, loop nest, source, launches). On GPU targets the nest is the
     GPU nest; cuda's source is CUDA C with its kernels' launches, cuda-sim's the Numba source
     of the same nest run on the CPU. Launches are () but on cuda."""
@@ -56,7 +58,7 @@ def _generated(op, target, config) -> tuple:
     config = space.default() if config is None else space.validate(config)
     sch = space.apply(config)
     if not tgt.is_gpu:
-        nest = lower(sch)
+        nest = lower(sch, constants)
         return tgt, config, sch, nest, generate(nest), ()
     from schedules.gpu_lower import lower_gpu
     nest = lower_gpu(sch)

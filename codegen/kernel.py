@@ -1,6 +1,7 @@
 """Kernel: a compiled operator callable with its source, config, target and loop nest."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -22,20 +23,70 @@ class Kernel:
     cache_key: str = ""
     origin: str = "compiled"       # "compiled", "disk" or "memory" cache, or "interpreted"
     max_threads: int | None = None  # 1 for work too small to pay for waking a second thread
+    bound: tuple = field(default=(), repr=False)   # (input position, array) fixed by bind()
+    packed: tuple = field(default=(), repr=False)  # (temp position, array) bind() filled
 
     def __call__(self, *arrays, out=None):
-        """Run on numpy inputs; returns the output array (a tuple for several outputs)."""
-        inputs = self.op.check_inputs(arrays)
+        """Run on numpy inputs (those not bound, in order); returns the output array (a tuple
+        for several outputs)."""
+        inputs = self.op.check_inputs(self._with_bound(arrays))
         outs = self._outputs(out)
-        buffers = (*inputs, *outs, *(self._scratch(b) for b in self.loopnest.temps))
+        temps = [self._scratch(b) for b in self.loopnest.temps]
+        for k, array in self.packed:
+            temps[k] = array
+        self._run((*inputs, *outs, *temps), len(self.loopnest.prepacked) if self.packed else 0)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def bind(self, **constants) -> "Kernel":
+        """This kernel with some inputs fixed (a layer's weights): the returned kernel takes the
+        other inputs, in order. Operands it packs from inputs named in build(constants=...) are
+        packed now, once, instead of on every call; the bound arrays must not change later."""
+        names = [t.name for t in self.op.inputs]
+        taken = dict(self.bound)
+        for name, array in constants.items():
+            if name not in names:
+                raise ValueError(f"operator {self.op.name} has no input {name!r} to bind "
+                                 f"(inputs: {', '.join(names)})")
+            taken[names.index(name)] = array
+        full = [taken.get(k, np.zeros(t.shape, t.dtype)) for k, t in enumerate(self.op.inputs)]
+        inputs = self.op.check_inputs(full)
+        bound = tuple((k, inputs[k]) for k in sorted(taken))
+        packed = dict(self.packed)
+        fixed = {names[k] for k in taken}
+        missing = [name for name, _ in self.loopnest.prepacked if name not in fixed]
+        if self.loopnest.prepacked and not missing and not self.packed:
+            temps = [self._scratch(b) for b in self.loopnest.temps]
+            outs = [np.empty(t.shape, dtype=t.dtype) for t in self.op.outputs]
+            setup = len(self.loopnest.prepacked)
+            self._run((*inputs, *outs, *temps), 0, stop=setup)
+            for _, buf in self.loopnest.prepacked:
+                k = self.loopnest.temps.index(buf)
+                packed[k] = temps[k]
+        return dataclasses.replace(self, bound=bound, packed=tuple(sorted(packed.items())))
+
+    def _with_bound(self, arrays) -> tuple:
+        if not self.bound:
+            return arrays
+        free = len(self.op.inputs) - len(self.bound)
+        if len(arrays) != free:
+            names = [t.name for k, t in enumerate(self.op.inputs) if k not in dict(self.bound)]
+            raise ValueError(f"operator {self.op.name} with {', '.join(self.op.inputs[k].name for k, _ in self.bound)} "
+                             f"bound takes {free} inputs ({', '.join(names)}), got {len(arrays)}")
+        given, merged = iter(arrays), []
+        fixed = dict(self.bound)
+        for k in range(len(self.op.inputs)):
+            merged.append(fixed[k] if k in fixed else next(given))
+        return merged
+
+    def _run(self, buffers: tuple, start: int, stop: int | None = None) -> None:
+        """Steps start..stop (all after start by default) over these buffers."""
         threads = thread_count() if self.max_threads is None else min(self.max_threads, thread_count())
         if self.origin == "interpreted":
-            self._interpret(buffers, threads)
-        else:
-            for (step, extent), entry in zip(self.steps, self._entries):
-                run_step(entry, 1 if extent is None else extent, buffers, self._param_block,
-                         1 if extent is None else threads)
-        return outs[0] if len(outs) == 1 else tuple(outs)
+            self._interpret(buffers, threads, start, stop)
+            return
+        for (step, extent), entry in list(zip(self.steps, self._entries))[start:stop]:
+            run_step(entry, 1 if extent is None else extent, buffers, self._param_block,
+                     1 if extent is None else threads)
 
     @cached_property
     def _entries(self) -> tuple:
@@ -45,11 +96,11 @@ class Kernel:
     def _param_block(self):
         return np.asarray(self.params, dtype=np.int64).reshape(-1)
 
-    def _interpret(self, buffers, threads: int) -> None:
+    def _interpret(self, buffers, threads: int, start: int = 0, stop: int | None = None) -> None:
         """Each step in the chunks the pool would run, one after another, with the arrays
         themselves in the argument block (codegen/step_abi.py)."""
         block = [*buffers, *self.params]
-        for step, extent in self.steps:
+        for step, extent in self.steps[start:stop]:
             if extent is None:
                 step(0, 1, block)
                 continue

@@ -169,6 +169,9 @@ class LoopNest:
     params: tuple      # Param vars, in argument order
     body: tuple
     notes: tuple = field(default=())  # human-readable decisions, e.g. ignored unroll hints
+    # (input name, temp Buffer) for each constant input packed once: the body's first
+    # len(prepacked) parallel loops fill those temps and read nothing else that changes.
+    prepacked: tuple = field(default=())
 
     def dump(self) -> str:
         lines = [f"# loop nest of {self.op_name}"]

@@ -17,8 +17,16 @@ from .window import emit_window
 MAX_UNROLLED_BODIES = 512
 
 
-def lower(sch: Schedule) -> LoopNest:
-    return _Lowering(sch).run()
+def lower(sch: Schedule, constants=()) -> LoopNest:
+    """`constants` names inputs that stay the same across calls (a layer's weights): a
+    micro-kernel operand read straight from one is packed by a loop of its own, placed first,
+    which a kernel bound to that input runs once (codegen.Kernel.bind)."""
+    names = {t.name for t in sch.op.inputs}
+    unknown = sorted(set(constants) - names)
+    if unknown:
+        raise ScheduleError(f"constants {unknown} are not inputs of operator {sch.op.name} "
+                            f"(inputs: {', '.join(t.name for t in sch.op.inputs)})")
+    return _Lowering(sch, frozenset(constants)).run()
 
 
 class _LoopPlan:
@@ -96,8 +104,11 @@ class _LoopPlan:
 
 
 class _Lowering:
-    def __init__(self, sch: Schedule):
+    def __init__(self, sch: Schedule, constants: frozenset = frozenset()):
         self.sch, self.op = sch, sch.op
+        self.constants = constants
+        self.setup: list = []      # loops packing constant inputs, run first
+        self.prepacked: list = []  # (input name, Buffer) for each of them
         self.notes: list = []
         self._inside_nest = False
         self.buffers = {}
@@ -133,8 +144,9 @@ class _Lowering:
         for st in self._group_order([s for s in self.sch.stage_list if not s.inlined]):
             body.extend(self._emit_anchor(st))
         return LoopNest(self.op.name, self.inputs, self.outputs, tuple(self.temps),
-                        tuple(p for p, _ in self.sch.params), hoist_invariant_loads(tuple(body)),
-                        tuple(self.notes))
+                        tuple(p for p, _ in self.sch.params),
+                        hoist_invariant_loads(tuple(self.setup + body)), tuple(self.notes),
+                        tuple(self.prepacked))
 
     def _effective_bodies(self):
         """Bodies with inlined stages substituted and packed inputs re-indexed, in root vars."""

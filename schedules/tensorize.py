@@ -190,8 +190,9 @@ def emit_microkernel(low, st, tail) -> list:
 
     k_assign = [Assign(kflat, add(p0, kk))] + _decode(kflat, raxes, list(range(len(raxes))))
 
-    def pack(buf, expr, width, panels, cur, lo, flat, group, panel, lane):
-        """buf[panel][kk][lane] = operand at (lo + panel*width + lane, p0 + kk); zero past cur.
+    def pack(buf, expr, width, panels, cur, lo, flat, group, panel, lane, base=None):
+        """buf[base + panel*kcur*width + kk*width + lane] = operand at (lo + panel*width + lane,
+        p0 + kk); zero past cur.
 
         The lane loop is innermost (contiguous stores). An operand contiguous along k is read
         as `width` parallel row streams, one panel at a time; one contiguous along the lanes
@@ -199,7 +200,8 @@ def emit_microkernel(low, st, tail) -> list:
         hardware prefetcher (measured 2.5x slower on a 768x3072 B). Whole panels skip the
         bounds select so their copy loops stay branch-free."""
         value = low._resolve(expr, {})
-        row_off = add(mul(mul(panel, kcur), width), mul(kk, width))
+        panel_off = mul(mul(panel, kcur), width) if base is None else add(base, mul(mul(panel, kcur), width))
+        row_off = add(panel_off, mul(kk, width))
         idx = add(row_off, lane)
         at = [Assign(flat, add(add(lo, mul(panel, width)), lane))] + _decode(flat, axes, list(group))
         whole = Binary("le", mul(add(panel, 1), width), cur)
@@ -264,7 +266,7 @@ def emit_microkernel(low, st, tail) -> list:
             if in_row is None:
                 cases = (If(whole, across()),)
             else:
-                fast_rows = (_transposed_rows(value, axes[group[-1]], buf, width, panel, rows)
+                fast_rows = (_transposed_rows(value, axes[group[-1]], buf, width, panel_off, rows)
                              if len(group) == 1 else None) or [rows(value, True)]
                 cases = (If(in_row, tuple(base_at) + tuple(fast_rows)),) + \
                     ((If(crossing, across()),) if crossing is not None else ())
@@ -277,7 +279,7 @@ def emit_microkernel(low, st, tail) -> list:
         per_panel = For(panel, panels, "serial", cases + (If(ragged, (lanes(guarded),)),))
         return For(kk, kcur, "serial", tuple(k_assign) + (per_panel,))
 
-    def _transposed_rows(value, lane_axis, buf, width, panel, rows):
+    def _transposed_rows(value, lane_axis, buf, width, panel_off, rows):
         """For an operand contiguous along the flattened reduce axes whose lanes are rows at a
         constant stride (dense's W[j, k], matmul's A[i, k], conv NCHW's W[k, c, r, s]):
         statements packing the whole panel with 8x8 register transposes, then the k % 8 tail
@@ -296,7 +298,7 @@ def emit_microkernel(low, st, tail) -> list:
             return None
         kc8 = mul(floordiv(kcur, Const(8, "int64")), Const(8, "int64"))
         start = [Assign(kflat, p0)] + _decode(kflat, raxes, list(range(len(raxes))))
-        copy = TransposeCopy(buf, mul(mul(panel, kcur), width), value.tensor, offset, ld, kc8, width)
+        copy = TransposeCopy(buf, panel_off, value.tensor, offset, ld, kc8, width)
         kt = nm.var("kt")
         tail_body = rows(value, True).body  # the row-by-row loop's body, run for the tail only
         return start + [copy, For(kt, sub(kcur, kc8), "serial", (Assign(kk, add(kc8, kt)),) + tail_body)]
@@ -311,6 +313,36 @@ def emit_microkernel(low, st, tail) -> list:
     slab = mul(bidx, Mt * Nt)
     a_panel = add(floordiv(sub(i0, m_lo), R), ip) if a_outer else ip
     a_off, b_off = mul(mul(a_panel, kcur), R), mul(mul(jp, kcur), C)
+
+    # A constant operand (a layer's weights) is packed once, whole, by a loop of its own: k
+    # block by k block, each holding every panel of the operand, so a tile's panel is found
+    # from its global position. Blocks and parts start on whole panels, so i0 / R and j0 / C
+    # are exact.
+    setup = []
+    for side, expr, width, extent, flat, group, panel, lane in (
+            ("a", con.a, R, Mt, mflat, con.m, ip, ii), ("b", con.b, C, Nt, nflat, con.n, jp, jj)):
+        name = _constant_input(low, expr) if Bt == 1 else None
+        if name is None:
+            continue
+        panels = -(-extent // width)
+        full = Buffer(low.unique(f"{st.name}_{side}packed"), (Kt * panels * width,), fdt, "global", "temp")
+        low.temps.append(full)
+        low.prepacked.append((name, full))
+        base = mul(p0, Const(panels * width, "int64"))
+        filled = pack(full, expr, width, Const(panels, "int64"), Const(extent, "int64"), Const(0, "int64"),
+                      flat, group, panel, lane, base)
+        kb = nm.var(f"{side}pb")
+        setup += [Assign(kc, minimum(plan.kc, Kt))] if isinstance(kc, Var) else []
+        setup.append(For(kb, ceildiv(Const(Kt, "int64"), kc), "parallel", tuple(
+            [Assign(ax, Const(0, "int64")) for ax in (axes[d] for d in list(con.batch) + list(con.unit))]
+            + [Assign(p0, mul(kb, kc)), Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))), filled])))
+        if side == "a":
+            apack, pack_a = full, ()
+            a_off = add(base, mul(mul(add(floordiv(i0, Const(R, "int64")), ip), kcur), R))
+        else:
+            bpack, pack_b = full, ()
+            b_off = add(base, mul(mul(add(floordiv(j0, Const(C, "int64")), jp), kcur), C))
+    low.setup.extend(setup)
     later = Binary("gt", pb, Const(0, "int64"))
     last = Binary("ge", add(p0, kcur), Const(Kt, "int64"))
     full = _and(Binary("le", add(i, R), add(i0, mcur)), Binary("le", add(j, C), add(j0, ncur)))
@@ -384,18 +416,30 @@ def emit_microkernel(low, st, tail) -> list:
     m_count = ceildiv(sub(m_hi, m_lo), mc)
     if a_outer:
         m_blocks = For(ib, m_count, "serial", m_block_head + block)
-        n_blocks = For(jb, n_count, "serial", n_block_head + (pack_b, m_blocks))
-        nest = For(pb, k_count, "serial", k_block_head + (Assign(apan, ceildiv(sub(m_hi, m_lo), R)),
-                                                         pack_a, n_blocks))
+        n_blocks = For(jb, n_count, "serial", n_block_head + _stmts(pack_b) + (m_blocks,))
+        nest = For(pb, k_count, "serial", k_block_head + (Assign(apan, ceildiv(sub(m_hi, m_lo), R)),)
+                   + _stmts(pack_a) + (n_blocks,))
     else:
-        m_blocks = For(ib, m_count, "serial", m_block_head + (pack_a,) + block)
-        k_blocks = For(pb, k_count, "serial", k_block_head + (pack_b, m_blocks))
+        m_blocks = For(ib, m_count, "serial", m_block_head + _stmts(pack_a) + block)
+        k_blocks = For(pb, k_count, "serial", k_block_head + _stmts(pack_b) + (m_blocks,))
         nest = For(jb, n_count, "serial", n_block_head + (k_blocks,))
     part_body = part_head + batch_assign + unit_assign + [
         If(_and(Binary("lt", m_lo, m_hi), Binary("lt", n_lo, n_hi)),
-           (Allocate(apack), Allocate(bpack), Allocate(ctile), nest)),
+           tuple(Allocate(b) for b in (apack, bpack, ctile) if b.scope == "local") + (nest,)),
     ]
     return pro + [For(t, parts, "parallel", tuple(part_body))]
+
+
+def _stmts(packing) -> tuple:
+    return tuple(packing) if isinstance(packing, (tuple, list)) else (packing,)
+
+
+def _constant_input(low, expr):
+    """The name of the constant input that a micro-kernel operand reads directly, else None."""
+    value = low._resolve(expr, {})
+    if _plain_load(value) and value.tensor.role == "input" and value.tensor.name in low.constants:
+        return value.tensor.name
+    return None
 
 
 def _accumulator(low, st) -> Buffer:

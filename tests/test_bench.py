@@ -131,3 +131,12 @@ def test_bench_command_end_to_end(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tuner.cli", "bench", "--only", "nothing*", "--database", "none"],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "matches no workload" in bad.stderr
+
+
+def test_bench_binds_the_weights_frameworks_hold_as_parameters(tmp_path):
+    db = Database(str(tmp_path / "w.db"))
+    job = (Workload("dense", {"M": 8, "N": 32, "K": 40, "bias": True}), 0)
+    report = run_bench([job], db, trials=0, seconds=0.01, pause=0.0, progress=False,
+                       log=lambda *_: None, baselines=("numpy",))
+    row = report.rows[0]
+    assert row.ours.seconds > 0 and row.ours.detail.endswith("; weight packed once")

@@ -17,6 +17,11 @@ _PARAMETERS = {"dense": ("weight", "bias"), "conv2d": ("weight", "bias"),
                "depthwise_conv2d": ("weight", "bias"), "layer_norm": ("gamma", "beta")}
 
 
+def parameter_names(workload) -> tuple:
+    """The inputs of a workload that a deployed model holds as constants (its weights)."""
+    return _PARAMETERS.get(workload.op_name, ())
+
+
 class BaselineUnavailable(Exception):
     """This baseline cannot run this workload here; the message says why."""
 

@@ -15,12 +15,13 @@ _missed: set = set()   # lookups already reported as missing, so the log line is
 _lock = threading.Lock()
 
 
-def build_best(op, target="cpu", database=None):
+def build_best(op, target="cpu", database=None, constants=()):
     """Build `op` from its fastest correct record for `target` in `database`.
 
     Only records of the current space and code-generator versions apply; older ones stay in the
     database untouched. With no applicable record, the default schedule is built and one
-    info-level line says so. The lookup is one indexed query, cached per process.
+    info-level line says so. The lookup is one indexed query, cached per process. `constants`
+    names inputs to build as constants (codegen.build), for `Kernel.bind`.
     """
     from codegen import build
 
@@ -42,12 +43,12 @@ def build_best(op, target="cpu", database=None):
             log.info("build_best: no tuned record for %s (%s) on %s in %s; using the default schedule",
                      op.name, op.workload_key, tgt.key, db.url)
     if config is False:
-        return build(op, tgt, None)
+        return build(op, tgt, None, constants=constants)
     try:
-        return build(op, tgt, config)
+        return build(op, tgt, config, constants=constants)
     except (ConfigError, ScheduleError) as exc:
         log.warning("build_best: the best record of %s no longer applies (%s); using the default", op.name, exc)
-        return build(op, tgt, None)
+        return build(op, tgt, None, constants=constants)
 
 
 def clear_cache() -> None:
