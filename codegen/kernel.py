@@ -53,8 +53,11 @@ class Kernel:
         bound = tuple((k, inputs[k]) for k in sorted(taken))
         packed = dict(self.packed)
         fixed = {names[k] for k in taken}
-        missing = [name for name, _ in self.loopnest.prepacked if name not in fixed]
-        if self.loopnest.prepacked and not missing and not self.packed:
+        prepacked = [name for name, _ in self.loopnest.prepacked]
+        # Packed again when an input it packs from is bound anew (a new weight array).
+        stale = not self.packed or any(name in constants for name in prepacked)
+        if prepacked and fixed.issuperset(prepacked) and stale:
+            packed = {}
             temps = [self._scratch(b) for b in self.loopnest.temps]
             outs = [np.empty(t.shape, dtype=t.dtype) for t in self.op.outputs]
             setup = len(self.loopnest.prepacked)
@@ -68,12 +71,13 @@ class Kernel:
         if not self.bound:
             return arrays
         free = len(self.op.inputs) - len(self.bound)
-        if len(arrays) != free:
-            names = [t.name for k, t in enumerate(self.op.inputs) if k not in dict(self.bound)]
-            raise ValueError(f"operator {self.op.name} with {', '.join(self.op.inputs[k].name for k, _ in self.bound)} "
-                             f"bound takes {free} inputs ({', '.join(names)}), got {len(arrays)}")
-        given, merged = iter(arrays), []
         fixed = dict(self.bound)
+        if len(arrays) != free:
+            names = [t.name for k, t in enumerate(self.op.inputs) if k not in fixed]
+            held = ", ".join(self.op.inputs[k].name for k in fixed)
+            raise ValueError(f"operator {self.op.name} with {held} bound takes {free} inputs "
+                             f"({', '.join(names)}), got {len(arrays)}")
+        given, merged = iter(arrays), []
         for k in range(len(self.op.inputs)):
             merged.append(fixed[k] if k in fixed else next(given))
         return merged

@@ -84,6 +84,9 @@ def test_binding_names_and_counts_are_checked():
     both = bound.bind(bias=bias)  # binding more later keeps what was packed
     assert both.packed == bound.packed
     assert_matches(op, both(x), op.reference(x, w, bias))
+    w2 = w * -3  # binding the packed input anew packs it again
+    again = both.bind(weight=w2)
+    assert_matches(op, again(x), op.reference(x, w2, bias))
 
 
 def test_constants_must_be_inputs_of_the_operator():
