@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     @cfunc(STEP_SIGNATURE)
     def noop_step(lo, hi, args):  # a step as generated kernels have them
         array_at(args[0], (4,), np.float32)[0] += 0
+        return 1
 
     a = np.zeros(4, np.float32)
     threads = max(2, thread_count())

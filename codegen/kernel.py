@@ -7,7 +7,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .parallel import run_step, thread_count
+from .parallel import StepFailed, run_step, thread_count
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,9 +88,15 @@ class Kernel:
         if self.origin == "interpreted":
             self._interpret(buffers, threads, start, stop)
             return
-        for (step, extent), entry in list(zip(self.steps, self._entries))[start:stop]:
-            run_step(entry, 1 if extent is None else extent, buffers, self._param_block,
-                     1 if extent is None else threads)
+        for k in range(len(self.steps))[start:stop]:
+            extent = self.steps[k][1]
+            try:
+                run_step(self._entries[k], 1 if extent is None else extent, buffers, self._param_block,
+                         1 if extent is None else threads)
+            except StepFailed as exc:
+                raise StepFailed(f"operator {self.op.name} ({self.op.workload_key}) with config "
+                                 f"{self.config.to_json()}: step {k} of {len(self.steps)}: {exc}; "
+                                 f"free memory, or pick a config with smaller cache blocks") from None
 
     @cached_property
     def _entries(self) -> tuple:

@@ -237,10 +237,10 @@ def generate(nest: LoopNest, fastmath: bool = True) -> str:
     """Module source defining STEPS; it depends only on structural decisions.
 
     Each step is a serial Numba cfunc with the one C signature of codegen/step_abi.py: it
-    unpacks every buffer and runtime knob from its argument block. A parallel step runs over
-    [lo, hi) of its outermost loop, and `extent_k` (plain Python, over the buffers and knobs)
-    gives that loop's trip count, so the caller can split it across threads; a serial step
-    ignores lo and hi.
+    unpacks every buffer and runtime knob from its argument block, and returns 1. A parallel
+    step runs over [lo, hi) of its outermost loop, and `extent_k` (plain Python, over the
+    buffers and knobs) gives that loop's trip count, so the caller can split it across
+    threads; a serial step ignores lo and hi.
     """
     options = f"fastmath={fastmath}, cache=CACHE, error_model='numpy', boundscheck=False"
     p = _Printer(bool(fastmath))
@@ -263,7 +263,8 @@ def generate(nest: LoopNest, fastmath: bool = True) -> str:
     for k, (stmts, loop) in enumerate(split_steps(nest.body)):
         p.lines = []
         p.stmts(stmts, 1)
-        out += ["", f"@cfunc(STEP_SIGNATURE, {options})", f"def step_{k}(lo_, hi_, args_):"] + unpack + p.lines
+        out += ["", f"@cfunc(STEP_SIGNATURE, {options})", f"def step_{k}(lo_, hi_, args_):"] + unpack + \
+            p.lines + ["    return 1"]
         if loop is None:
             entries.append(f"(step_{k}, None)")
             continue

@@ -11,6 +11,7 @@ from numba import literal_unroll, njit
 from schedules.options import num_threads, pin_threads
 
 from .spin import address_of, call_step, full_fence, load_acquire, pause, store_release, wait_at_least
+from .step_abi import STEP_OK
 
 _pool = None
 _pool_size = 0
@@ -60,12 +61,18 @@ CALLER_SPINS = 40_000
 # neither side's writes evict the line the other polls.
 _SLOT = 16
 _GO, _ENTRY, _LO, _HI, _BLOCK = 0, 1, 2, 3, 4       # written by the caller
-_DONE, _SLEEPING = 8, 9                              # written by the worker
+_DONE, _SLEEPING, _FAILED = 8, 9, 10               # written by the worker
 # What serve() returns: the worker should sleep, or run a Python task (or stop).
 _IDLE, _PYTHON_TASK = 0, 1
 # What fork_join() returns: all chunks done, workers asleep (wake them, then join), or the
 # caller's spin ran out (keep waiting).
 _JOINED, _ASLEEP, _PENDING = 0, 1, 2
+_OWN_FAILED = 4  # added to the state when the caller's own chunk failed
+
+
+class StepFailed(RuntimeError):
+    """A compiled step stopped with an exception. Numba's C wrapper prints it (as "Exception
+    ignored") and cannot raise it, so this names the failure instead."""
 
 
 @njit("UniTuple(int64, 2)(int64[::1], int64, int64, int64)", nogil=True, cache=True)
@@ -85,7 +92,8 @@ def _serve(ctl, worker, expected, polls):
         entry = ctl[base + _ENTRY]
         if entry == 0:
             return _PYTHON_TASK, generation
-        call_step(entry, ctl[base + _LO], ctl[base + _HI], ctl[base + _BLOCK])
+        if call_step(entry, ctl[base + _LO], ctl[base + _HI], ctl[base + _BLOCK]) != STEP_OK:
+            ctl[base + _FAILED] = 1
         store_release(ctl, base + _DONE, generation)
         expected = generation + 1
 
@@ -122,6 +130,17 @@ def _joined(ctl, workers, generation, polls):
     return True
 
 
+@njit("boolean(int64[::1], int64)", nogil=True, cache=True)
+def _any_failed(ctl, workers):
+    """Whether a worker's chunk stopped with an exception since the last look; clears it."""
+    failed = False
+    for w in range(workers):
+        if ctl[w * _SLOT + _FAILED]:
+            failed = True
+            ctl[w * _SLOT + _FAILED] = 0
+    return failed
+
+
 @njit(nogil=True, cache=True)
 def _pack(block, arrays, params):
     i = 0
@@ -135,17 +154,18 @@ def _pack(block, arrays, params):
 
 @njit(nogil=True, cache=True)
 def _run_serial(entry, lo, hi, block, arrays, params):
-    call_step(entry, lo, hi, _pack(block, arrays, params))
+    return call_step(entry, lo, hi, _pack(block, arrays, params)) == STEP_OK
 
 
-@njit("void(int64, int64, int64, int64[::1])", nogil=True, cache=True)
+@njit("boolean(int64, int64, int64, int64[::1])", nogil=True, cache=True)
 def _run_chunk(entry, lo, hi, block):
-    call_step(entry, lo, hi, address_of(block))
+    return call_step(entry, lo, hi, address_of(block)) == STEP_OK
 
 
 @njit(nogil=True, cache=True)
 def _fork_join(ctl, chunks, generation, entry, extent, block, arrays, params, polls):
-    """Post chunks 1.. of [0, extent) to workers, run chunk 0 here, and wait for the rest."""
+    """Post chunks 1.. of [0, extent) to workers, run chunk 0 here, and wait for the rest.
+    Returns the join state, plus _OWN_FAILED when chunk 0 stopped with an exception."""
     address = _pack(block, arrays, params)
     workers = chunks - 1
     for w in range(workers):
@@ -156,8 +176,8 @@ def _fork_join(ctl, chunks, generation, entry, extent, block, arrays, params, po
         ctl[base + _BLOCK] = address
     if _publish(ctl, workers, generation):
         return _ASLEEP
-    call_step(entry, 0, extent // chunks, address)
-    return _JOINED if _joined(ctl, workers, generation, polls) else _PENDING
+    failed = 0 if call_step(entry, 0, extent // chunks, address) == STEP_OK else _OWN_FAILED
+    return failed + (_JOINED if _joined(ctl, workers, generation, polls) else _PENDING)
 
 
 class _SpinPool:
@@ -226,23 +246,26 @@ class _SpinPool:
             while not _joined(self.ctl, workers, generation, 200):
                 time.sleep(20e-6)
 
-    def run_step(self, entry: int, extent: int, chunks: int, block, arrays: tuple, params) -> bool:
-        """Run a compiled step over [0, extent) in `chunks` chunks; False if another thread
-        holds the pool (the caller then runs the step alone)."""
+    def run_step(self, entry: int, extent: int, chunks: int, block, arrays: tuple, params):
+        """Run a compiled step over [0, extent) in `chunks` chunks. None if another thread
+        holds the pool (the caller then runs the step alone), else whether every chunk
+        finished without an exception."""
         if not self.busy.acquire(blocking=False):
-            return False
+            return None
         try:
             self.generation += 1
             state = _fork_join(self.ctl, chunks, self.generation, entry, extent, block, arrays,
                                params, CALLER_SPINS)
+            ok = state < _OWN_FAILED
+            state %= _OWN_FAILED
             if state == _ASLEEP:
                 self._wake()
-                _run_chunk(entry, 0, extent // chunks, block)
+                ok = _run_chunk(entry, 0, extent // chunks, block)
             if state != _JOINED:
                 self._join(chunks - 1, self.generation)
+            return not _any_failed(self.ctl, chunks - 1) and ok
         finally:
             self.busy.release()
-        return True
 
     def run(self, calls: list) -> None:
         """Run Python calls: calls[0] on this thread and the others on workers."""
@@ -305,8 +328,12 @@ def run_step(entry: int, extent: int, arrays: tuple, params, threads: int) -> No
     to `threads` threads; `params` is the int64 array of its runtime knob values."""
     block = np.empty(len(arrays) + len(params), np.int64)
     chunks = max(1, min(extent, threads))
-    if chunks == 1 or not _spin_pool(threads - 1).run_step(entry, extent, chunks, block, arrays, params):
-        _run_serial(entry, 0, extent, block, arrays, params)
+    ok = None if chunks == 1 else _spin_pool(threads - 1).run_step(entry, extent, chunks, block, arrays, params)
+    if ok is None:
+        ok = _run_serial(entry, 0, extent, block, arrays, params)
+    if not ok:
+        raise StepFailed("a compiled kernel step stopped with an exception (printed above as "
+                         "'Exception ignored'); most likely a scratch allocation failed")
 
 
 def run_parallel(step, extent: int, args: tuple, threads: int, chunks_per_thread: int = 1) -> None:

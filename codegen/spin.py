@@ -84,15 +84,15 @@ def address_of(typingctx, arr):
 
 @intrinsic
 def call_step(typingctx, entry, lo, hi, block):
-    """Call the compiled step at address `entry` as step(lo, hi, args): the C signature every
-    generated step has (codegen/step_abi.py), with `args` the address of its argument block."""
+    """step(lo, hi, args) for the compiled step at address `entry`, with `args` the address of
+    its argument block: the C signature every generated step has (codegen/step_abi.py).
+    Returns the step's result, 1, or 0 when it stopped with an exception."""
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
-        fnty = ir.FunctionType(ir.VoidType(), [i64, i64, i64.as_pointer()])
+        fnty = ir.FunctionType(i64, [i64, i64, i64.as_pointer()])
         fn = builder.inttoptr(args[0], fnty.as_pointer())
-        builder.call(fn, [args[1], args[2], builder.inttoptr(args[3], i64.as_pointer())])
-        return context.get_dummy_value()
-    return types.none(types.int64, types.int64, types.int64, types.int64), codegen
+        return builder.call(fn, [args[1], args[2], builder.inttoptr(args[3], i64.as_pointer())])
+    return types.int64(types.int64, types.int64, types.int64, types.int64), codegen
 
 
 @njit("boolean(int64[::1], int64, int64, int64)", nogil=True, cache=True)

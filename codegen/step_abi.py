@@ -2,14 +2,18 @@
 
 Every step is a Numba cfunc with this one signature, so pool threads run it from native code
 through its address, without taking the GIL: `args` points at int64 words holding each
-buffer's data address, in the loop nest's buffer order, then the runtime knob values.
+buffer's data address, in the loop nest's buffer order, then the runtime knob values. A step
+returns 1. Numba's C wrapper cannot raise: when the step stops with an exception (an
+allocation that failed) it prints it as unraisable and returns 0, which the caller turns
+into an error.
 """
 from __future__ import annotations
 
 from numba import carray, njit, types
 from numba.extending import intrinsic
 
-STEP_SIGNATURE = "void(int64, int64, CPointer(int64))"
+STEP_SIGNATURE = "int64(int64, int64, CPointer(int64))"
+STEP_OK = 1
 
 
 @intrinsic

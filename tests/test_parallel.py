@@ -126,7 +126,7 @@ def test_the_spin_wait_sees_a_counter_reach_its_value_and_gives_up_otherwise():
 from hypothesis import given, settings, strategies as st  # noqa: E402
 from numba import cfunc  # noqa: E402
 
-from codegen.parallel import run_step  # noqa: E402
+from codegen.parallel import StepFailed, run_step  # noqa: E402
 from codegen.step_abi import STEP_SIGNATURE, array_at  # noqa: E402
 
 
@@ -139,6 +139,7 @@ def _count_step(lo, hi, args):
     for i in range(lo, hi):
         out[i] += args[3] * i + args[4]
     calls[0] += 0  # touched, so a wrong address in the block faults the test instead of passing
+    return 1
 
 
 def _run_count(extent, threads, scale=3, shift=5):
@@ -184,3 +185,42 @@ def test_concurrent_callers_of_compiled_steps_each_get_their_whole_range():
         t.join(60)
     assert not any(t.is_alive() for t in threads)
     assert len(results) == 200 and all(results)
+
+
+@cfunc(STEP_SIGNATURE, cache=False)
+def _allocating_step(lo, hi, args):
+    """Chunks from position args[2] on allocate args[1] values (too many: an exception)."""
+    scratch = np.empty(args[1] if lo >= args[2] else 4, np.float32)
+    scratch[0] = 1.0
+    array_at(args[0], (1,), np.float32)[0] = scratch[0]
+    return 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # Numba prints it
+@pytest.mark.parametrize("threads,failing_from", [(1, 0), (2, 0), (2, 1)])
+def test_an_exception_inside_a_compiled_step_reaches_the_caller(threads, failing_from):
+    """On the caller's own chunk, on a worker's chunk only, and alone on one thread."""
+    out = np.zeros(1, np.float32)
+    huge = np.array([1 << 60, failing_from], np.int64)
+    with pytest.raises(StepFailed, match="stopped with an exception"):
+        _within(30, lambda: run_step(_allocating_step.address, 2, (out,), huge, threads))
+    run_step(_allocating_step.address, 2, (out,), np.array([4, 0], np.int64), threads)  # the pool goes on
+    assert out[0] == 1.0
+
+
+@cfunc(STEP_SIGNATURE, cache=False)
+def _failing_step(lo, hi, args):
+    scratch = np.empty(1 << 60, np.float32)
+    scratch[0] = 1.0
+    return 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_kernel_whose_step_fails_names_the_operator_and_config():
+    from codegen import build
+    from schedules import ops
+    op = ops.softmax(64, 64)
+    kernel = build(op, "cpu")
+    kernel.__dict__["_entries"] = (_failing_step.address,) * len(kernel.steps)
+    with pytest.raises(StepFailed, match=r"operator softmax \(softmax-\w+\) with config \{.*\}: step 0 of"):
+        kernel(*op.random_inputs(0))
