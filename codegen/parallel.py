@@ -237,6 +237,15 @@ class _SpinPool:
             self.ctl[w * _SLOT + _DONE] = generation
             expected = generation + 1
 
+    def _post_python(self, tasks: list) -> None:
+        """Hand workers 0.. these Python tasks (fn, args), under a new generation."""
+        self.generation += 1
+        for w, task in enumerate(tasks):
+            self.tasks[w] = task
+            self.ctl[w * _SLOT + _ENTRY] = 0
+        if _publish(self.ctl, len(tasks), self.generation):
+            self._wake()
+
     def _wake(self) -> None:
         with self.cond:
             self.cond.notify_all()
@@ -275,12 +284,7 @@ class _SpinPool:
             return
         try:
             rest = calls[1:]
-            self.generation += 1
-            for w, task in enumerate(rest):
-                self.tasks[w] = task
-                self.ctl[w * _SLOT + _ENTRY] = 0
-            if _publish(self.ctl, len(rest), self.generation):
-                self._wake()
+            self._post_python(rest)
             error = None
             try:
                 calls[0][0](*calls[0][1])
@@ -296,12 +300,7 @@ class _SpinPool:
 
     def close(self) -> None:
         with self.busy:
-            self.generation += 1
-            for w in range(self.workers):
-                self.tasks[w] = None
-                self.ctl[w * _SLOT + _ENTRY] = 0
-            if _publish(self.ctl, self.workers, self.generation):
-                self._wake()
+            self._post_python([None] * self.workers)  # None: the worker stops
 
 
 def _spin_pool(workers: int) -> _SpinPool:

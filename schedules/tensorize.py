@@ -155,7 +155,8 @@ def emit_microkernel(low, st, tail) -> list:
     mpan, npan = ceildiv(Mt, R), ceildiv(Nt, C)
     mc = hoist("mc", mul(_maximum(floordiv(plan.mc, R), Const(1, "int64")), R))
     nc = hoist("nc", mul(_maximum(floordiv(plan.nc, C), Const(1, "int64")), C))
-    kc = hoist("kc", minimum(plan.kc, Kt))
+    kc_value = minimum(plan.kc, Kt)
+    kc = hoist("kc", kc_value)
     pm = hoist("pm", minimum(plan.parts_m, mpan))
     pn = hoist("pn", minimum(plan.parts_n, npan))
     mstep = hoist("mstep", mul(ceildiv(mpan, pm), R))
@@ -303,10 +304,10 @@ def emit_microkernel(low, st, tail) -> list:
         tail_body = rows(value, True).body  # the row-by-row loop's body, run for the tail only
         return start + [copy, For(kt, sub(kcur, kc8), "serial", (Assign(kk, add(kc8, kt)),) + tail_body)]
 
-    pack_b = pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj)
+    pack_b = (pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj),)
     apan = nm.var("apan", "index")
-    pack_a = pack(apack, con.a, R, apan if a_outer else ipan, sub(m_hi, m_lo) if a_outer else mcur,
-                  m_lo if a_outer else i0, mflat, con.m, ip, ii)
+    pack_a = (pack(apack, con.a, R, apan if a_outer else ipan, sub(m_hi, m_lo) if a_outer else mcur,
+                   m_lo if a_outer else i0, mflat, con.m, ip, ii),)
 
     # One tile: rows i.., columns j.. of this batch's (Mt, Nt) slab.
     i, j = nm.var("i", "index"), nm.var("j", "index")
@@ -332,7 +333,7 @@ def emit_microkernel(low, st, tail) -> list:
         filled = pack(full, expr, width, Const(panels, "int64"), Const(extent, "int64"), Const(0, "int64"),
                       flat, group, panel, lane, base)
         kb = nm.var(f"{side}pb")
-        setup += [Assign(kc, minimum(plan.kc, Kt))] if isinstance(kc, Var) else []
+        setup += [Assign(kc, kc_value)] if isinstance(kc, Var) else []
         setup.append(For(kb, ceildiv(Const(Kt, "int64"), kc), "parallel", tuple(
             [Assign(ax, Const(0, "int64")) for ax in (axes[d] for d in list(con.batch) + list(con.unit))]
             + [Assign(p0, mul(kb, kc)), Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))), filled])))
@@ -416,22 +417,18 @@ def emit_microkernel(low, st, tail) -> list:
     m_count = ceildiv(sub(m_hi, m_lo), mc)
     if a_outer:
         m_blocks = For(ib, m_count, "serial", m_block_head + block)
-        n_blocks = For(jb, n_count, "serial", n_block_head + _stmts(pack_b) + (m_blocks,))
+        n_blocks = For(jb, n_count, "serial", n_block_head + pack_b + (m_blocks,))
         nest = For(pb, k_count, "serial", k_block_head + (Assign(apan, ceildiv(sub(m_hi, m_lo), R)),)
-                   + _stmts(pack_a) + (n_blocks,))
+                   + pack_a + (n_blocks,))
     else:
-        m_blocks = For(ib, m_count, "serial", m_block_head + _stmts(pack_a) + block)
-        k_blocks = For(pb, k_count, "serial", k_block_head + _stmts(pack_b) + (m_blocks,))
+        m_blocks = For(ib, m_count, "serial", m_block_head + pack_a + block)
+        k_blocks = For(pb, k_count, "serial", k_block_head + pack_b + (m_blocks,))
         nest = For(jb, n_count, "serial", n_block_head + (k_blocks,))
     part_body = part_head + batch_assign + unit_assign + [
         If(_and(Binary("lt", m_lo, m_hi), Binary("lt", n_lo, n_hi)),
            tuple(Allocate(b) for b in (apack, bpack, ctile) if b.scope == "local") + (nest,)),
     ]
     return pro + [For(t, parts, "parallel", tuple(part_body))]
-
-
-def _stmts(packing) -> tuple:
-    return tuple(packing) if isinstance(packing, (tuple, list)) else (packing,)
 
 
 def _constant_input(low, expr):
