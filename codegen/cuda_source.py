@@ -338,6 +338,8 @@ class _KernelPrinter:
 
     def allocate(self, s: Allocate, pad: str):
         b = s.buffer
+        if s.fill is not None:
+            raise ScheduleError(f"CUDA: buffer {b.name} is allocated filled, which only CPU window planes use")
         size = math.prod(d.value if isinstance(d, Const) else d for d in b.shape)
         if not isinstance(size, int):
             raise ScheduleError(f"CUDA: buffer {b.name} needs a constant shape, got {b.shape}")

@@ -125,7 +125,11 @@ class _Printer:
                 if id(s) in self.hoisted:
                     continue
                 shape = ", ".join(self.expr(d) if not isinstance(d, int) else str(d) for d in s.buffer.shape)
-                self.lines.append(f"{pad}{self.name(s.buffer)} = np.empty(({shape},), dtype=np.{s.buffer.dtype})")
+                if s.fill is None:
+                    self.lines.append(f"{pad}{self.name(s.buffer)} = np.empty(({shape},), dtype=np.{s.buffer.dtype})")
+                else:
+                    self.lines.append(f"{pad}{self.name(s.buffer)} = np.full(({shape},), {self.expr(s.fill)}, "
+                                      f"dtype=np.{s.buffer.dtype})")
             elif isinstance(s, Fill):
                 self.lines.append(f"{pad}{self.name(s.buffer)}.fill({self.expr(s.value)})")
             elif isinstance(s, TransposeCopy):
@@ -154,7 +158,8 @@ def microkernel_name(s: MicroKernel) -> str:
 
 def _hoistable_allocations(stmts, found=None) -> list:
     """Allocations whose shapes are constants or runtime knobs (not loop values); every
-    lowering writes such a buffer (or fills it) before reading it, so one per thread serves."""
+    lowering writes such a buffer (or fills it) before reading it, or allocates it filled and
+    never writes the part it relies on, so one per thread serves."""
     found = [] if found is None else found
     for s in stmts:
         if isinstance(s, Allocate) and all(

@@ -77,6 +77,10 @@ class Fill:
 @dataclass(frozen=True, eq=False)
 class Allocate:
     buffer: Buffer
+    # Every element starts at this value when set. The lowering then never writes the
+    # elements it relies on staying at it (a padded plane's border), so one allocation
+    # per thread serves every iteration of a parallel loop.
+    fill: object = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -312,6 +316,7 @@ def _dump(stmts, depth, lines):
         elif isinstance(s, ThreadReduce):
             lines.append(f"{pad}{s.var.name} = {s.combiner} over {s.width} threads of {fmt(s.value)}")
         elif isinstance(s, Allocate):
+            fill = "" if s.fill is None else f" filled with {fmt(s.fill)}"
             lines.append(f"{pad}allocate {s.buffer.name}{tuple(fmt(c(d)) for d in s.buffer.shape)} "
-                         f"{s.buffer.dtype} {s.buffer.scope}")
+                         f"{s.buffer.dtype} {s.buffer.scope}{fill}")
 

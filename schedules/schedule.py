@@ -212,10 +212,12 @@ class StageSchedule:
             blocks.append(v)
         self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks, order=order)
 
-    def window_kernel(self, block=256) -> None:
+    def window_kernel(self, block=256, planes: bool = False) -> None:
         """Compute this sliding-window reduction (depthwise convolution, pooling) directly: taps
         unrolled, the last output axis vectorized in chunks of `block` (an int or a runtime
-        knob), border columns peeled, and no padded copy of the input."""
+        knob), border columns peeled, and no padded copy of the input. With `planes`, each
+        output plane is instead one flat vectorized loop over a padded copy of its input plane
+        (for short rows; unit-stride windows only, see window_plane.plane_layout)."""
         from .window import WindowPlan
         if not self.is_reduction:
             raise ScheduleError(f"window_kernel on stage {self.name}: only a reduction over a window applies")
@@ -224,7 +226,7 @@ class StageSchedule:
         elif not isinstance(block, Param):
             raise ScheduleError(f"window_kernel on stage {self.name}: block must be a positive int "
                                 f"or a runtime knob, got {block!r}")
-        self.window = WindowPlan(block)
+        self.window = WindowPlan(block, bool(planes))
 
 
     # -- GPU plans: what a GPU template sets on a kernel's root stage ------------------------

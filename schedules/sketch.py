@@ -9,6 +9,7 @@ from .expr import Load, Unary, substitute, walk
 from .schedule import Schedule
 from .space import Space
 from .window import is_window
+from .window_plane import plane_layout
 from .target import as_target
 from .templates import template_for
 
@@ -280,14 +281,27 @@ def _tile_reduction(sch: Schedule, st, epilogues) -> None:
             _micro_kernel_rule(sch, st, con, kernel == "micro")
     if window:
         with sch.only_when(f"{st.name}.kernel", ("window",)):
-            # Only the chunk of the vectorized column loop is tuned, and it is a runtime knob:
-            # every window config shares one compile.
-            block = sch.knob(f"{st.name}.win_block", WINDOW_BLOCKS, default=256, runtime=True)
+            layout = _window_layout(sch, st, body)
+            with sch.only_when(f"{st.name}.win_layout", ("rows",)) if layout else contextlib.nullcontext():
+                # Only the chunk of the vectorized column loop is tuned, and it is a runtime
+                # knob: every row-layout config shares one compile.
+                block = sch.knob(f"{st.name}.win_block", WINDOW_BLOCKS, default=256, runtime=True)
         if kernel == "window":
-            st.window_kernel(block)
+            st.window_kernel(block, planes=layout == "planes")
 
 
 WINDOW_BLOCKS = (16, 32, 64, 128, 256)
+# Output rows narrower than this start as whole planes: their rows fill few vectors.
+PLANE_ROWS_BELOW = 64
+
+
+def _window_layout(sch: Schedule, st, body):
+    """The window_plane knob ("rows" or "planes") where a padded-plane layout applies;
+    None (no knob, so the space of a strided window keeps its version) where it does not."""
+    if plane_layout(st.axis, st.reduce_axis, body.source) is None:
+        return None
+    narrow = st.axis[-1].extent < PLANE_ROWS_BELOW
+    return sch.knob(f"{st.name}.win_layout", ("rows", "planes"), default="planes" if narrow else "rows")
 
 
 def _kernel_choice(sch: Schedule, st, con) -> str:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from .bounds import affine_coefficient as _coefficient, interval
 from .errors import ScheduleError
 from .expr import Binary, Const, Load, Reduce, Select, Var, rebuild, reduce_combine, substitute, walk
-from .loopnest import Assign, For, Scalar, add, ceildiv, floordiv, minimum, mod, mul, sub
+from .loopnest import Assign, For, Scalar, add, ceildiv, floordiv, minimum, mul, sub
+from .window_plane import MAX_PLANE_POINTS, decode_outer, emit_planes, plane_layout
 
 # Every tap is written out, so a window of more taps would make the loop body (and the
 # compile) too large; 7x7 windows still qualify.
@@ -22,6 +23,7 @@ OVERLAP_LANES = 16
 @dataclass(frozen=True, eq=False)
 class WindowPlan:
     block: object   # Expr: the vectorized loop's chunk of output columns (a runtime knob)
+    planes: bool = False  # whole output planes as flat loops over a padded copy (window_plane)
 
 
 def is_window(axes, reduce_axes, body) -> bool:
@@ -80,21 +82,20 @@ def emit_window(low, st, tail) -> list:
             f"window kernel on stage {st.name} of {low.op.name}: the stage is not a sliding-window "
             f"reduction of at most {MAX_TAPS} constant taps read forward along its last axis; "
             f"keep it on the tiled schedule")
+    if plan.planes:
+        layout = plane_layout(axes, raxes, body.source)
+        if layout is None:
+            raise ScheduleError(
+                f"window kernel on stage {st.name} of {low.op.name}: planes need every read along "
+                f"the last two axes at unit stride and a plane of at most {MAX_PLANE_POINTS} values "
+                f"padded; use the row layout")
+        return emit_planes(low, st, tail, layout)
     o, outer = axes[-1], axes[:-1]
     lo, hi = interior(axes, raxes, body.source)
     combiner = body.combiner
     row = Var(low.unique(f"{st.name}_row"), None, "loop")
-    rows = 1
-    for a in outer:
-        rows *= a.extent
-    head = []
-    rest = row
-    for k, a in enumerate(reversed(outer)):
-        if k == len(outer) - 1:
-            head.append(Assign(a, rest))
-        else:
-            head.append(Assign(a, mod(rest, a.extent)))
-            rest = floordiv(rest, a.extent)
+    rows = math.prod(a.extent for a in outer)
+    head = decode_outer(row, outer)
     taps = list(itertools.product(*(range(r.extent) for r in raxes)))
 
     def point(o_range) -> list:

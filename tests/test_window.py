@@ -78,13 +78,19 @@ def test_the_window_kernel_is_the_default_and_needs_no_padded_copy():
     op = ops.depthwise_conv2d(1, 8, 14, 14, 3, 3, padding=1, bias=True, activation="relu")
     space = op.space("cpu")
     assert space.default()["depthwise_conv2d.kernel"] == "window"
-    nest = lower(space.apply(space.default()))
+    nest = lower(space.apply(space.validate(dict(space.default()) | rows_layout(space, "depthwise_conv2d"))))
     assert nest.temps == ()  # no padded scratch copy of the input
     loops = [s for s in _walk(nest.body) if isinstance(s, For)]
     assert [s.kind for s in loops if s.kind == "vectorized"] == ["vectorized"]
     # The tiled schedule stays available, and it does read a padded copy.
     tiled = dict(space.default()) | {"depthwise_conv2d.kernel": "tiled"}
     assert lower(space.apply(space.validate(tiled))).temps
+
+
+def rows_layout(space, stage) -> dict:
+    """The knob that keeps a window on its row layout, where the space has the plane choice."""
+    knob = f"{stage}.win_layout"
+    return {knob: "rows"} if any(k.name == knob for k in space.knobs) else {}
 
 
 def _walk(stmts):
@@ -130,7 +136,8 @@ def test_window_kernels_match_the_reference_at_every_border(case, block, seed):
     space = op.space("cpu")
     knob = f"{stage}.kernel"
     assume(any(k.name == knob for k in space.knobs))  # a 1-wide output row has no window kernel
-    config = space.validate(dict(space.default()) | {knob: "window", f"{stage}.win_block": block})
+    config = space.validate(dict(space.default()) | {knob: "window", f"{stage}.win_block": block}
+                            | rows_layout(space, stage))
     kernel = build(op, "cpu", config, jit=False)
     args = op.random_inputs(seed)
     assert_matches(op, kernel(*args), op.reference(*args), f"config {config.to_json()}")
@@ -155,7 +162,8 @@ def test_compiled_window_kernels_share_one_compile_across_blocks(layout):
     args = op.random_inputs(1)
     sources = set()
     for block in (16, 256):
-        config = space.validate(dict(space.default()) | {"depthwise_conv2d.win_block": block})
+        config = space.validate(dict(space.default()) | {"depthwise_conv2d.win_block": block}
+                                | rows_layout(space, "depthwise_conv2d"))
         kernel = build(op, "cpu", config)
         sources.add(kernel.source)
         assert_matches(op, kernel(*args), op.reference(*args), f"block {block}")
@@ -184,7 +192,8 @@ def test_rows_of_a_vector_or_more_run_in_whole_vectors_and_match_the_reference(W
     else:
         op, stage = ops.pool2d(1, 2, 3, W, (3, 3), stride, min(pad, 1), "max"), "pool_max"
     space = op.space("cpu")
-    config = space.validate(dict(space.default()) | {f"{stage}.kernel": "window", f"{stage}.win_block": block})
+    config = space.validate(dict(space.default()) | {f"{stage}.kernel": "window", f"{stage}.win_block": block}
+                            | rows_layout(space, stage))
     kernel = build(op, "cpu", config, jit=False)
     args = op.random_inputs(seed)
     assert_matches(op, kernel(*args), op.reference(*args), f"config {config.to_json()}")
