@@ -21,6 +21,11 @@ class Contraction:
     a: object         # Expr over stage axes and reduce axes (the M-side factor)
     b: object         # the N-side factor
 
+    def swapped(self) -> "Contraction":
+        """The same sum with rows and columns exchanged: the output's columns become the
+        micro-kernel's rows. Its output is then laid out batch, N, M, unlike the stage's."""
+        return Contraction(self.batch, self.n, self.m, self.unit, self.b, self.a)
+
     def extents(self, stage_axes) -> tuple:
         def prod(group):
             out = 1

@@ -382,6 +382,13 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
     name = st.name
     lanes = sch.target.vector_lanes(st.tensor.dtype)
     batch, m, n = con.extents(st.axis)
+    transposed = False
+    if _lane_fill(m, lanes) > _lane_fill(n, lanes):
+        # Declared only here, so spaces whose columns fill whole vectors keep their version.
+        gain = _lane_fill(m, lanes) - _lane_fill(n, lanes)
+        transposed = sch.knob(f"{name}.mk_transposed", (False, True), default=gain > TRANSPOSE_GAIN)
+        if transposed:
+            m, n = n, m
     rows = sch.knob(f"{name}.mk_rows", MICRO_ROWS, default=6 if m >= 6 else 4)
     vecs = sch.knob(f"{name}.mk_vecs", MICRO_VECS, default=2 if n >= 2 * lanes else 1)
     width = sch.knob(f"{name}.mk_lanes", (lanes, lanes // 2) if lanes >= 8 else (lanes,), default=lanes)
@@ -396,7 +403,16 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
     parts_n = sch.knob(f"{name}.parts_n", MICRO_PARTS, runtime=True,
                        default=_nearest(MICRO_PARTS, cores) if batch < cores and not split_m else 1)
     if use:
-        st.tensorize(rows, vecs, width, mc, kc, nc, parts_m, parts_n, order)
+        st.tensorize(rows, vecs, width, mc, kc, nc, parts_m, parts_n, order, transposed)
+
+
+# Lanes on the output's rows by default when that fills this much more of the vectors.
+TRANSPOSE_GAIN = 0.1
+
+
+def _lane_fill(extent: int, lanes: int) -> float:
+    """The share of vector lanes holding real values when `extent` points fill vectors."""
+    return extent / (-(-extent // lanes) * lanes)
 
 
 def _nearest(choices, value):

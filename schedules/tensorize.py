@@ -28,6 +28,10 @@ class MicroKernelPlan:
     parts_m: object
     parts_n: object
     order: str = "nk"   # "nk": column blocks outside k blocks; "kn": k blocks outermost
+    # Rows and columns exchanged (Contraction.swapped): the vector lanes run along the
+    # output's rows, which fill whole vectors where its columns do not (conv 512x7x7's 49
+    # pixels against its 512 channels).
+    transposed: bool = False
 
     @property
     def cols(self) -> int:
@@ -132,6 +136,8 @@ def emit_microkernel(low, st, tail) -> list:
             f"tensorize on stage {st.name} of {low.op.name}: the stage is not a float32 sum of a "
             f"product whose factors split the output axes into rows and columns, laid out "
             f"batch, rows, columns; keep it on the tiled schedule")
+    if plan.transposed:
+        con = con.swapped()
     R, C, lanes = plan.rows, plan.cols, plan.lanes
     axes, raxes = st.axis, st.reduce_axis
     Bt, Mt, Nt = con.extents(axes)
@@ -139,7 +145,13 @@ def emit_microkernel(low, st, tail) -> list:
     for r in raxes:
         Kt *= r.extent
     nm = _Names(low, st.name)
-    cbuf = _accumulator(low, st)
+    if plan.transposed:
+        # The tile lands in a (batch, M, N) scratch in the swapped contraction's own order;
+        # the epilogue then writes every point to the stage's layout.
+        cbuf = Buffer(low.unique(f"{st.name}_acc_t"), (Bt * Mt * Nt,), st.tensor.dtype, "global", "temp")
+        low.temps.append(cbuf)
+    else:
+        cbuf = _accumulator(low, st)
     fdt = st.tensor.dtype
     zero = Const(0.0, fdt)
 
@@ -382,7 +394,9 @@ def emit_microkernel(low, st, tail) -> list:
 
     rows_left = minimum(Const(R, "int64"), sub(add(i0, mcur), i))
     cols_left = minimum(Const(C, "int64"), sub(add(j0, ncur), j))
-    here = tuple(axes)
+    # Where point() finds the current point in cbuf: at the stage's axes, or (swapped) at its
+    # flat (batch, M, N) position, which point() assigns.
+    here = (add(slab, add(mul(mflat, Const(Nt, "int64")), nflat)),) if plan.transposed else tuple(axes)
 
     def add_tile():
         prev = Load(cbuf, here)

@@ -56,17 +56,22 @@ def test_non_contractions_are_not_tensorized():
     assert "matmul.kernel" not in {k.name for k in ops.softmax(4, 16).space(avx2_cpu()).knobs}
 
 
-def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn, order="nk"):
-    cfg = op.space(avx2_cpu()).default()
-    return cfg.replace(**{f"{stage}.kernel": "micro", f"{stage}.mk_rows": rows, f"{stage}.mk_vecs": vecs,
-                          f"{stage}.mk_order": order,
-                          f"{stage}.mk_lanes": lanes, f"{stage}.mc": mc, f"{stage}.kc": kc,
-                          f"{stage}.nc": nc, f"{stage}.parts_m": pm, f"{stage}.parts_n": pn})
+def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn, order="nk", transposed=False):
+    """The micro-kernel config with these knobs; `transposed` applies where the space has
+    that choice (rows that fill vectors better than the columns)."""
+    space = op.space(avx2_cpu())
+    swap = {f"{stage}.mk_transposed": transposed} if any(
+        k.name == f"{stage}.mk_transposed" for k in space.knobs) else {}
+    return space.default().replace(**{f"{stage}.kernel": "micro", f"{stage}.mk_rows": rows, f"{stage}.mk_vecs": vecs,
+                                      f"{stage}.mk_order": order,
+                                      f"{stage}.mk_lanes": lanes, f"{stage}.mc": mc, f"{stage}.kc": kc,
+                                      f"{stage}.nc": nc, f"{stage}.parts_m": pm, f"{stage}.parts_n": pn}, **swap)
 
 
 knob_values = st.tuples(st.sampled_from(MICRO_ROWS), st.sampled_from(MICRO_VECS), st.sampled_from((8, 4)),
                         st.sampled_from(MICRO_MC), st.sampled_from(MICRO_KC), st.sampled_from(MICRO_NC),
-                        st.sampled_from(MICRO_PARTS), st.sampled_from(MICRO_PARTS), st.sampled_from(("nk", "kn")))
+                        st.sampled_from(MICRO_PARTS), st.sampled_from(MICRO_PARTS), st.sampled_from(("nk", "kn")),
+                        st.booleans())
 
 
 def _ops(draw):
@@ -257,3 +262,39 @@ def test_conv_weight_panels_pack_by_register_transposes(channels, size, kc):
     op = ops.conv2d(1, channels, 6, 7, 19, size, size, padding=size // 2, bias=True, activation="relu")
     config = _micro(op, "conv2d", 8, 1, 8, 24, kc, 256, 2, 1)
     _check_both_ways(op, config, 7, lambda src: "vcopy_t" in src, f"C={channels} {size}x{size} kc={kc}")
+
+
+def test_rows_that_fill_vectors_better_than_columns_offer_the_transposed_kernel():
+    # 49 pixels fill 7 of 8 lanes in their last vector; 32 filters fill every lane.
+    small = ops.conv2d(1, 16, 7, 7, 32, 3, 3, padding=1, bias=True, activation="relu")
+    space = small.space(avx2_cpu())
+    assert space.default()["conv2d.mk_transposed"] is True
+    st_, con = _contraction(small, "conv2d")
+    swapped = con.swapped()
+    assert (swapped.m, swapped.n, swapped.a, swapped.b) == (con.n, con.m, con.b, con.a)
+    # Columns that fill whole vectors keep the space (and its version) as it was.
+    for op in (ops.matmul(64, 64, 64), ops.conv2d(1, 16, 8, 8, 20, 3, 3, padding=1)):
+        assert not any(k.name.endswith("mk_transposed") for k in op.space(avx2_cpu()).knobs)
+
+
+@pytest.mark.parametrize("make,stage", [
+    (lambda: ops.conv2d(1, 16, 7, 7, 40, 3, 3, padding=1, bias=True, activation="relu"), "conv2d"),
+    (lambda: ops.dense(37, 9, 70, bias=True, activation="gelu"), "matmul"),
+])
+def test_compiled_transposed_micro_kernels_match_the_reference(make, stage):
+    """The tile accumulates in a (rows, columns)-swapped scratch, and the epilogue writes the
+    stage's layout from it; bound weights are packed on the other side."""
+    op = make()
+    cfg = _micro(op, stage, 6, 2, 8, 24, 64, 256, 2, 1, "kn", True)
+    kernel = build(op, avx2_cpu(), cfg)
+    tiles = [s for s in _walk(kernel.loopnest.body) if isinstance(s, MicroKernel)]
+    # Whole tiles go to the swapped scratch, ragged ones through the local tile buffer.
+    assert {s.c.name.split("_")[-1] for s in tiles} == {"t", "ctile"}
+    assert all(s.c.role == "temp" for s in tiles if s.c.name.endswith("acc_t"))
+    inputs = op.random_inputs(6)
+    ref = op.reference(*inputs)
+    assert_matches(op, kernel(*inputs), ref, "transposed")
+    constant = build(op, avx2_cpu(), cfg, constants=("weight",))
+    names = [t.name for t in op.inputs]
+    bound = constant.bind(weight=inputs[names.index("weight")])
+    assert_matches(op, bound(*(a for n, a in zip(names, inputs) if n != "weight")), ref, "transposed, bound")
