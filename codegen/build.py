@@ -13,14 +13,16 @@ class CompileError(ScheduleError):
     """The generated source failed to compile."""
 
 
-def build(op, target="cpu", config=None, *, jit: bool = True, constants=()) -> Kernel:
+def build(op, target="cpu", config=None, *, jit: bool = True, constants=None) -> Kernel:
     """Compile `op` for `target` with `config` (None: the default heuristic schedule).
 
     jit=False runs the same generated source in the Python interpreter: slow, but with no
     compile step, for checking schedules on tiny shapes. `constants` names inputs that stay
     the same across calls (weights): micro-kernel operands read from them are packed by
-    steps of their own, which `Kernel.bind` runs once (CPU targets).
+    steps of their own, which `Kernel.bind` runs once (CPU targets). None takes the
+    operator's own (Operator.with_constants).
     """
+    constants = op.constants if constants is None else constants
     tgt, config, sch, nest, source, launches = _generated(op, target, config, tuple(constants))
     if tgt.kind == "cuda":
         from .cuda_kernel import CudaKernel
@@ -44,9 +46,9 @@ def build(op, target="cpu", config=None, *, jit: bool = True, constants=()) -> K
                   origin=origin, max_threads=1 if _small(op) else None)
 
 
-def kernel_source(op, target="cpu", config=None, constants=()) -> str:
+def kernel_source(op, target="cpu", config=None, constants=None) -> str:
     """The source build() would compile for this config, generated without compiling it."""
-    return _generated(op, target, config, tuple(constants))[4]
+    return _generated(op, target, config, tuple(op.constants if constants is None else constants))[4]
 
 
 def _generated(op, target, config, constants=()) -> tuple:

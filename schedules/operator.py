@@ -1,6 +1,7 @@
 """The Operator: a named DAG of compute stages with a stable workload key and input checks."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ class Operator:
     outputs: tuple
     stages: tuple  # compute tensors in topological order
     workload_key: str = field(default="")
+    # Inputs held fixed across calls (a layer's weights), in input order: see with_constants.
+    constants: tuple = ()
 
     @staticmethod
     def create(name: str, inputs, outputs) -> "Operator":
@@ -42,7 +45,27 @@ class Operator:
         if dup:
             raise ValueError(f"operator {name}: tensor names must be unique, repeated: {sorted(dup)}")
         op = Operator(name, inputs, outputs, stages)
-        object.__setattr__(op, "workload_key", f"{name}-{hashlib.sha256(op.canonical_json().encode()).hexdigest()[:20]}")
+        object.__setattr__(op, "workload_key", op._plain_key())
+        return op
+
+    def _plain_key(self) -> str:
+        return f"{self.name}-{hashlib.sha256(self.canonical_json().encode()).hexdigest()[:20]}"
+
+    def with_constants(self, *names: str) -> "Operator":
+        """This operator with the named inputs held constant across calls (a deployed layer's
+        weights): a workload of its own (key `<plain key>@<names>`), built with those inputs
+        as constants (codegen.build) and tuned and timed with them bound (Kernel.bind), so a
+        weight packed once is not counted on every call, as it is not in deployment. No names
+        give back the plain operator."""
+        known = [t.name for t in self.inputs]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"operator {self.name} has no input {unknown[0]!r} to hold constant "
+                             f"(inputs: {', '.join(known)})")
+        chosen = tuple(n for n in known if n in names)
+        op = dataclasses.replace(self, constants=chosen)
+        key = self._plain_key()
+        object.__setattr__(op, "workload_key", f"{key}@{','.join(chosen)}" if chosen else key)
         return op
 
     def __eq__(self, other):
@@ -53,7 +76,8 @@ class Operator:
 
     def __repr__(self):
         shapes = ", ".join(f"{t.name}{t.shape}" for t in self.inputs)
-        return f"Operator({self.name}: {shapes} -> {', '.join(t.name for t in self.outputs)})"
+        held = f"; constant {', '.join(self.constants)}" if self.constants else ""
+        return f"Operator({self.name}: {shapes} -> {', '.join(t.name for t in self.outputs)}{held})"
 
     # -- structure ---------------------------------------------------------------------------
     def stage(self, name: str) -> Tensor:

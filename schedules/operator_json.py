@@ -21,9 +21,12 @@ def operator_to_dict(op) -> dict:
                "axes": [[v.name, v.extent, v.kind] for v in s.axes],
                "reduce_axes": [[v.name, v.extent, v.kind] for v in s.reduce_axes],
                "body": _encode(s.body, tensor_ids, positional_var_ids(s))} for s in op.stages]
-    return {"format": FORMAT, "name": op.name,
-            "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in op.inputs],
-            "stages": stages, "outputs": [tensor_ids[id(t)] for t in op.outputs]}
+    out = {"format": FORMAT, "name": op.name,
+           "inputs": [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in op.inputs],
+           "stages": stages, "outputs": [tensor_ids[id(t)] for t in op.outputs]}
+    if op.constants:  # only then, so plain definitions stay as they were
+        out["constants"] = list(op.constants)
+    return out
 
 
 def operator_to_json(op) -> str:
@@ -48,7 +51,7 @@ def operator_from_json(text: str):
             tensors[f"s{k}"] = Tensor(s["name"], tuple(s["shape"]), s["dtype"], axes=axes, body=body)
         inputs = [tensors[f"in{k}"] for k in range(len(data["inputs"]))]
         outputs = [tensors[o] for o in data["outputs"]]
-        return Operator.create(data["name"], inputs, outputs)
+        return Operator.create(data["name"], inputs, outputs).with_constants(*data.get("constants", ()))
     except OperatorDecodeError:
         raise
     except (KeyError, TypeError, ValueError, AssertionError) as exc:

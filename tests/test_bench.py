@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from schedules import ops
+from schedules import as_target, ops
 from tuner import Database
 from tuner.baselines import BaselineUnavailable, NumpyBaseline, Workload, onnx_model
 from tuner.bench import DEFAULT_SUITE, BenchReport, BenchRow, Timing, format_table, run_bench, write_json
@@ -140,3 +140,21 @@ def test_bench_binds_the_weights_frameworks_hold_as_parameters(tmp_path):
                        log=lambda *_: None, baselines=("numpy",))
     row = report.rows[0]
     assert row.ours.seconds > 0 and row.ours.detail.endswith("; weight packed once")
+
+
+def test_bench_tunes_with_the_weights_bound_and_falls_back_to_unbound_records(tmp_path):
+    """A workload with parameters is tuned as its constants workload (dense@weight,bias);
+    a database holding only the plain workload's records still serves them."""
+    from tuner import tune
+    db = Database(str(tmp_path / "b.db"))
+    workload = Workload("dense", {"M": 8, "N": 32, "K": 40, "bias": True})
+    plain = ops.dense(8, 32, 40, bias=True)
+    tune(plain, "cpu", database=db, trials=2, seed=0, strategy="random", progress=False)
+    quiet = dict(seconds=0.01, pause=0.0, progress=False, log=lambda *_: None, baselines=("numpy",))
+    old = run_bench([(workload, 0)], db, trials=0, **quiet).rows[0].ours.detail
+    assert old.startswith("tuned with nothing bound, best of 2 measured configs")
+    new = run_bench([(workload, 3)], db, trials=3, strategy="random", **quiet).rows[0].ours.detail
+    assert new.startswith("tuned with weight, bias bound, best of 3 measured configs")
+    keys = {r.workload_key for r in db.records(plain.with_constants("weight", "bias"), as_target("cpu"))}
+    assert keys == {plain.workload_key + "@weight,bias"}
+    assert len(db.records(plain, as_target("cpu"))) == 2  # the plain workload's records untouched

@@ -83,3 +83,13 @@ def test_suite_file_tunes_each_workload(tmp_path):
     bad.write_text("workloads:\n  - {op: nonsense}\n")
     res = autosched("tune", "--suite", str(bad), "--database", str(tmp_path / "s.db"), check=False)
     assert res.returncode == 1 and "unknown operator 'nonsense'" in res.stderr
+
+
+def test_tune_with_constants_tunes_the_bound_workload(tmp_path):
+    db = str(tmp_path / "c.db")
+    res = autosched("tune", "--op", "dense", "--shape", "M=4,N=16,K=8,bias=True", "--constants", "weight,bias",
+                    "--trials", "2", "--database", db, "--strategy", "random", "--quiet")
+    assert "@weight,bias: 2 measured now" in res.stdout and "2/2 in total" in res.stdout
+    bad = autosched("tune", "--op", "dense", "--shape", "M=4,N=16,K=8", "--constants", "W",
+                    "--database", db, check=False)
+    assert bad.returncode == 1 and "--constants: operator dense_bias has no input 'W'" in bad.stderr

@@ -4,7 +4,7 @@ import logging
 import numpy as np
 import pytest
 
-from schedules import Config, ops
+from schedules import Config, as_target, ops
 from tuner import Database, LocalMeasurer, MeasureOptions, TuningRecord, build_best, tune
 from tuner.build_best import clear_cache
 from tuner.simulate import ReplayMeasurer
@@ -304,3 +304,51 @@ def test_measurer_times_a_slow_candidate_once_after_a_fast_one_was_seen():
     assert first.error is None and second.error is None
     assert len(first.costs) >= 5     # nothing known yet: timed fully
     assert len(second.costs) == 1    # slower than 1e-9 x the best: timed once
+
+
+def test_an_operator_with_constants_is_a_workload_of_its_own():
+    from schedules import Operator
+    op = ops.dense(8, 16, 32, bias=True, activation="gelu")
+    held = op.with_constants("bias", "weight")
+    assert held.constants == ("weight", "bias")  # input order
+    assert held.workload_key == op.workload_key + "@weight,bias" and held != op
+    assert held.with_constants() == op and held.with_constants().constants == ()
+    assert "constant weight, bias" in repr(held)
+    assert Operator.from_json(held.to_json()).workload_key == held.workload_key
+    assert Operator.from_json(op.to_json()).constants == ()
+    assert held.space("cpu").version == op.space("cpu").version
+    with pytest.raises(ValueError, match=r"no input 'W' to hold constant \(inputs: x, weight, bias\)"):
+        op.with_constants("W")
+
+
+def test_a_workload_with_constants_is_measured_with_them_bound(monkeypatch):
+    """The runner binds the constant inputs (packing their operands once) and times the
+    bound kernel on the other inputs; its records carry the constants workload's key."""
+    from codegen.kernel import Kernel
+    from tuner.measure import _run_task
+    bound = []
+    original = Kernel.bind
+
+    def spy(self, **arrays):
+        bound.append(sorted(arrays))
+        return original(self, **arrays)
+    monkeypatch.setattr(Kernel, "bind", spy)
+    op = ops.dense(8, 16, 32, bias=True).with_constants("weight")
+    config = op.space("cpu").default()
+    kind, message, costs = _run_task(("run", op, as_target("cpu"), config, FAST, None, None))
+    assert kind is None and costs and bound == [["weight"]], message
+    plain_kind, _, _ = _run_task(("run", op.with_constants(), as_target("cpu"), config, FAST, None, None))
+    assert plain_kind is None and bound == [["weight"]]  # the plain workload binds nothing
+
+
+def test_tuning_with_constants_stores_records_under_their_own_key(db):
+    op = ops.matmul(16, 24, 32)
+    held = op.with_constants("B")
+    result = tune(held, "cpu", database=db, trials=2, seed=0, strategy="random", options=FAST)
+    assert all(t.error is None for t in result.history)
+    assert [r.workload_key for r in db.records(held, "cpu")] == [held.workload_key] * 2
+    assert db.records(op, "cpu") == []
+    kernel = build_best(held, "cpu", db)
+    assert kernel.loopnest.prepacked  # built with B as a constant
+    a, b = op.random_inputs(1)
+    np.testing.assert_allclose(kernel.bind(B=b)(a), a @ b, rtol=1e-4, atol=1e-4)

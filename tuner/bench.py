@@ -157,7 +157,7 @@ def _bench_one(workload, label, db, target, budget, seconds, impls, threads, str
     inputs = op.random_inputs(0)
     ref = op.reference(*inputs)
     params = parameter_names(workload)
-    kernel, detail = _our_kernel(op, db, target, budget, strategy, seed, progress, params)
+    kernel, detail = _our_kernel(op.with_constants(*params), db, target, budget, strategy, seed, progress)
     free = inputs
     if params and hasattr(kernel, "bind"):
         # The same weights the frameworks hold as parameters (ONNX initializers) are bound,
@@ -187,25 +187,31 @@ def _ms(t: Timing) -> str:
     return f"{t.seconds * 1e3:9.3f} ms" if t.seconds is not None else "        -   "
 
 
-def _our_kernel(op, db, target, budget, strategy, seed, progress, constants=()):
-    """(kernel, where its config came from): the database's best, tuned now, or the default.
-    `constants` are built as such (codegen.build)."""
+def _our_kernel(op, db, target, budget, strategy, seed, progress):
+    """(kernel, where its config came from): the database's best record of `op` (tuned with
+    its constants bound, when it has them), tuned now when the budget asks for more; else the
+    best record of the plain operator (tuned with nothing bound, as older databases hold);
+    else the default schedule. The kernel is built with op's constants either way."""
     from codegen import build
     if db is None:
-        return build(op, target, constants=constants), "default schedule (no database)"
+        return build(op, target), "default schedule (no database)"
     from .build_best import build_best
     from .tune import tune
     from .versions import codegen_version
     space = op.space(target)
-    best = db.best(op, target, space.version, codegen_version())
     measured = len(db.measured_configs(op, target, space.version))
     if budget and measured < budget:
         tune(op, target, database=db, trials=budget, seed=seed, strategy=strategy, progress=progress)
-        best = db.best(op, target, space.version, codegen_version())
         measured = len(db.measured_configs(op, target, space.version))
-    if best is None:
-        return build(op, target, constants=constants), "default schedule (no tuned record)"
-    return build_best(op, target, db, constants=constants), f"tuned, best of {measured} measured configs"
+    held = f" with {', '.join(op.constants)} bound" if op.constants else ""
+    if db.best(op, target, space.version, codegen_version()) is not None:
+        return build_best(op, target, db), f"tuned{held}, best of {measured} measured configs"
+    plain = op.with_constants()
+    if op.constants and db.best(plain, target, space.version, codegen_version()) is not None:
+        measured = len(db.measured_configs(plain, target, space.version))
+        return (build_best(plain, target, db, constants=op.constants),
+                f"tuned with nothing bound, best of {measured} measured configs")
+    return build(op, target), "default schedule (no tuned record)"
 
 
 def _timed(name, fn, ref, seconds, pause, detail) -> Timing:

@@ -15,13 +15,14 @@ _missed: set = set()   # lookups already reported as missing, so the log line is
 _lock = threading.Lock()
 
 
-def build_best(op, target="cpu", database=None, constants=()):
+def build_best(op, target="cpu", database=None, constants=None):
     """Build `op` from its fastest correct record for `target` in `database`.
 
     Only records of the current space and code-generator versions apply; older ones stay in the
     database untouched. With no applicable record, the default schedule is built and one
     info-level line says so. The lookup is one indexed query, cached per process. `constants`
-    names inputs to build as constants (codegen.build), for `Kernel.bind`.
+    names inputs to build as constants (codegen.build), for `Kernel.bind`; None takes the
+    operator's own.
     """
     from codegen import build
 

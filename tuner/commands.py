@@ -112,6 +112,12 @@ def cmd_tune(args) -> int:
         jobs, budget = load_suite(args.suite)
     else:
         jobs, budget = [(make_operator(args.op, parse_shape(args.shape)), args.trials)], None
+    if args.constants:
+        names = [n.strip() for n in args.constants.split(",") if n.strip()]
+        try:
+            jobs = [(op.with_constants(*names), trials) for op, trials in jobs]
+        except ValueError as exc:
+            raise UsageError(f"--constants: {exc}") from None
     if args.time_budget:
         budget = parse_duration(args.time_budget)
     db = Database(args.database)
@@ -184,6 +190,9 @@ def add_commands(sub) -> None:
     t.add_argument("--strategy", default="xgb", choices=("xgb", "tpe", "random"),
                    help="xgb (cost-model guided), tpe or random (default: xgb)")
     t.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
+    t.add_argument("--constants", default="",
+                   help="comma-separated inputs held constant across calls, e.g. weight,bias: tuned "
+                        "with them bound (packed once), as a workload of its own")
     t.add_argument("--time-budget", help="stop after this long, e.g. 30m or 8h")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tune)

@@ -97,6 +97,11 @@ def _run_task(task):
                              expected, opts, give_up_after)
     kernel = build(op, target, config)
     try:
+        if op.constants:
+            # Timed as deployed: the constant inputs bound (their operands packed) once.
+            names = [t.name for t in op.inputs]
+            kernel = kernel.bind(**{n: a for n, a in zip(names, inputs) if n in op.constants})
+            inputs = [a for n, a in zip(names, inputs) if n not in op.constants]
         got = kernel(*inputs)
     except Exception as exc:
         return ("runtime_error", f"{type(exc).__name__}: {exc}", ())
