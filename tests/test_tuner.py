@@ -352,3 +352,14 @@ def test_tuning_with_constants_stores_records_under_their_own_key(db):
     assert kernel.loopnest.prepacked  # built with B as a constant
     a, b = op.random_inputs(1)
     np.testing.assert_allclose(kernel.bind(B=b)(a), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_a_workload_with_constants_starts_from_the_plain_workloads_best_configs(db):
+    op = ops.matmul(16, 24, 32)
+    tune(op, "cpu", database=db, trials=6, seed=3, strategy="random", options=FAST)
+    plain = sorted((r for r in db.records(op, "cpu") if r.seconds), key=lambda r: r.seconds)
+    held = op.with_constants("B")
+    result = tune(held, "cpu", database=db, trials=3, seed=0, strategy="random", options=FAST)
+    default = op.space("cpu").default()
+    expected = [default] + [r.config for r in plain if r.config != default][:2]
+    assert [t.config for t in result.history] == expected

@@ -91,6 +91,7 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     if hasattr(searcher, "warm_start"):
         searcher.warm_start(previous)
     run_id = db.start_run(op, tgt, searcher_name, seed)
+    seeds = _plain_best(db, op, tgt, space)
     batch = batch_size or getattr(measurer, "parallelism", 1)
     deadline = None if timeout is None else time.monotonic() + timeout
     rng = np.random.default_rng(seed + 7919)
@@ -111,6 +112,11 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
             if default not in measured:  # the heuristic schedule is the floor any tuning must beat
                 first = [Proposal(default, None)]
                 measured[default] = None
+            while seeds and len(first) < want:
+                config = seeds.pop(0)
+                if config not in measured:
+                    first.append(Proposal(config, None))
+                    measured[config] = None
             proposals = first + _unique_proposals(searcher, space, measured, want - len(first), rng)
             if not proposals:
                 log.info("%s: the space has no unmeasured configs left", op.name)
@@ -188,6 +194,28 @@ def _strategy(strategy, space, seed, db, op, tgt, transfer: bool):
         # cost 18 of the first 25 seconds of tuning a 1024^3 matmul (64 asks for the first pool).
         return ModelGuidedStrategy(space, op, tgt, seed, storage=None, study_name=name, transfer=data)
     return OptunaStrategy(space, strategy, seed, storage=storage, study_name=name)
+
+
+# A workload with constants first measures this many of the plain workload's best configs.
+PLAIN_SEEDS = 8
+
+
+def _plain_best(db, op, tgt, space) -> list:
+    """For a workload with constants (Operator.with_constants): the plain workload's fastest
+    correct configs of this space version, best first. They were timed with the weights'
+    packing in every call, so they are a good start, not the answer."""
+    if not op.constants:
+        return []
+    timed = sorted((r for r in db.records(op.with_constants(), tgt)
+                    if r.space_version == space.version and r.error is None and r.seconds is not None),
+                   key=lambda r: r.seconds)
+    out = []
+    for config in (space.canonical(r.config) for r in timed):
+        if config not in out:
+            out.append(config)
+        if len(out) == PLAIN_SEEDS:
+            break
+    return out
 
 
 def _unique_proposals(searcher, space, measured: dict, n: int, rng) -> list:
