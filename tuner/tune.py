@@ -211,10 +211,10 @@ def _plain_best(db, op, tgt, space) -> list:
                    key=lambda r: r.seconds)
     out = []
     for config in (space.canonical(r.config) for r in timed):
+        if len(out) >= PLAIN_SEEDS:
+            break
         if config not in out:
             out.append(config)
-        if len(out) == PLAIN_SEEDS:
-            break
     return out
 
 
