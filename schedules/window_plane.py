@@ -75,8 +75,8 @@ def plane_layout(axes, reduce_axes, source) -> PlaneLayout | None:
             continue
         if not node.tensor.is_placeholder or len(node.indices) < 2:
             return None
-        row = _offsets(node.indices[-2], h, plane_axes | reduce_ids, reduce_ids, ranges)
-        col = _offsets(node.indices[-1], w, plane_axes | reduce_ids, reduce_ids, ranges)
+        row = _offsets(node.indices[-2], h, reduce_ids, ranges)
+        col = _offsets(node.indices[-1], w, reduce_ids, ranges)
         outer = node.indices[:-2]
         if row is None or col is None or any(
                 {id(v) for v in walk(i) if isinstance(v, Var)} & (plane_axes | reduce_ids) for i in outer):
@@ -98,7 +98,7 @@ def plane_layout(axes, reduce_axes, source) -> PlaneLayout | None:
     return layout
 
 
-def _offsets(idx, axis, allowed, reduce_ids, ranges):
+def _offsets(idx, axis, reduce_ids, ranges):
     """(lo, hi) of idx - axis over the reduce axes, when idx is axis plus a function of the
     reduce axes only; None otherwise."""
     if _coefficient(idx, axis) != 1:
@@ -147,9 +147,9 @@ def emit_planes(low, st, tail, layout: PlaneLayout) -> list:
         value = term if value is None else reduce_combine(body.combiner, value, term)
     value = low._resolve(value, {})
 
+    # The epilogue's statements as written for the flat loop; kept only if they fit there.
     fused = tail(value)
-    redirect = _flat_outputs(low, st, fused, {id(h), id(w)})
-    if redirect is not None:
+    if _fits_flat_loop(st, fused, {id(h), id(w)}):
         flats = {}
         for s in fused:
             if isinstance(s, Store):
@@ -225,21 +225,21 @@ def _padded_read(node, layout: PlaneLayout, padded, j, h, w):
     return Load(padded, (add(j, Const(shift, "int64")),))
 
 
-def _flat_outputs(low, st, stmts, plane_axes) -> bool | None:
-    """True when the epilogue statements can run in the flat loop: nothing but the stores'
+def _fits_flat_loop(st, stmts, plane_axes) -> bool:
+    """Whether the epilogue statements can run in the flat loop: nothing but the stores'
     indices mentions h or w, every store is at exactly the stage's point, and every stored
-    buffer is float32 (copied out by masked vector copies). None otherwise."""
+    buffer is float32 (copied out by masked vector copies)."""
     for s in stmts:
         if isinstance(s, Assign):
             if any(isinstance(v, Var) and id(v) in plane_axes for v in walk(s.value)):
-                return None
+                return False
         elif isinstance(s, Store):
             if len(s.indices) != len(st.axis) or any(i is not a for i, a in zip(s.indices, st.axis)) \
                     or s.buffer.dtype != "float32" or \
                     any(isinstance(v, Var) and id(v) in plane_axes for v in walk(s.value)):
-                return None
+                return False
         else:
-            return None
+            return False
     return True
 
 
