@@ -22,8 +22,7 @@ def build(op, target="cpu", config=None, *, jit: bool = True, constants=None) ->
     steps of their own, which `Kernel.bind` runs once (CPU targets). None takes the
     operator's own (Operator.with_constants).
     """
-    constants = op.constants if constants is None else constants
-    tgt, config, sch, nest, source, launches = _generated(op, target, config, tuple(constants))
+    tgt, config, sch, nest, source, launches = _generated(op, target, config, constants)
     if tgt.kind == "cuda":
         from .cuda_kernel import CudaKernel
         return CudaKernel.create(op, tgt, config, nest, source, launches)
@@ -48,19 +47,20 @@ def build(op, target="cpu", config=None, *, jit: bool = True, constants=None) ->
 
 def kernel_source(op, target="cpu", config=None, constants=None) -> str:
     """The source build() would compile for this config, generated without compiling it."""
-    return _generated(op, target, config, tuple(op.constants if constants is None else constants))[4]
+    return _generated(op, target, config, constants)[4]
 
 
-def _generated(op, target, config, constants=()) -> tuple:
+def _generated(op, target, config, constants=None) -> tuple:
     """(target, config, schedule, loop nest, source, launches). On GPU targets the nest is the
     GPU nest; cuda's source is CUDA C with its kernels' launches, cuda-sim's the Numba source
-    of the same nest run on the CPU. Launches are () but on cuda."""
+    of the same nest run on the CPU. Launches are () but on cuda. `constants` None: the
+    operator's own."""
     tgt = as_target(target)
     space = op.space(tgt)
     config = space.default() if config is None else space.validate(config)
     sch = space.apply(config)
     if not tgt.is_gpu:
-        nest = lower(sch, constants)
+        nest = lower(sch, tuple(op.constants if constants is None else constants))
         return tgt, config, sch, nest, generate(nest), ()
     from schedules.gpu_lower import lower_gpu
     nest = lower_gpu(sch)

@@ -7,7 +7,7 @@ from .bounds import all_of, guard, in_bounds_condition
 from .expr import Binary, Const, Load, Unary, Var, reduce_combine, reduce_init
 from .gpu_sketch import TiledPlan
 from .gpu_staging import staged_boxes
-from .loopnest import Allocate, Barrier, Buffer, Fill, For, If, Store, VectorCopy, add, mul
+from .loopnest import Allocate, Barrier, Buffer, Fill, For, If, Store, VectorCopy, add, flat_offset, mul
 
 # Cooperative-fetch loops up to this many iterations are unrolled.
 MAX_UNROLLED_FETCH = 8
@@ -165,7 +165,7 @@ class TiledKernels:
         if width == 1:
             work = assigns + [Store(buf, tuple(local), guard(read, read, self.ranges))]
         else:
-            copy = VectorCopy(buf, _flat_offset(buf.shape, local), src, _flat_offset(src.shape, index), width)
+            copy = VectorCopy(buf, flat_offset(buf.shape, local), src, flat_offset(src.shape, index), width)
             cond = in_bounds_condition(read, self.ranges)
             work = assigns + ([copy] if cond is None else [If(cond, (copy,)), If(Unary("not", cond), tuple(
                 Store(buf, tuple(local[:-1]) + (add(local[-1], t),), Const(box.default, box.tensor.dtype))
@@ -205,15 +205,6 @@ class TiledKernels:
             if co < 0:
                 offset += co * (span - 1)
         return offset % VECTOR_WIDTH == 0
-
-
-def _flat_offset(shape, indices):
-    """Row-major flat position of indices in a buffer of constant shape."""
-    out, stride = Const(0, "int64"), 1
-    for idx, ext in reversed(list(zip(indices, shape))):
-        out = add(out, mul(idx, stride))
-        stride *= ext.value if isinstance(ext, Const) else int(ext)
-    return out
 
 
 def _bind_zero(var, stmts):

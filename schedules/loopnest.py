@@ -229,6 +229,15 @@ def mul(a, b) -> Expr:
     return Binary("mul", a, b)
 
 
+def flat_offset(shape, indices) -> Expr:
+    """Row-major flat position of `indices` in a C-contiguous buffer of constant `shape`."""
+    out, stride = Const(0, "int64"), 1
+    for idx, ext in reversed(list(zip(indices, shape))):
+        out = add(out, mul(idx, Const(stride, "int64")))
+        stride *= ext.value if isinstance(ext, Const) else int(ext)
+    return out
+
+
 def ceildiv(a, b) -> Expr:
     a, b = c(a), c(b)
     if is_const(a) and is_const(b):

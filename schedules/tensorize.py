@@ -9,7 +9,7 @@ from .contraction import find_contraction
 from .errors import ScheduleError
 from .expr import Binary, Const, Load, Select, Var, walk
 from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, TransposeCopy, VectorCopy,
-                       add, ceildiv, floordiv, is_const, minimum, mod, mul, sub)
+                       add, ceildiv, flat_offset, floordiv, is_const, minimum, mod, mul, sub)
 
 
 # Strided panel rows up to this stride are copied by vector loads and shuffles (a stride-s
@@ -108,11 +108,7 @@ def _row_runs(seg, off, start, count, extent, seg_lo, seg_hi):
 
 def _flat_index(load):
     """The element offset of a load in its C-contiguous buffer."""
-    flat, stride = Const(0, "int64"), 1
-    for i, d in zip(reversed(load.indices), reversed(load.tensor.shape)):
-        flat = add(flat, mul(i, Const(stride, "int64")))
-        stride *= d
-    return flat
+    return flat_offset(load.tensor.shape, load.indices)
 
 
 def _k_inner(expr, reduce_axes) -> bool:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from .bounds import affine_coefficient as _coefficient, interval
 from .expr import Const, Load, Var, rebuild, reduce_combine, substitute, walk
-from .loopnest import Allocate, Assign, Buffer, For, Scalar, Store, VectorCopy, add, floordiv, fmt, mod, mul
+from .loopnest import (Allocate, Assign, Buffer, For, Scalar, Store, VectorCopy, add, flat_offset, floordiv,
+                       fmt, mod, mul)
 
 # A plane's padded copy plus its flat result, in values; a larger plane would spill out of
 # the per-core caches, and its rows are long enough for the row layout anyway.
@@ -159,7 +160,7 @@ def emit_planes(low, st, tail, layout: PlaneLayout) -> list:
         inner = [Store(flats[id(s.buffer)][1], (j,), s.value) if isinstance(s, Store) else s for s in fused]
         stmts.append(For(j, Const(layout.flat_size, "int64"), "vectorized", tuple(inner)))
         y = Var(low.unique(f"{st.name}_y"), None, "loop")
-        copies = tuple(VectorCopy(out, _flat_offset(out.shape, tuple(outer_axes) + (y, Const(0, "int64"))),
+        copies = tuple(VectorCopy(out, flat_offset(out.shape, tuple(outer_axes) + (y, Const(0, "int64"))),
                                   flat, mul(y, Const(width, "int64")), cols, 1, Const(cols, "int64"))
                        for out, flat in flats.values())
         stmts.append(For(y, Const(rows, "int64"), "serial", copies))
@@ -199,7 +200,7 @@ def _copy_in(low, layout: PlaneLayout, padded, width: int) -> list:
     y = Var(low.unique(f"{layout.tensor.name}_y"), None, "loop")
     row = add(y, Const(y0, "int64"))
     dst = add(mul(_minus(row, layout.row_lo), Const(width, "int64")), Const(x0 - layout.col_lo, "int64"))
-    src_off = _flat_offset(src.shape, layout.outer + (row, Const(x0, "int64")))
+    src_off = flat_offset(src.shape, layout.outer + (row, Const(x0, "int64")))
     count = x1 - x0
     if src.dtype == padded.dtype == "float32":
         copy = (VectorCopy(padded, dst, src, src_off, count, 1, Const(count, "int64")),)
@@ -241,11 +242,3 @@ def _fits_flat_loop(st, stmts, plane_axes) -> bool:
         else:
             return False
     return True
-
-
-def _flat_offset(shape, indices):
-    flat, stride = Const(0, "int64"), 1
-    for i, d in zip(reversed(indices), reversed(shape)):
-        flat = add(flat, mul(i, Const(stride, "int64")))
-        stride *= d
-    return flat
