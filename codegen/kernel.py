@@ -67,6 +67,13 @@ class Kernel:
                 packed[k] = temps[k]
         return dataclasses.replace(self, bound=bound, packed=tuple(sorted(packed.items())))
 
+    def bind_inputs(self, inputs, names) -> tuple:
+        """(this kernel bound to the inputs named in `names`, taken from the full input list
+        `inputs`; the remaining inputs, in order)."""
+        all_names = [t.name for t in self.op.inputs]
+        bound = self.bind(**{n: a for n, a in zip(all_names, inputs) if n in names})
+        return bound, [a for n, a in zip(all_names, inputs) if n not in names]
+
     def _with_bound(self, arrays) -> tuple:
         if not self.bound:
             return arrays

@@ -162,9 +162,7 @@ def _bench_one(workload, label, db, target, budget, seconds, impls, threads, str
     if params and hasattr(kernel, "bind"):
         # The same weights the frameworks hold as parameters (ONNX initializers) are bound,
         # so operands packed from them are packed once, as those frameworks do.
-        names = [t.name for t in op.inputs]
-        kernel = kernel.bind(**{n: a for n, a in zip(names, inputs) if n in params})
-        free = [a for n, a in zip(names, inputs) if n not in params]
+        kernel, free = kernel.bind_inputs(inputs, params)
         if kernel.packed:
             detail += f"; {', '.join(n for n, _ in kernel.loopnest.prepacked)} packed once"
     timings = []

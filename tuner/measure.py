@@ -99,9 +99,7 @@ def _run_task(task):
     try:
         if op.constants:
             # Timed as deployed: the constant inputs bound (their operands packed) once.
-            names = [t.name for t in op.inputs]
-            kernel = kernel.bind(**{n: a for n, a in zip(names, inputs) if n in op.constants})
-            inputs = [a for n, a in zip(names, inputs) if n not in op.constants]
+            kernel, inputs = kernel.bind_inputs(inputs, op.constants)
         got = kernel(*inputs)
     except Exception as exc:
         return ("runtime_error", f"{type(exc).__name__}: {exc}", ())
