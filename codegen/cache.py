@@ -1,6 +1,7 @@
 """Compiled-kernel cache: in memory per process, and on disk through Numba's own cache."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -21,10 +22,17 @@ _lock = threading.Lock()
 def cache_key(source: str, target_key: str) -> str:
     import numba
     import numpy
-    from .numba_math import MATH_VERSION
-    material = "\n".join([CODEGEN_VERSION, MATH_VERSION, numba.__version__, numpy.__version__,
+    material = "\n".join([CODEGEN_VERSION, _math_source_digest(), numba.__version__, numpy.__version__,
                           sys.version.split()[0], target_key, source])
     return hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=1)
+def _math_source_digest() -> str:
+    """Generated kernels inline numba_math's functions, and Numba's disk cache checks only the
+    kernel file's own timestamp: any edit there must give every kernel a new key."""
+    from . import numba_math
+    return hashlib.sha256(Path(numba_math.__file__).read_bytes()).hexdigest()[:16]
 
 
 def compiled(source: str, target_key: str):

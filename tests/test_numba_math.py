@@ -32,11 +32,21 @@ def _run(which, x):
     return out.astype(np.float64)
 
 
-def test_exp_is_within_two_ulp():
+def test_exp_is_within_three_ulp_and_one_near_zero():
     x = GRID[np.abs(GRID) < 87]
     ref = np.exp(x.astype(np.float64))
-    rel = np.abs(_run(0, x) - ref) / ref
-    assert rel.max() < 2.5 * np.finfo(np.float32).eps
+    rel = np.abs(_run(0, x) - ref) / ref / np.finfo(np.float32).eps
+    assert rel.max() < 3.0
+    # Softmax and the activations live here; only the folded ln2 split loses accuracy beyond.
+    assert rel[np.abs(x) < 20].max() < 1.1
+
+
+def test_exp_saturates_below_float32_overflow():
+    x = np.array([88.0, 88.37, 88.5, 89.0, 1e30], np.float32)
+    got = _run(0, x)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got[:2], np.exp(x[:2].astype(np.float64)), rtol=4e-7)
+    assert np.all(got[2:] == got[1])
 
 
 @pytest.mark.parametrize("which,fn,tol", [
