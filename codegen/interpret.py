@@ -13,16 +13,24 @@ def python_cfunc(*args, **kwargs):
     return keep
 
 
-def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool):
+def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, direct: bool = False):
     """What codegen.simd.outer_product_kernel computes, in numpy (float32 accumulation)."""
     import numpy as np
     cols = vecs * lanes
 
-    def kernel(a, a_off, b, b_off, c, c_off, ldc, kc, *flag):
+    def kernel(a, a_off, *rest):
+        if direct:
+            row_at, k_at, k_off, b, b_off, c, c_off, ldc, kc, *flag = rest
+        else:
+            b, b_off, c, c_off, ldc, kc, *flag = rest
         flat = c.reshape(-1)
         tile = np.zeros((rows, cols), np.float32)
         if kc > 0:
-            pa = a[a_off:a_off + kc * rows].reshape(kc, rows)
+            if direct:
+                at = a_off + k_at[k_off:k_off + kc][:, None] + row_at[:rows][None, :]
+                pa = a.reshape(-1)[at]
+            else:
+                pa = a[a_off:a_off + kc * rows].reshape(kc, rows)
             pb = b[b_off:b_off + kc * cols].reshape(kc, cols)
             tile = (pa.T.astype(np.float64) @ pb.astype(np.float64)).astype(np.float32)
         for i in range(rows):

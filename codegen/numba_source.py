@@ -140,7 +140,8 @@ class _Printer:
                 self.lines.append(f"{pad}{copy_name(s)}({self.name(s.dst)}, {self.expr(s.dst_off)}, "
                                   f"{self.name(s.src)}, {self.expr(s.src_off)}{length})")
             elif isinstance(s, MicroKernel):
-                args = [self.name(s.a), self.expr(s.a_off), self.name(s.b), self.expr(s.b_off),
+                tables = [self.name(s.a_rows), self.name(s.a_ks), self.expr(s.a_ks_off)] if s.direct else []
+                args = [self.name(s.a), self.expr(s.a_off), *tables, self.name(s.b), self.expr(s.b_off),
                         self.name(s.c), self.expr(s.c_off), self.expr(s.ldc), self.expr(s.kc)]
                 if not isinstance(s.accumulate, bool):
                     args.append(self.expr(s.accumulate))
@@ -153,7 +154,7 @@ class _Printer:
 
 def microkernel_name(s: MicroKernel) -> str:
     mode = "acc" if s.accumulate is True else "set" if s.accumulate is False else "flag"
-    return f"mk_{s.rows}x{s.vecs}x{s.lanes}_{mode}"
+    return f"mk_{s.rows}x{s.vecs}x{s.lanes}_{mode}" + ("_direct" if s.direct else "")
 
 
 def _hoistable_allocations(stmts, found=None) -> list:
@@ -184,7 +185,8 @@ def _binding(s) -> str:
     if isinstance(s, TransposeCopy):
         return f"{copy_name(s)} = transpose_copy({s.width})"
     mode = s.accumulate if isinstance(s.accumulate, bool) else repr("runtime")
-    return f"{microkernel_name(s)} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, {mode})"
+    direct = ", direct=True" if s.direct else ""
+    return f"{microkernel_name(s)} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, {mode}{direct})"
 
 
 def _intrinsics(stmts, found: dict) -> dict:

@@ -21,18 +21,23 @@ def _require_float32(what: str, **arrays) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
+def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, direct: bool = False):
     """A Numba intrinsic `kernel(a, a_off, b, b_off, c, c_off, ldc, kc)` for float32 arrays:
 
         C[i, j] += sum_k A[k, i] * B[k, j]   for i < mr, j < nvec * lanes
         (C[i, j] = ... when accumulate is False: C's old values are ignored)
 
-    accumulate="runtime" adds a ninth argument, a flag choosing between the two per call.
+    accumulate="runtime" adds a last argument, a flag choosing between the two per call.
 
     where A is a packed panel (a[a_off + k * mr + i]), B is a packed panel
     (b[b_off + k * nr + j], nr = nvec * lanes) and C is row-major with row stride ldc
     starting at c_off. C may have any number of dimensions: it is addressed as its flat,
     C-contiguous data. Callable only from @njit code. kc <= 0 adds nothing.
+
+    direct=True reads A unpacked, wherever its rows and k steps lie, through two int64
+    tables: `kernel(a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc)` takes
+    A[k, i] = a[a_off + rows[i] + ks[ks_off + k]] (a convolution's pixels read straight from
+    its padded input: rows[i] is pixel i's offset, ks[k] the offset of filter tap k).
     """
     if accumulate not in (True, False, "runtime"):
         raise ValueError(f"outer_product_kernel: accumulate must be True, False or 'runtime', got {accumulate!r}")
@@ -44,17 +49,24 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
     from numba.extending import intrinsic
     nr = nvec * lanes
 
-    def typing(a, a_off, b, b_off, c, c_off, ldc, kc, *flag):
+    def typing(a, a_off, *rest):
+        tables = rest[:3] if direct else ()
+        b, b_off, c, c_off, ldc, kc, *flag = rest[3:] if direct else rest
         _require_float32("outer-product kernel", a=a, b=b, c=c)
-        sig = types.void(a, a_off, b, b_off, c, c_off, ldc, kc, *flag)
+        if direct and not all(isinstance(t, types.Array) and t.dtype == types.int64 for t in tables[:2]):
+            raise TypeError(f"outer-product kernel: row and k tables must be int64 arrays, got {tables[:2]}")
+        sig = types.void(a, a_off, *tables, b, b_off, c, c_off, ldc, kc, *flag)
+        skip = len(tables)
 
         def codegen(context, builder, signature, args):
             i32, i64 = ir.IntType(32), ir.IntType(64)
             vec = ir.VectorType(ir.FloatType(), lanes)
-            data = [context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 2, 4)]
+            data = [context.make_array(signature.args[i])(context, builder, args[i]).data
+                    for i in (0, 2 + skip, 4 + skip)]
             a_ptr, b_ptr, c_ptr = data
             a_off, b_off, c_off, ldc, kc = (context.cast(builder, args[i], signature.args[i], types.int64)
-                                            for i in (1, 3, 5, 6, 7))
+                                            for i in (1, 3 + skip, 5 + skip, 6 + skip, 7 + skip))
+            flag_at = 8 + skip
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                                  f"llvm.fma.v{lanes}f32")
             zero, undef = ir.Constant(vec, None), ir.Constant(vec, ir.Undefined)
@@ -66,6 +78,13 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
             def vload(ptr, index):
                 return builder.load(builder.bitcast(builder.gep(ptr, [index]), vec.as_pointer()), align=4)
 
+            if direct:
+                # Each row's base pointer is fixed for the call; a k step adds one offset.
+                rows_ptr, ks_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data
+                                    for i in (2, 3))
+                ks_off = context.cast(builder, args[4], signature.args[4], types.int64)
+                row_bases = [builder.gep(a_ptr, [builder.add(a_off, builder.load(builder.gep(rows_ptr, [const(i)])))])
+                             for i in range(mr)]
             entry = builder.block
             loop = builder.append_basic_block("outer_product.loop")
             done = builder.append_basic_block("outer_product.done")
@@ -76,10 +95,15 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
             acc = [[builder.phi(vec) for _ in range(nvec)] for _ in range(mr)]
             b_row = builder.add(b_off, builder.mul(k, const(nr)))
             b_vecs = [vload(b_ptr, builder.add(b_row, const(v * lanes))) for v in range(nvec)]
-            a_row = builder.add(a_off, builder.mul(k, const(mr)))
+            if direct:
+                k_at = builder.load(builder.gep(ks_ptr, [builder.add(ks_off, k)]))
+                a_at = [builder.gep(row_bases[i], [k_at]) for i in range(mr)]
+            else:
+                a_row = builder.add(a_off, builder.mul(k, const(mr)))
+                a_at = [builder.gep(a_ptr, [builder.add(a_row, const(i))]) for i in range(mr)]
             updated = []
             for i in range(mr):
-                scalar = builder.load(builder.gep(a_ptr, [builder.add(a_row, const(i))]))
+                scalar = builder.load(a_at[i])
                 splat = builder.shuffle_vector(builder.insert_element(undef, scalar, ir.Constant(i32, 0)),
                                                undef, splat_mask)
                 updated.append([builder.call(fma, [splat, b_vecs[v], acc[i][v]]) for v in range(nvec)])
@@ -102,7 +126,7 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
                     phi.add_incoming(updated[i][v], body_end)
                     finals.append(phi)
             if accumulate == "runtime":
-                add_to_c = context.cast(builder, args[8], signature.args[8], types.boolean)
+                add_to_c = context.cast(builder, args[flag_at], signature.args[flag_at], types.boolean)
             for i in range(mr):
                 row = builder.add(c_off, builder.mul(const(i), ldc))
                 for v in range(nvec):
@@ -117,7 +141,16 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True):
 
         return sig, codegen
 
-    if accumulate == "runtime":
+    # Numba's intrinsics take a fixed argument list, one per calling form.
+    if direct and accumulate == "runtime":
+        @intrinsic
+        def kernel(typingctx, a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc, flag):
+            return typing(a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc, flag)
+    elif direct:
+        @intrinsic
+        def kernel(typingctx, a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc):
+            return typing(a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc)
+    elif accumulate == "runtime":
         @intrinsic
         def kernel(typingctx, a, a_off, b, b_off, c, c_off, ldc, kc, flag):
             return typing(a, a_off, b, b_off, c, c_off, ldc, kc, flag)

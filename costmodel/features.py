@@ -192,7 +192,8 @@ class _Walker:
         self.stmt_flops.append((0, inner))
         self.stmt_flops.append((s.total_flops, ()))
         for buf, off, step in ((s.a, s.a_off, s.rows), (s.b, s.b_off, s.cols)):
-            base = self._flat(buf, (off,)) or {}
+            # An unpacked A (read through its tables) is taken as walking its buffer along k.
+            base = (self._offset(off) if buf is s.a and s.direct else self._flat(buf, (off,))) or {}
             self.accesses.append((buf, {**base, id(k): 1}, False, inner))
         c = self._flat(s.c, (s.c_off,)) if len(s.c.shape) == 1 else self._offset(s.c_off)
         self.accesses.append((s.c, c, False, stack))

@@ -127,6 +127,9 @@ class MicroKernel:
     tile lives in `rows * vecs` vector registers of `lanes` floats for the whole k loop.
     `accumulate` is an Expr (a runtime condition) or a bool: when false the call overwrites
     the tile instead of adding to it.
+
+    With `a_rows` and `a_ks` (int64 tables) A is read unpacked instead:
+    a[a_off + a_rows[i] + a_ks[a_ks_off + k]].
     """
     a: Buffer
     a_off: Expr
@@ -141,10 +144,17 @@ class MicroKernel:
     lanes: int
     accumulate: object
     total_flops: int = 0  # of all executions together (exact, for features); 0 for edge tiles
+    a_rows: Buffer | None = None
+    a_ks: Buffer | None = None
+    a_ks_off: Expr | None = None
 
     @property
     def cols(self) -> int:
         return self.vecs * self.lanes
+
+    @property
+    def direct(self) -> bool:
+        return self.a_rows is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -311,8 +321,10 @@ def _dump(stmts, depth, lines):
             lines.append(f"{pad}{s.buffer.name}[...] = {fmt(s.value)}")
         elif isinstance(s, MicroKernel):
             op = "+=" if s.accumulate is True else "=" if s.accumulate is False else f"(+ if {fmt(s.accumulate)})="
+            a = (f"{s.a.name}@{fmt(s.a_off)}[{s.a_rows.name}[i] + {s.a_ks.name}[{fmt(s.a_ks_off)} + k]]"
+                 if s.direct else f"{s.a.name}@{fmt(s.a_off)}")
             lines.append(f"{pad}microkernel {s.rows}x{s.cols} {s.c.name}@{fmt(s.c_off)} ldc={fmt(s.ldc)} {op} "
-                         f"{s.a.name}@{fmt(s.a_off)} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}")
+                         f"{a} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}")
         elif isinstance(s, TransposeCopy):
             lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[k<{fmt(s.kc)}, t<{s.width}] = "
                          f"{s.src.name}@{fmt(s.src_off)}[t*{s.ld} + k]")

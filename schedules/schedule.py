@@ -181,7 +181,8 @@ class StageSchedule:
 
 
     def tensorize(self, rows: int, vecs: int, lanes: int, mc=96, kc=256, nc=2048,
-                  parts_m=1, parts_n=1, order: str = "nk", transposed: bool = False) -> None:
+                  parts_m=1, parts_n=1, order: str = "nk", transposed: bool = False,
+                  direct: bool = False) -> None:
         """Compute this contraction with a rows x (vecs*lanes) SIMD outer-product micro-kernel.
 
         Blocks of mc rows and nc columns, kc deep, are packed into panels (the `pack`
@@ -191,6 +192,9 @@ class StageSchedule:
         packs A per mc block inside each k block (GotoBLAS); "kn" runs k blocks outermost and
         packs all rows of a part once per k block, for short, wide problems. `transposed`
         exchanges rows and columns: the vector lanes run along the output's rows instead.
+        `direct` reads the rows' operand unpacked where it is an affine load (a convolution's
+        pixels from its padded input, through tables of pixel and tap offsets); elsewhere it
+        is packed as usual.
         """
         from .tensorize import MicroKernelPlan
         if not self.is_reduction:
@@ -211,7 +215,8 @@ class StageSchedule:
                 raise ScheduleError(f"tensorize on stage {self.name}: {label} must be a positive int "
                                     f"or a runtime knob, got {v!r}")
             blocks.append(v)
-        self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks, order=order, transposed=bool(transposed))
+        self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks, order=order, transposed=bool(transposed),
+                                          direct=bool(direct))
 
     def window_kernel(self, block=256, planes: bool = False) -> None:
         """Compute this sliding-window reduction (depthwise convolution, pooling) directly: taps

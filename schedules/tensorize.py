@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .bounds import affine_coefficient as _coefficient
 from .contraction import find_contraction
 from .errors import ScheduleError
-from .expr import Binary, Const, Load, Select, Var, walk
+from .expr import Binary, Const, Load, Select, Var, substitute, walk
 from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, TransposeCopy, VectorCopy,
                        add, ceildiv, flat_offset, floordiv, is_const, minimum, mod, mul, sub)
 
@@ -32,6 +32,9 @@ class MicroKernelPlan:
     # output's rows, which fill whole vectors where its columns do not (conv 512x7x7's 49
     # pixels against its 512 channels).
     transposed: bool = False
+    # A read unpacked, through row and k offset tables, where it is an affine load (a
+    # convolution's pixels from its padded input): no per-call im2col packing.
+    direct: bool = False
 
     @property
     def cols(self) -> int:
@@ -314,8 +317,34 @@ def emit_microkernel(low, st, tail) -> list:
 
     pack_b = (pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj),)
     apan = nm.var("apan", "index")
-    pack_a = (pack(apack, con.a, R, apan if a_outer else ipan, sub(m_hi, m_lo) if a_outer else mcur,
-                   m_lo if a_outer else i0, mflat, con.m, ip, ii),)
+    a_value = low._resolve(con.a, {})
+    direct = (_direct_offsets(a_value, axes, con.m, raxes)
+              if plan.direct and _constant_input(low, con.a) is None else None)
+    direct_setup, row_table = (), None
+    if direct is None:
+        pack_a = (pack(apack, con.a, R, apan if a_outer else ipan, sub(m_hi, m_lo) if a_outer else mcur,
+                       m_lo if a_outer else i0, mflat, con.m, ip, ii),)
+    else:
+        # No packing: each tap's offset is tabled once per part, and each tile's row offsets
+        # once per tile. Rows past the block's end repeat its last row; they land in the
+        # edge tile's scratch, which is never read there.
+        row_off, k_off = direct
+        ktab = Buffer(low.unique(f"{st.name}_ktab"), (Kt,), "int64", "local", "local")
+        rtab = Buffer(low.unique(f"{st.name}_rtab"), (R,), "int64", "local", "local")
+        kpos, stride = Const(0, "int64"), 1
+        for r in reversed(raxes):
+            kpos = add(kpos, mul(r, Const(stride, "int64")))
+            stride *= r.extent
+        fill = Store(ktab, (kpos,), k_off)
+        for r in reversed(raxes):
+            fill = For(r, Const(r.extent, "int64"), "serial", (fill,))
+        direct_setup = (Allocate(ktab), Allocate(rtab), fill)
+        pack_a = ()
+
+        def row_table(i):
+            last_row = sub(add(i0, mcur), Const(1, "int64"))
+            at = [Assign(mflat, minimum(add(i, ii), last_row))] + _decode(mflat, axes, list(con.m))
+            return (For(ii, Const(R, "int64"), "serial", tuple(at) + (Store(rtab, (ii,), row_off),)),)
 
     # One tile: rows i.., columns j.. of this batch's (Mt, Nt) slab.
     i, j = nm.var("i", "index"), nm.var("j", "index")
@@ -359,12 +388,16 @@ def emit_microkernel(low, st, tail) -> list:
                           Binary("gt", add(j, C), add(j0, ncur))))
     c_off = add(slab, add(mul(i, Nt), j))
 
+    a_source = ((a_value.tensor, Const(0, "int64")), dict(a_rows=rtab, a_ks=ktab, a_ks_off=p0)) \
+        if direct is not None else ((apack, a_off), {})
+
     def mk(acc, into_tile):
+        (a_buf, a_at), tables = a_source
         if into_tile:
-            return MicroKernel(apack, a_off, bpack, b_off, ctile, Const(0, "int64"), Const(C, "int64"),
-                               kcur, R, plan.vecs, lanes, False)
-        return MicroKernel(apack, a_off, bpack, b_off, cbuf, c_off, Const(Nt, "int64"), kcur, R,
-                           plan.vecs, lanes, acc, 2 * Bt * Mt * Nt * Kt)
+            return MicroKernel(a_buf, a_at, bpack, b_off, ctile, Const(0, "int64"), Const(C, "int64"),
+                               kcur, R, plan.vecs, lanes, False, **tables)
+        return MicroKernel(a_buf, a_at, bpack, b_off, cbuf, c_off, Const(Nt, "int64"), kcur, R,
+                           plan.vecs, lanes, acc, 2 * Bt * Mt * Nt * Kt, **tables)
 
     ti, tj = nm.var("ti"), nm.var("tj")
 
@@ -406,7 +439,8 @@ def emit_microkernel(low, st, tail) -> list:
     epilogues = low.has_epilogues(st) or cbuf is not low.buffers.get(id(st.tensor))
     compute = For(jp, jpan, "serial", (
         Assign(j, add(j0, mul(jp, C))),
-        For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + tuple(tile_stmts)),
+        For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + (row_table(i) if direct else ())
+            + tuple(tile_stmts)),
     ))
     if epilogues:
         # The epilogue runs once the block's last k block is done, over its whole rows (in
@@ -436,9 +470,26 @@ def emit_microkernel(low, st, tail) -> list:
         nest = For(jb, n_count, "serial", n_block_head + (k_blocks,))
     part_body = part_head + batch_assign + unit_assign + [
         If(_and(Binary("lt", m_lo, m_hi), Binary("lt", n_lo, n_hi)),
-           tuple(Allocate(b) for b in (apack, bpack, ctile) if b.scope == "local") + (nest,)),
+           tuple(Allocate(b) for b in (apack, bpack, ctile) if b.scope == "local" and (b is not apack or pack_a))
+           + direct_setup + (nest,)),
     ]
     return pro + [For(t, parts, "parallel", tuple(part_body))]
+
+
+def _direct_offsets(value, axes, m_group, raxes):
+    """(row offset, k offset) with value at (m, k) = its buffer's flat data[row + k offset],
+    when value is a plain load whose flat offset is affine in the M axes and the reduce axes:
+    the row offset reads the stage axes (M and batch), the k offset only the reduce axes.
+    None when it is not such a load."""
+    if not _plain_load(value):
+        return None
+    flat = _flat_index(value)
+    if any(_coefficient(flat, v) is None for v in [axes[d] for d in m_group] + list(raxes)):
+        return None
+    zero = Const(0, "int64")
+    k_off = substitute(flat, {ax: zero for ax in axes})
+    origin = substitute(k_off, {r: zero for r in raxes})
+    return sub(substitute(flat, {r: zero for r in raxes}), origin), k_off
 
 
 def _constant_input(low, expr):

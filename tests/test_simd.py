@@ -45,6 +45,52 @@ def test_outer_product_kernel_matches_numpy(mr, nvec, data):
     np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5 * (1 + np.sqrt(kc)))
 
 
+_DIRECT = {}
+
+
+def _direct_caller(mr, nvec, mode):
+    if (mr, nvec, mode) not in _DIRECT:
+        from numba import njit
+        kernel = outer_product_kernel(mr, nvec, 8, mode, direct=True)
+        if mode == "runtime":
+            @njit
+            def call(a, a_off, rows, ks, ks_off, b, c, ldc, kc, flag):
+                kernel(a, a_off, rows, ks, ks_off, b, 0, c, 0, ldc, kc, flag)
+        else:
+            @njit
+            def call(a, a_off, rows, ks, ks_off, b, c, ldc, kc, flag):
+                kernel(a, a_off, rows, ks, ks_off, b, 0, c, 0, ldc, kc)
+        _DIRECT[mr, nvec, mode] = call
+    return _DIRECT[mr, nvec, mode]
+
+
+@pytest.mark.parametrize("mr,nvec", [(1, 1), (6, 2), (8, 1)])
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_direct_outer_product_reads_a_through_its_row_and_k_tables(mr, nvec, data):
+    """A[k, i] = a[a_off + rows[i] + ks[ks_off + k]]: rows in any order, repeated or not
+    (an edge tile repeats its last row), taps at any offsets."""
+    nr = nvec * 8
+    kc = data.draw(st.integers(0, 30), label="kc")
+    ks_off = data.draw(st.integers(0, 4), label="ks_off")
+    mode = data.draw(st.sampled_from([True, False, "runtime"]), label="mode")
+    flag = data.draw(st.booleans(), label="flag")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    a = rng.standard_normal(300).astype(np.float32)
+    a_off = int(rng.integers(0, 20))
+    rows = rng.integers(0, 120, mr).astype(np.int64)
+    ks = rng.integers(0, 150, ks_off + kc + 2).astype(np.int64)
+    b = rng.standard_normal(kc * nr + 3).astype(np.float32)
+    c = rng.standard_normal(mr * nr).astype(np.float32)
+    panel_a = np.array([[a[a_off + rows[i] + ks[ks_off + k]] for i in range(mr)] for k in range(kc)],
+                       np.float64).reshape(kc, mr)
+    tile = panel_a.T @ b[:kc * nr].astype(np.float64).reshape(kc, nr)
+    adds = flag if mode == "runtime" else mode
+    expected = (c.astype(np.float64).reshape(mr, nr) if adds else 0) + tile
+    _direct_caller(mr, nvec, mode)(a, a_off, rows, ks, ks_off, b, c, nr, kc, flag)
+    np.testing.assert_allclose(c.reshape(mr, nr), expected, rtol=1e-5, atol=1e-5 * (1 + np.sqrt(kc)))
+
+
 def test_outer_product_kernel_rejects_non_tiles_and_wrong_dtypes():
     with pytest.raises(ValueError):
         outer_product_kernel(0, 1)

@@ -298,3 +298,57 @@ def test_compiled_transposed_micro_kernels_match_the_reference(make, stage):
     names = [t.name for t in op.inputs]
     bound = constant.bind(weight=inputs[names.index("weight")])
     assert_matches(op, bound(*(a for n, a in zip(names, inputs) if n != "weight")), ref, "transposed, bound")
+
+
+def _direct_conv(draw):
+    """A conv whose filters fill 8-lane vectors better than its pixels: the transposed plan,
+    which reads pixels unpacked from the (padded) input."""
+    d = lambda lo, hi: draw(st.integers(lo, hi))  # noqa: E731
+    size = draw(st.sampled_from([1, 2, 3]))
+    return ops.conv2d(1, draw(st.sampled_from([1, 3, 8, 17])), d(5, 9), d(5, 9), draw(st.sampled_from([8, 16, 24])),
+                      size, size,
+                      stride=d(1, 2), padding=d(0, 1), dilation=d(1, 2), bias=draw(st.booleans()),
+                      activation=draw(st.sampled_from([None, "relu"])))
+
+
+@settings(max_examples=60, **RELAXED)
+@given(data=st.data(), knobs=knob_values)
+def test_transposed_convs_read_pixels_unpacked_and_match_the_reference(data, knobs):
+    """Interpreted: tap offsets tabled per part and pixel offsets per tile, for every tile
+    shape, k block (tables read from a k block's start), edge tile and parallel split."""
+    op = _direct_conv(data.draw)
+    assume("conv2d.mk_transposed" in {k.name for k in op.space(avx2_cpu()).knobs})
+    cfg = _micro(op, "conv2d", *knobs[:-1], True)
+    inputs = op.random_inputs(5)
+    kernel = build(op, avx2_cpu(), cfg, jit=False)
+    tiles = [s for s in _walk(kernel.loopnest.body) if isinstance(s, MicroKernel)]
+    assert tiles and all(s.direct and s.a.name in ("data", "data_pad") for s in tiles)
+    assert "_apack" not in kernel.source
+    assert_matches(op, kernel(*inputs), op.reference(*inputs), f"with config {cfg.to_json()}")
+
+
+@pytest.mark.parametrize("size,stride,padding,rows", [(7, 1, 1, 8), (11, 2, 0, 6), (9, 1, 0, 4)])
+def test_compiled_unpacked_pixels_match_the_reference(size, stride, padding, rows):
+    # 7x7 and 5x5 outputs against 4-8 row tiles: tiles cross output rows and end ragged.
+    op = ops.conv2d(1, 5, size, size, 16, 3, 3, stride=stride, padding=padding, bias=True, activation="relu")
+    cfg = _micro(op, "conv2d", rows, 2, 8, 24, 64, 256, 2, 1, "nk", True)
+    _check_both_ways(op, cfg, 8, lambda src: "_direct(" in src and "ktab" in src, f"stride {stride}")
+
+
+def test_packing_stays_where_the_rows_operand_is_a_bound_weight_or_not_affine():
+    from schedules.expr import Binary, Const, Load, Var
+    from schedules.loopnest import Buffer
+    from schedules.tensorize import _direct_offsets
+    # Swapped dense: the rows are the weight's, packed once at bind time instead.
+    op = ops.dense(37, 9, 70, bias=True)
+    cfg = _micro(op, "matmul", 6, 2, 8, 24, 64, 256, 2, 1, "kn", True)
+    tiles = [s for s in _walk(build(op, avx2_cpu(), cfg, jit=False, constants=("weight",)).loopnest.body)
+             if isinstance(s, MicroKernel)]
+    assert tiles and not any(s.direct for s in tiles)
+    # A load whose address is not affine in a row axis cannot be tabled.
+    i, k = Var("i", 8, "axis"), Var("k", 4, "reduce")
+    buf = Buffer("x", (8, 4), "float32", "global", "input")
+    wrapped = Load(buf, (Binary("mod", Binary("add", i, Const(1, "int64")), Const(8, "int64")), k))
+    assert _direct_offsets(wrapped, [i], (0,), [k]) is None
+    row, tap = _direct_offsets(Load(buf, (i, k)), [i], (0,), [k])
+    assert (str(row), str(tap)) != ("", "")
