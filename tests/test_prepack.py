@@ -42,7 +42,10 @@ def test_bound_kernels_with_either_operand_prepacked_match_the_reference(data, k
 
 @pytest.mark.parametrize("make,constants,side", [
     (lambda: ops.dense(33, 50, 70, bias=True, activation="gelu"), ("weight", "bias"), "bpacked"),
-    (lambda: ops.conv2d(1, 7, 9, 9, 20, 3, 3, padding=1, bias=True, activation="relu"), ("weight",), "apacked"),
+    (lambda: ops.conv2d(1, 7, 9, 9, 20, 3, 3, stride=2, padding=1, bias=True, activation="relu"), ("weight",),
+     "apacked"),
+    # Stride 1: filters on the vector lanes by default, so the weights are the B side.
+    (lambda: ops.conv2d(1, 7, 9, 9, 20, 3, 3, padding=1, bias=True, activation="relu"), ("weight",), "bpacked"),
     (lambda: ops.matmul(40, 24, 130), ("A",), "apacked"),
 ])
 def test_compiled_bound_kernels_pack_their_weights_once(make, constants, side):
