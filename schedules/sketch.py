@@ -383,7 +383,7 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
     name = st.name
     lanes = sch.target.vector_lanes(st.tensor.dtype)
     batch, m, n = con.extents(st.axis)
-    transposed = False
+    transposed, row_choices = False, MICRO_ROWS
     windows = _unit_stride_windows(st, con)
     if _lane_fill(m, lanes) > _lane_fill(n, lanes) or windows:
         # Declared only here, so other spaces keep their version. Transposed, a stride-1
@@ -393,9 +393,14 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
         # 0.74 ms), so they keep their packed-pixel spaces.
         gain = _lane_fill(m, lanes) - _lane_fill(n, lanes)
         transposed = sch.knob(f"{name}.mk_transposed", (False, True), default=gain > TRANSPOSE_GAIN or windows)
+        if n % 8 and n % 7 == 0:
+            # Pixels in rows of 7 (7x7, 14x14 outputs) tile whole at 7 rows: 49 pixels leave
+            # one ragged 8-row tile, 12% of the work (512x7x7: 1.24-1.31 -> 1.09-1.17 ms).
+            row_choices = tuple(sorted(MICRO_ROWS + (7,)))
         if transposed:
             m, n = n, m
-    rows = sch.knob(f"{name}.mk_rows", MICRO_ROWS, default=6 if m >= 6 else 4)
+    rows = sch.knob(f"{name}.mk_rows", row_choices, default=7 if transposed and 7 in row_choices
+                    else 6 if m >= 6 else 4)
     vecs = sch.knob(f"{name}.mk_vecs", MICRO_VECS, default=2 if n >= 2 * lanes else 1)
     width = sch.knob(f"{name}.mk_lanes", (lanes, lanes // 2) if lanes >= 8 else (lanes,), default=lanes)
     order = sch.knob(f"{name}.mk_order", ("nk", "kn"), default="kn" if m <= 256 else "nk")

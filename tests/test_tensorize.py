@@ -346,7 +346,7 @@ def test_transposed_convs_read_pixels_unpacked_and_match_the_reference(data, kno
     assert_matches(op, kernel(*inputs), op.reference(*inputs), f"with config {cfg.to_json()}")
 
 
-@pytest.mark.parametrize("size,stride,padding,rows", [(7, 1, 1, 8), (11, 2, 0, 6), (9, 1, 0, 4)])
+@pytest.mark.parametrize("size,stride,padding,rows", [(7, 1, 1, 8), (11, 2, 0, 6), (9, 1, 0, 4), (7, 1, 1, 7)])
 def test_compiled_unpacked_pixels_match_the_reference(size, stride, padding, rows):
     # 7x7 and 5x5 outputs against 4-8 row tiles: tiles cross output rows and end ragged.
     op = ops.conv2d(1, 5, size, size, 16, 3, 3, stride=stride, padding=padding, bias=True, activation="relu")
@@ -371,3 +371,12 @@ def test_packing_stays_where_the_rows_operand_is_a_bound_weight_or_not_affine():
     assert _direct_offsets(wrapped, [i], (0,), [k]) is None
     row, tap = _direct_offsets(Load(buf, (i, k)), [i], (0,), [k])
     assert (str(row), str(tap)) != ("", "")
+
+
+@pytest.mark.parametrize("size,offered", [(7, True), (14, True), (8, False), (28, False)])
+def test_pixels_in_rows_of_seven_may_tile_seven_rows(size, offered):
+    # 49 or 196 pixels split into whole 7-row tiles; 8 rows would leave a ragged tile.
+    op = ops.conv2d(1, 16, size, size, 32, 3, 3, padding=1, bias=True, activation="relu")
+    space = op.space(avx2_cpu())
+    assert (7 in space["conv2d.mk_rows"].choices) == offered
+    assert (space.default()["conv2d.mk_rows"] == 7) == offered
