@@ -318,17 +318,17 @@ def emit_microkernel(low, st, tail) -> list:
     pack_b = (pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj),)
     apan = nm.var("apan", "index")
     a_value = low._resolve(con.a, {})
-    direct = (_direct_offsets(a_value, axes, con.m, raxes)
-              if plan.direct and _constant_input(low, con.a) is None else None)
+    unpacked = (_direct_offsets(a_value, axes, con.m, raxes)
+                if plan.direct and _constant_input(low, con.a) is None else None)
     direct_setup, row_table = (), None
-    if direct is None:
+    if unpacked is None:
         pack_a = (pack(apack, con.a, R, apan if a_outer else ipan, sub(m_hi, m_lo) if a_outer else mcur,
                        m_lo if a_outer else i0, mflat, con.m, ip, ii),)
     else:
         # No packing: each tap's offset is tabled once per part, and each tile's row offsets
         # once per tile. Rows past the block's end repeat its last row; they land in the
         # edge tile's scratch, which is never read there.
-        row_off, k_off = direct
+        row_off, k_off = unpacked
         ktab = Buffer(low.unique(f"{st.name}_ktab"), (Kt,), "int64", "local", "local")
         rtab = Buffer(low.unique(f"{st.name}_rtab"), (R,), "int64", "local", "local")
         kpos, stride = Const(0, "int64"), 1
@@ -388,11 +388,12 @@ def emit_microkernel(low, st, tail) -> list:
                           Binary("gt", add(j, C), add(j0, ncur))))
     c_off = add(slab, add(mul(i, Nt), j))
 
-    a_source = ((a_value.tensor, Const(0, "int64")), dict(a_rows=rtab, a_ks=ktab, a_ks_off=p0)) \
-        if direct is not None else ((apack, a_off), {})
+    if unpacked is None:
+        a_buf, a_at, tables = apack, a_off, {}
+    else:
+        a_buf, a_at, tables = a_value.tensor, Const(0, "int64"), dict(a_rows=rtab, a_ks=ktab, a_ks_off=p0)
 
     def mk(acc, into_tile):
-        (a_buf, a_at), tables = a_source
         if into_tile:
             return MicroKernel(a_buf, a_at, bpack, b_off, ctile, Const(0, "int64"), Const(C, "int64"),
                                kcur, R, plan.vecs, lanes, False, **tables)
@@ -439,7 +440,7 @@ def emit_microkernel(low, st, tail) -> list:
     epilogues = low.has_epilogues(st) or cbuf is not low.buffers.get(id(st.tensor))
     compute = For(jp, jpan, "serial", (
         Assign(j, add(j0, mul(jp, C))),
-        For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + (row_table(i) if direct else ())
+        For(ip, ipan, "serial", (Assign(i, add(i0, mul(ip, R))),) + (row_table(i) if row_table else ())
             + tuple(tile_stmts)),
     ))
     if epilogues:
