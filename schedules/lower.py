@@ -8,6 +8,7 @@ from .expr import Binary, Const, Load, Select, Var, rebuild, reduce_combine, red
 from .loopnest import (Allocate, Assign, Buffer, Fill, For, If, LoopNest, Scalar, Store, add,
                        ceildiv, floordiv, is_const, minimum, mod, mul, sub)
 from .passes import hoist_invariant_loads
+from .row_ahead import next_row_or_now
 from .row_buffers import OutputRow, emit_rows
 from .schedule import Schedule, Split
 from .tensorize import emit_microkernel
@@ -120,6 +121,8 @@ class _Lowering:
         self.pads = {}    # (id(input tensor), default) -> PadPlan
         self._rows_in_output = set()  # ids of stages whose output row holds an intermediate
         self._folded = set()          # ids of reductions accumulated inside another stage's row loop
+        self.computed_ahead = {}      # id(consumer) -> next-row updates in its innermost loop body
+        self.ahead_init: list = []    # their carried values, set before the nest
         self._names = set()
 
     def _buffer(self, t, role):
@@ -459,14 +462,14 @@ class _Lowering:
                 if missing or k >= first_reduce:
                     raise ScheduleError(f"compute_at: {att.name} is attached at {leaves[k].name} of "
                                         f"{st.name}, where axes {missing or 'of the reduction'} still vary")
-                out.extend(self._emit_attached(att, env))
+                out.extend(self._emit_attached(att, env, (plan, k)))
             return out
 
         if not st.is_reduction:
             def innermost():
-                return tail(self._resolve(self.body[id(st)], env))
+                return tail(self._resolve(self.body[id(st)], env)) + self.computed_ahead.get(id(st), [])
             body = self._emit_loops(plan, list(range(n)), innermost, assigns, hooks)
-            return plan.prologue + body
+            return plan.prologue + self._take_ahead_init() + body
 
         source = self.body[id(st)]
         combiner, dtype = source.combiner, st.tensor.dtype
@@ -517,7 +520,11 @@ class _Lowering:
             body = self._emit_loops(plan, outer, at_reduction_start, assigns, hooks)
         else:
             body = at_reduction_start()
-        return plan.prologue + body
+        return plan.prologue + self._take_ahead_init() + body
+
+    def _take_ahead_init(self) -> list:
+        init, self.ahead_init = self.ahead_init, []
+        return init
 
     def _tail(self, st, env):
         """Statements once a point of anchor `st` is final: store it and run its epilogues."""
@@ -540,8 +547,9 @@ class _Lowering:
             return out
         return emit
 
-    def _emit_attached(self, att, env):
-        """A producer computed at one point of its consumer's axes: a scalar reduction."""
+    def _emit_attached(self, att, env, where):
+        """A producer computed at one point of its consumer's axes: a scalar reduction.
+        `where` is (the consumer's loop plan, the leaf position it is attached at)."""
         prev = self._inside_nest
         self._inside_nest = True
         try:
@@ -564,6 +572,8 @@ class _Lowering:
                 src = body.source
                 update = lambda: [Assign(scalar, reduce_combine(body.combiner, scalar, self._resolve(src, env)))]
                 out = plan.prologue + [Assign(scalar, init)] + self._emit_loops(plan, positions, update, assigns)
+                if att.next_row:
+                    out = next_row_or_now(self, att, scalar, out, *where)
             env[id(att.tensor)] = (scalar, want)
             if self.stored[id(att)]:
                 out.append(Store(self.buffers[id(att.tensor)], want, scalar))

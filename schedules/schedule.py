@@ -48,6 +48,7 @@ class StageSchedule:
         self.microkernel = None   # a MicroKernelPlan once tensorized
         self.window = None        # a WindowPlan once computed as a direct sliding window
         self.gpu = None           # a GPU plan (TiledPlan, RowPlan, FlatPlan) for a kernel's root
+        self.next_row = False     # computed one row ahead, inside a row loop (compute_next_row)
 
     def _root(self, axis: Var, fresh: dict) -> Var:
         v = Var(f"{self.tensor.name}_{axis.name}", axis.extent, axis.kind)
@@ -178,6 +179,17 @@ class StageSchedule:
         if not self.is_reduction:
             raise ScheduleError(f"cache_write on stage {self.name}: only reductions accumulate")
         self.cache_local = True
+
+    def compute_next_row(self) -> None:
+        """A row reduction attached per row (softmax's max) is computed for the next row
+        inside the loop that computes the current row's elements, when a row loop of the same
+        length follows it at that point: the next row then streams in from memory while the
+        current row's arithmetic runs. The first row of each parallel chunk is computed as
+        before. Lowering checks that such a row loop exists."""
+        if not self.is_reduction or len(self.axis) != 1 or len(self.reduce_axis) != 1:
+            raise ScheduleError(f"compute_next_row on stage {self.name}: only a reduction of one "
+                                f"axis over one reduce axis (a row statistic) is computed ahead")
+        self.next_row = True
 
 
     def tensorize(self, rows: int, vecs: int, lanes: int, mc=96, kc=256, nc=2048,

@@ -495,5 +495,19 @@ def _tile_elementwise(sch: Schedule, st, epilogues, attached, prefix_axes) -> No
                                (min(te_axis.extent, 4096),), max_innermost=4096)
             p.tile(axis, f)
         p.compute_at(st, attach_leaf)
+        if _ahead_candidate(sch, p, st, prefix_axes) and \
+                sch.knob(f"{p.name}.next_row", (False, True), default=True):
+            p.compute_next_row()
     for e in epilogues:
         e.compute_at(st, st.leaves[-1])
+
+
+def _ahead_candidate(sch: Schedule, red, consumer, prefix_axes) -> bool:
+    """Knob: a row statistic of inputs only (softmax's max) is computed for the next row
+    inside the consumer's loop over the current row, whose light arithmetic then overlaps
+    the next row's loads (softmax 4096x1000: 0.68 -> 0.64 ms)."""
+    if not red.is_reduction or len(red.axis) != 1 or len(red.reduce_axis) != 1 or \
+            not all(t.is_placeholder for t, _ in expanded_loads(sch, red)):
+        return False
+    rest = [a for d, a in enumerate(consumer.axis) if d not in prefix_axes]
+    return len(rest) == 1 and rest[0].extent == red.reduce_axis[0].extent
