@@ -181,11 +181,11 @@ class StageSchedule:
         self.cache_local = True
 
     def compute_next_row(self) -> None:
-        """A row reduction attached per row (softmax's max) is computed for the next row
-        inside the loop that computes the current row's elements, when a row loop of the same
-        length follows it at that point: the next row then streams in from memory while the
-        current row's arithmetic runs. The first row of each parallel chunk is computed as
-        before. Lowering checks that such a row loop exists."""
+        """A row reduction of inputs, attached per row (softmax's max), is computed for the
+        next row inside its consumer's loops over the current row (softmax's scaling): the
+        next row then streams in from memory while the current row's arithmetic runs. The
+        first row of each parallel chunk is computed as before. Lowering checks that the
+        consumer's loops below the attach point cover one whole row of the reduction's length."""
         if not self.is_reduction or len(self.axis) != 1 or len(self.reduce_axis) != 1:
             raise ScheduleError(f"compute_next_row on stage {self.name}: only a reduction of one "
                                 f"axis over one reduce axis (a row statistic) is computed ahead")
