@@ -209,7 +209,8 @@ class _KernelPrinter:
             return f"(!{a})"
         if e.fn == "abs":
             return f"{_math('fabs', e.dtype) if e.dtype in ('float32', 'float64') else 'abs'}({a})"
-        return f"{_math(e.fn, e.dtype)}({self.typed(e.a, e.dtype)})"
+        fn = "exp" if e.fn == "exp_nonpos" else e.fn
+        return f"{_math(fn, e.dtype)}({self.typed(e.a, e.dtype)})"
 
     def flat(self, buffer, indices) -> str:
         shape = [d.value if isinstance(d, Const) else d for d in buffer.shape]

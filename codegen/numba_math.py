@@ -50,14 +50,25 @@ def _round_f32(typingctx, x):
 
 @njit(**_JIT)
 def exp_f32(x):
+    # Clamped so that 2**n is a normal float: above 88.37 (n = 128) the bit cast would give
+    # inf, so exp saturates at 2.4e38 there (float32's largest is 3.4e38).
+    return _exp_in_range(min(max(x, _F(-87.3)), _F(88.37)))
+
+
+@njit(**_JIT)
+def exp_nonpos_f32(x):
+    # exp of an argument known to be at most 0 (x - max over x's row): no upper clamp, one
+    # vector operation in about 18 less, 3.5-5% of a 4096x1000 softmax (A/B in one process).
+    return _exp_in_range(max(x, _F(-87.3)))
+
+
+@njit(**_JIT)
+def _exp_in_range(x):
     # exp(x) = 2**n * exp(r), n = round(x / ln2), r = x - n*ln2 in [-ln2/2, ln2/2], where exp(r)
     # is a degree-6 polynomial fitted for least maximum relative error (3e-9, 0.05 ulp).
     # Fast-math folds the usual two-constant ln2 split into one FMA; that costs accuracy
     # only for |x| > 20 (up to 2.6 eps at |x| = 87) and saves a vector FMA per element,
     # 5-7% of a 4096x1000 softmax. Degree 6 instead of Cephes' 7 saves another.
-    # Clamped so that 2**n is a normal float: above 88.37 (n = 128) the bit cast would give
-    # inf, so exp saturates at 2.4e38 there (float32's largest is 3.4e38).
-    x = min(max(x, _F(-87.3)), _F(88.37))
     n = _round_f32(x * _F(1.4426950408889634))
     r = x - n * _F(0.693359375) - n * _F(-2.12194440e-4)
     p = _F(1.3814613e-3)
@@ -97,11 +108,12 @@ def erf_f32(x):
     t = _F(1.0) / (_F(1.0) + _F(0.3275911) * a)
     poly = t * (_F(0.254829592) + t * (_F(-0.284496736) + t * (_F(1.421413741) + t * (
         _F(-1.453152027) + t * _F(1.061405429)))))
-    big = _F(1.0) - poly * exp_f32(-x2)
+    big = _F(1.0) - poly * exp_nonpos_f32(-x2)
     return small if a < _F(0.5) else (big if x > _F(0.0) else -big)
 
 
-FAST_FLOAT32 = {"exp": "exp_f32", "tanh": "tanh_f32", "sigmoid": "sigmoid_f32", "erf": "erf_f32"}
+FAST_FLOAT32 = {"exp": "exp_f32", "exp_nonpos": "exp_nonpos_f32", "tanh": "tanh_f32",
+                "sigmoid": "sigmoid_f32", "erf": "erf_f32"}
 
 
 def _fast_min_max(llvm_name: str, dtype):

@@ -72,7 +72,7 @@ class _Printer:
             if e.fn == "sigmoid":
                 one = _const(Const(1.0, e.dtype))
                 return f"({one} / ({one} + math.exp(-{a})))"
-            return f"math.{e.fn}({a})"
+            return f"math.{'exp' if e.fn == 'exp_nonpos' else e.fn}({a})"
         if isinstance(e, Cast):
             return f"{'bool' if e.dtype == 'bool' else 'np.' + e.dtype}({self.expr(e.a)})"
         if isinstance(e, Select):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from . import padding
 from .bounds import guard, in_bounds_condition
 from .errors import ScheduleError
+from .exp_bounds import mark_nonpositive_exps
 from .expr import Binary, Const, Load, Select, Var, rebuild, reduce_combine, reduce_init, substitute, walk
 from .loopnest import (Allocate, Assign, Buffer, Fill, For, If, LoopNest, Scalar, Store, add,
                        ceildiv, floordiv, is_const, minimum, mod, mul, sub)
@@ -155,6 +156,9 @@ class _Lowering:
         """Bodies with inlined stages substituted and packed inputs re-indexed, in root vars."""
         self._inline_cache = {}
         self.body = {id(st): self._expand(st) for st in self.sch.stage_list if not st.inlined}
+        stage_of = lambda t: None if t.is_placeholder else self.sch[t]
+        self.body = {k: mark_nonpositive_exps(b, stage_of, lambda st: self.body.get(id(st)))
+                     for k, b in self.body.items()}
         if self.pads:
             plans = list(self.pads.values())
             buffers, stmts = padding.finalize(plans, self.buffers, self.unique)

@@ -14,7 +14,7 @@ CHUNK_ELEMENTS = 1 << 22
 _erf = np.frompyfunc(math.erf, 1, 1)
 
 _UNARY = {
-    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "abs": np.abs,
+    "exp": np.exp, "exp_nonpos": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "abs": np.abs,
     "neg": np.negative, "not": np.logical_not,
     "sigmoid": lambda x: (1.0 / (1.0 + np.exp(-x))).astype(x.dtype),
     "erf": lambda x: _erf(x.astype(np.float64)).astype(x.dtype),
