@@ -81,31 +81,42 @@ def tvm_function(name: str, p: dict):
     raise ValueError(f"no TVM expression for operator {name!r}")
 
 
-def tune_tvm(label: str, name: str, params: dict, trials: int, threads: int, work_dir: Path,
-             reuse: bool):
-    """MetaSchedule's best schedule after `trials` measured candidates: (compiled function,
-    tuning seconds). With `reuse`, a database left in `work_dir` by an earlier run of this
-    script is applied instead of tuning again (TVM would spend the trials anew)."""
+def _tvm_task(name: str, params: dict, threads: int):
+    """(IRModule of the workload, LLVM target for this CPU)."""
     import tvm
     from tvm import te
-    from tvm.s_tir import meta_schedule as ms  # tvm.meta_schedule before TVM 0.27
     args, out = tvm_function(name, params)
-    mod = tvm.IRModule({"main": te.create_prim_func([*args, out])})
     target = tvm.target.Target({"kind": "llvm", "mcpu": _llvm_cpu(), "num-cores": threads})
+    return tvm.IRModule({"main": te.create_prim_func([*args, out])}), target
+
+
+def tune_tvm(name: str, params: dict, trials: int, threads: int, work_dir: Path, reuse: bool) -> float:
+    """Seconds MetaSchedule spent measuring `trials` candidates into `work_dir`. With `reuse`,
+    a database an earlier run of this script left there is kept (TVM would spend the trials
+    anew), and the seconds are those that run recorded."""
+    from tvm.s_tir import meta_schedule as ms  # tvm.meta_schedule before TVM 0.27
     spent = work_dir / "tuning-seconds.json"
     if reuse and spent.exists():
-        database = ms.database.JSONDatabase(work_dir=str(work_dir), allow_missing=False)
-        seconds = json.loads(spent.read_text())["seconds"]
-    else:
-        start = time.perf_counter()
-        database = ms.tune_tir(mod=mod, target=target, work_dir=str(work_dir), max_trials_global=trials,
-                               num_trials_per_iter=min(64, trials), seed=0)
-        seconds = time.perf_counter() - start
-        spent.write_text(json.dumps({"seconds": seconds, "trials": trials}) + "\n")
+        return json.loads(spent.read_text())["seconds"]
+    mod, target = _tvm_task(name, params, threads)
+    start = time.perf_counter()
+    ms.tune_tir(mod=mod, target=target, work_dir=str(work_dir), max_trials_global=trials,
+                num_trials_per_iter=min(64, trials), seed=0)
+    seconds = time.perf_counter() - start
+    spent.write_text(json.dumps({"seconds": seconds, "trials": trials}) + "\n")
+    return seconds
+
+
+def compiled_tvm(label: str, name: str, params: dict, threads: int, work_dir: Path):
+    """The compiled function of the best schedule in the MetaSchedule database in `work_dir`."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+    mod, target = _tvm_task(name, params, threads)
+    database = ms.database.JSONDatabase(work_dir=str(work_dir), allow_missing=False)
     schedule = ms.tir_integration.compile_tir(database, mod, target)
     if schedule is None:
-        raise RuntimeError(f"MetaSchedule found no valid schedule for {label} in {trials} trials")
-    return tvm.compile(schedule.mod, target=target)["main"], seconds
+        raise RuntimeError(f"MetaSchedule's database in {work_dir} has no valid schedule for {label}")
+    return tvm.compile(schedule.mod, target=target)["main"]
 
 
 def _llvm_cpu() -> str:
@@ -133,7 +144,7 @@ def _operator(name: str, params: dict):
     return make_operator(name, params)
 
 
-def our_kernel(label: str, name: str, params: dict, database: str):
+def our_kernel(name: str, params: dict, database: str):
     """autosched's best record for the workload, built and bound as `autosched bench` does."""
     from tuner.baselines import Workload, parameter_names
     from tuner.bench import _our_kernel
@@ -156,17 +167,17 @@ def measure(side: str, chosen: dict, args, threads: int) -> dict:
     out = {}
     for label, (name, params) in chosen.items():
         if side == "autosched":
-            op, kernel, names, detail = our_kernel(label, name, params, args.database)
+            op, kernel, names, detail = our_kernel(name, params, args.database)
             inputs = op.random_inputs(0)
             bound, free = kernel.bind_inputs(inputs, names)
             run, got = (lambda: bound(*free)), bound(*free)
         else:
-            fn, seconds = tune_tvm(label, name, params, args.trials, threads, Path(args.work_dir) / name, True)
+            fn = compiled_tvm(label, name, params, threads, Path(args.work_dir) / name)
             op = _operator(name, params)
             inputs = op.random_inputs(0)
             run, read = tvm_callable(fn, inputs, op.outputs[0].shape)
             run()
-            got, detail = read(), f"MetaSchedule, {args.trials} trials, tuned in {seconds:.0f} s"
+            got, detail = read(), f"MetaSchedule, {args.trials} trials"
         ref = op.reference(*inputs)
         scale = max(1.0, float(np.max(np.abs(ref))))
         if not np.allclose(got, ref, rtol=2e-3, atol=2e-3 * scale):
@@ -216,8 +227,7 @@ def main(argv=None) -> int:
     tuning = {}
     for label, (name, params) in chosen.items():
         print(f"[{label}] MetaSchedule, {args.trials} trials", flush=True)
-        _, tuning[label] = tune_tvm(label, name, params, args.trials, threads, Path(args.work_dir) / name,
-                                    args.reuse)
+        tuning[label] = tune_tvm(name, params, args.trials, threads, Path(args.work_dir) / name, args.reuse)
     times = {label: {"autosched": [], "tvm": []} for label in chosen}
     details = {}
     common = ["--database", args.database, "--trials", str(args.trials), "--only", args.only,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from schedules.bounds import interval
 from schedules.errors import ScheduleError
-from schedules.expr import Binary, Cast, Const, Load, Select, Unary, Var, promote
+from schedules.expr import MATH_FUNCTION, Binary, Cast, Const, Load, Select, Unary, Var, promote
 from schedules.loopnest import (BLOCK_KINDS, THREAD_KINDS, Allocate, Assign, Barrier, Fill, For, If,
                                 LoopNest, Scalar, Store, ThreadReduce, VectorCopy)
 
@@ -209,8 +209,7 @@ class _KernelPrinter:
             return f"(!{a})"
         if e.fn == "abs":
             return f"{_math('fabs', e.dtype) if e.dtype in ('float32', 'float64') else 'abs'}({a})"
-        fn = "exp" if e.fn == "exp_nonpos" else e.fn
-        return f"{_math(fn, e.dtype)}({self.typed(e.a, e.dtype)})"
+        return f"{_math(MATH_FUNCTION.get(e.fn, e.fn), e.dtype)}({self.typed(e.a, e.dtype)})"
 
     def flat(self, buffer, indices) -> str:
         shape = [d.value if isinstance(d, Const) else d for d in buffer.shape]

@@ -5,7 +5,7 @@ import builtins
 import keyword
 import math
 
-from schedules.expr import INFIX, Binary, Cast, Const, Load, Select, Unary, Var
+from schedules.expr import INFIX, MATH_FUNCTION, Binary, Cast, Const, Load, Select, Unary, Var
 from codegen.numba_math import FAST_FLOAT32, FAST_MIN_MAX
 from schedules.loopnest import (Allocate, Assign, Fill, For, If, LoopNest, MicroKernel, Param, Store,
                                 TransposeCopy, VectorCopy)
@@ -72,7 +72,7 @@ class _Printer:
             if e.fn == "sigmoid":
                 one = _const(Const(1.0, e.dtype))
                 return f"({one} / ({one} + math.exp(-{a})))"
-            return f"math.{'exp' if e.fn == 'exp_nonpos' else e.fn}({a})"
+            return f"math.{MATH_FUNCTION.get(e.fn, e.fn)}({a})"
         if isinstance(e, Cast):
             return f"{'bool' if e.dtype == 'bool' else 'np.' + e.dtype}({self.expr(e.a)})"
         if isinstance(e, Select):

@@ -11,6 +11,8 @@ INDEX_DTYPE = "int64"
 
 # exp_nonpos: exp of an argument lowering proved to be at most 0 (schedules/exp_bounds.py).
 UNARY_FUNCS = ("exp", "exp_nonpos", "log", "sqrt", "tanh", "erf", "sigmoid", "abs", "neg", "not")
+# The math-library function of each unary that has no library function of its own.
+MATH_FUNCTION = {"exp_nonpos": "exp"}
 BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "mod", "maximum", "minimum",
               "lt", "le", "gt", "ge", "eq", "ne", "and", "or", "bitand", "bitor")
 COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")

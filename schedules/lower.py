@@ -123,7 +123,6 @@ class _Lowering:
         self._rows_in_output = set()  # ids of stages whose output row holds an intermediate
         self._folded = set()          # ids of reductions accumulated inside another stage's row loop
         self.computed_ahead = {}      # id(consumer) -> next-row updates in its innermost loop body
-        self.ahead_init: list = []    # their carried values, set before the nest
         self._names = set()
 
     def _buffer(self, t, role):
@@ -473,7 +472,7 @@ class _Lowering:
             def innermost():
                 return tail(self._resolve(self.body[id(st)], env)) + self.computed_ahead.get(id(st), [])
             body = self._emit_loops(plan, list(range(n)), innermost, assigns, hooks)
-            return plan.prologue + self._take_ahead_init() + body
+            return plan.prologue + body
 
         source = self.body[id(st)]
         combiner, dtype = source.combiner, st.tensor.dtype
@@ -524,11 +523,7 @@ class _Lowering:
             body = self._emit_loops(plan, outer, at_reduction_start, assigns, hooks)
         else:
             body = at_reduction_start()
-        return plan.prologue + self._take_ahead_init() + body
-
-    def _take_ahead_init(self) -> list:
-        init, self.ahead_init = self.ahead_init, []
-        return init
+        return plan.prologue + body
 
     def _tail(self, st, env):
         """Statements once a point of anchor `st` is final: store it and run its epilogues."""

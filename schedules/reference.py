@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .expr import Binary, Cast, Const, Expr, Load, Reduce, Select, Unary, Var, walk
+from .expr import MATH_FUNCTION, Binary, Cast, Const, Expr, Load, Reduce, Select, Unary, Var, walk
 
 # Each chunk of a stage's iteration domain (spatial x reduce points) stays below this many
 # elements, so big reductions are evaluated in slices instead of one huge broadcast.
@@ -14,7 +14,7 @@ CHUNK_ELEMENTS = 1 << 22
 _erf = np.frompyfunc(math.erf, 1, 1)
 
 _UNARY = {
-    "exp": np.exp, "exp_nonpos": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "abs": np.abs,
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "abs": np.abs,
     "neg": np.negative, "not": np.logical_not,
     "sigmoid": lambda x: (1.0 / (1.0 + np.exp(-x))).astype(x.dtype),
     "erf": lambda x: _erf(x.astype(np.float64)).astype(x.dtype),
@@ -80,7 +80,7 @@ def _eval(e: Expr, env: dict, values: dict):
             return np.true_divide(a.astype(dt, copy=False), b.astype(dt, copy=False)).astype(dt)
         return _BINARY[e.op](a, b).astype(e.dtype, copy=False)
     if isinstance(e, Unary):
-        return _UNARY[e.fn](_eval(e.a, env, values)).astype(e.dtype, copy=False)
+        return _UNARY[MATH_FUNCTION.get(e.fn, e.fn)](_eval(e.a, env, values)).astype(e.dtype, copy=False)
     if isinstance(e, Cast):
         return _eval(e.a, env, values).astype(e.dtype)
     if isinstance(e, Select):

@@ -25,8 +25,9 @@ def next_row_or_now(low, red, scalar, compute: list, plan, at: int) -> list:
     ahead_row = Scalar(low.unique(f"{red.name}_ahead_row"), "int64")
     # The row index is clamped, so the last row's loop reads in bounds; its value is unused.
     nxt = Scalar(low.unique(f"{red.name}_next_row"), "int64")
-    # Set before the nest, so the value carries from one row to the next within a chunk.
-    low.ahead_init += [Assign(ahead, init), Assign(ahead_row, Const(-1, "int64"))]
+    # In the consumer's prologue, before its nest, so the value carries from one row to the
+    # next within a chunk.
+    plan.prologue += [Assign(ahead, init), Assign(ahead_row, Const(-1, "int64"))]
     src = substitute(body.source, {red.axis[0]: nxt, red.reduce_axis[0]: axis})
     low.computed_ahead.setdefault(id(consumer), []).append(
         Assign(ahead, reduce_combine(body.combiner, ahead, low._resolve(src, {}))))
