@@ -10,7 +10,8 @@ from numba import literal_unroll, njit
 
 from schedules.options import num_threads, pin_threads
 
-from .spin import address_of, call_step, full_fence, load_acquire, pause, store_release, wait_at_least
+from .spin import (YIELD_EVERY, address_of, call_step, full_fence, load_acquire, pause, store_release,
+                   wait_at_least, yield_cpu)
 from .step_abi import STEP_OK
 
 _pool = None
@@ -87,7 +88,10 @@ def _serve(ctl, worker, expected, polls):
             spins += 1
             if spins > polls:
                 return _IDLE, expected
-            pause()
+            if spins % YIELD_EVERY == 0:
+                yield_cpu()
+            else:
+                pause()
             generation = load_acquire(ctl, base + _GO)
         entry = ctl[base + _ENTRY]
         if entry == 0:

@@ -1,6 +1,7 @@
 """GIL-free pool primitives: atomic counters, fences and calls through a step's C address."""
 from __future__ import annotations
 
+import os
 import platform
 
 from llvmlite import ir
@@ -70,6 +71,26 @@ def pause(typingctx):
     return types.none(), codegen
 
 
+# Polls between two sched_yield calls in a spin: every few microseconds a spinning thread
+# offers its core to any other runnable thread there.
+YIELD_EVERY = 128
+_YIELDS = hasattr(os, "sched_yield")
+
+
+@intrinsic
+def yield_cpu(typingctx):
+    """sched_yield(): a spin that shares its core with the thread it waits for (the caller and a
+    worker pinned to the same core) otherwise holds that core for a whole time slice, and a
+    40 us kernel call took 2.1 ms. Alone on its core, the call returns in about 0.5 us."""
+    def codegen(context, builder, signature, args):
+        if _YIELDS:
+            fn = builder.module.globals.get("sched_yield") or ir.Function(
+                builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
 @intrinsic
 def address_of(typingctx, arr):
     """The address of an array's first element, as an int64 for an argument block."""
@@ -98,8 +119,11 @@ def call_step(typingctx, entry, lo, hi, block):
 @njit("boolean(int64[::1], int64, int64, int64)", nogil=True, cache=True)
 def wait_at_least(counters, index, value, polls):
     """Spin, without the GIL, until counters[index] >= value; False after `polls` polls."""
-    for _ in range(polls):
+    for k in range(polls):
         if load_acquire(counters, index) >= value:
             return True
-        pause()
+        if k % YIELD_EVERY == YIELD_EVERY - 1:
+            yield_cpu()
+        else:
+            pause()
     return load_acquire(counters, index) >= value

@@ -121,6 +121,50 @@ def test_the_spin_wait_sees_a_counter_reach_its_value_and_gives_up_otherwise():
     assert wait_at_least(counters, 8, 5, 1) and not wait_at_least(counters, 8, 6, 10)
 
 
+def test_every_spin_offers_its_core_to_other_threads():
+    # A caller spinning on the core of the worker it waits for (or the reverse) must let that
+    # worker run: each spin loop calls sched_yield between polls.
+    from numba import njit
+    for fn in (wait_at_least, parallel._serve):  # compiled again: cached code cannot be inspected
+        fresh = njit(fn.nopython_signatures[0], nogil=True)(fn.py_func)
+        [ir] = fresh.inspect_llvm().values()
+        assert "call i32 @sched_yield()" in ir, fn.py_func.__name__
+
+
+def test_kernel_worker_threads_are_not_pinned_unless_asked(monkeypatch):
+    from schedules.options import pin_threads
+    monkeypatch.delenv("AUTOSCHED_PIN_THREADS", raising=False)
+    assert pin_threads() is False
+    monkeypatch.setenv("AUTOSCHED_PIN_THREADS", "1")
+    assert pin_threads() is True
+
+
+_SHARED_CORE_PROBE = """
+import os
+import numpy as np
+from codegen.parallel import run_parallel
+os.sched_setaffinity(0, {%d})  # the caller on the core the pinned worker gets
+out = np.zeros(64, np.int64)
+def step(lo, hi, out):
+    out[lo:hi] += 1
+for _ in range(200):
+    run_parallel(step, 64, (out,), 2)
+print(int(out.min()), int(out.max()))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two cores and Linux affinity")
+def test_a_caller_sharing_the_pinned_workers_core_still_gets_every_chunk_done():
+    import subprocess
+    import sys
+    cpus = sorted(os.sched_getaffinity(0))
+    env = dict(os.environ, AUTOSCHED_PIN_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _SHARED_CORE_PROBE % cpus[1]], env=env, capture_output=True,
+                         text=True, check=True, timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.stdout.split() == ["200", "200"]
+
+
 # Compiled steps, as generated kernels have them: called by address from native code.
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
