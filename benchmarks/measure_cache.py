@@ -15,6 +15,8 @@ from tuner.measure import MeasureResult
 
 
 class CachedMeasurer:
+    deterministic = True  # a config measured once is replayed: re-timing it tells nothing
+
     def __init__(self, inner, path: str):
         self.inner = inner
         self.path = path

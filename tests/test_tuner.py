@@ -7,6 +7,7 @@ import pytest
 from schedules import Config, as_target, ops
 from tuner import Database, LocalMeasurer, MeasureOptions, TuningRecord, build_best, tune
 from tuner.build_best import clear_cache
+from tuner.models import SCHEMA_VERSION
 from tuner.simulate import ReplayMeasurer
 
 FAST = MeasureOptions(min_seconds=0.001, min_repeats=2, build_timeout=60, run_timeout=60)
@@ -21,7 +22,7 @@ def db(tmp_path):
 
 def test_tune_end_to_end_measures_distinct_configs_and_stores_them(db):
     op = ops.elementwise([(8, 16), (16,)], lambda a, b: a * b + 1.0, name="ew_tune")
-    result = tune(op, "cpu", database=db, trials=10, seed=1, strategy="random", options=FAST)
+    result = tune(op, "cpu", database=db, trials=10, seed=1, strategy="random", options=FAST, confirm=0)
     assert len(result.history) == 10 and result.total_measured == 10
     assert len({t.config for t in result.history}) == 10
     assert all(t.error is None and t.seconds > 0 for t in result.history)
@@ -140,7 +141,7 @@ def test_schema_version_is_recorded_and_newer_schemas_are_refused(tmp_path):
     path = str(tmp_path / "v.db")
     d = Database(path)
     with d.engine.begin() as c:
-        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == "4"
+        assert c.execute(text("select value from autosched_meta where key='schema_version'")).scalar() == str(SCHEMA_VERSION)
         c.execute(text("update autosched_meta set value='99' where key='schema_version'"))
     with pytest.raises(DatabaseError, match="newer than this autosched"):
         Database(path)
@@ -199,12 +200,14 @@ def test_schema_v1_databases_are_migrated_in_place(tmp_path):
         c.execute(text("ALTER TABLE workloads DROP COLUMN definition"))
         c.execute(text("DROP TABLE bench_results"))
         c.execute(text("DROP TABLE bench_runs"))
+        c.execute(text("DROP TABLE confirmations"))
         c.execute(text("UPDATE autosched_meta SET value='1' WHERE key='schema_version'"))
     d.close()
     upgraded = Database(path)
     with upgraded.engine.begin() as c:
-        assert c.execute(text("SELECT value FROM autosched_meta")).scalar() == "4"
+        assert c.execute(text("SELECT value FROM autosched_meta")).scalar() == str(SCHEMA_VERSION)
         assert c.execute(text("SELECT count(*) FROM bench_runs")).scalar() == 0
+        assert c.execute(text("SELECT count(*) FROM confirmations")).scalar() == 0
     [record] = upgraded.records(op, "cpu")  # opening the workload fills in its definition
     assert record.seconds == 1e-3 and record.features is None and record.predicted is None
     with upgraded.engine.begin() as c:

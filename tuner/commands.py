@@ -8,6 +8,8 @@ import time
 
 from schedules.errors import AutoschedError
 
+from .confirm import CONFIRM_ROUNDS, CONFIRM_TOP
+
 
 class UsageError(AutoschedError):
     """A command-line argument or suite file that cannot be used."""
@@ -22,6 +24,16 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(a + b for a, b in parts) != t:
         raise UsageError(f"cannot read time budget {text!r}; write e.g. 90, 45s, 30m, 8h or 1h30m")
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def _value(text: str):
@@ -129,10 +141,14 @@ def cmd_tune(args) -> int:
             print(f"time budget spent; {op.name} ({op.workload_key}) not tuned this time")
             continue
         result = tune(op, args.target, database=db, trials=trials, seed=args.seed,
-                      strategy=args.strategy, timeout=remaining, progress=not args.quiet)
+                      strategy=args.strategy, timeout=remaining, progress=not args.quiet,
+                      confirm=args.confirm, confirm_rounds=args.confirm_rounds)
         errors = sum(1 for t in result.history if t.error)
         best = "no correct candidate yet" if result.best_seconds is None else \
             f"best {result.best_seconds * 1e3:.4f} ms ({op.flops() / result.best_seconds / 1e9:.1f} GFLOPS)"
+        if result.confirmed_seconds is not None:
+            best += (f", {result.confirmed_seconds * 1e3:.4f} ms re-timed beside "
+                     f"{result.confirmed_among - 1} other fastest record(s)")
         print(f"{op.name} {op.workload_key}: {len(result.history)} measured now ({errors} errors), "
               f"{result.total_measured}/{trials} in total; {best}")
         if result.interrupted:
@@ -147,10 +163,13 @@ def cmd_best(args) -> int:
     if not rows:
         print(f"no records in {args.database}")
         return 0
-    print(f"{'operator':<24} {'workload':<44} {'records':>7} {'errors':>6} {'best ms':>10}  target")
+    print(f"{'operator':<24} {'workload':<44} {'records':>7} {'errors':>6} {'fastest ms':>10} "
+          f"{'built ms':>10} {'re-timed ms':>11}  target")
     for r in rows:
-        best = "-" if r["best_seconds"] is None else f"{r['best_seconds'] * 1e3:.4f}"
-        print(f"{r['op_name']:<24} {r['workload_key']:<44} {r['records']:>7} {r['errors']:>6} {best:>10}  {r['target_key']}")
+        cells = [("-" if v is None else f"{v * 1e3:.4f}")
+                 for v in (r["best_seconds"], r["built_seconds"], r["confirmed_seconds"])]
+        print(f"{r['op_name']:<24} {r['workload_key']:<44} {r['records']:>7} {r['errors']:>6} "
+              f"{cells[0]:>10} {cells[1]:>10} {cells[2]:>11}  {r['target_key']}")
     return 0
 
 
@@ -194,11 +213,18 @@ def add_commands(sub) -> None:
                    help="comma-separated inputs held constant across calls, e.g. weight,bias: tuned "
                         "with them bound (packed once), as a workload of its own")
     t.add_argument("--time-budget", help="stop after this long, e.g. 30m or 8h")
+    t.add_argument("--confirm", type=_non_negative, default=CONFIRM_TOP,
+                   help="at the end, time the N fastest records again, interleaved, and build the one "
+                        f"with the fastest median (default: {CONFIRM_TOP}; 0: keep the fastest single timing)")
+    t.add_argument("--confirm-rounds", type=_non_negative, default=CONFIRM_ROUNDS,
+                   help=f"rounds of that re-timing (default: {CONFIRM_ROUNDS})")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tune)
 
     b = sub.add_parser("best", help="show the best record of each workload and target",
-                       description="A table of the best correct record per workload and target.")
+                       description="A table per workload and target: records, errors, the fastest "
+                                   "single timing, the time of the record build_best builds, and "
+                                   "that record's median when the fastest were re-timed together.")
     b.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path")
     b.set_defaults(func=cmd_best)
 

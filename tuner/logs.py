@@ -12,7 +12,7 @@ import math
 from schedules import Config
 
 from .errors import ImportFileError
-from .records import ERROR_KINDS, TuningRecord
+from .records import ERROR_KINDS, Confirmation, TuningRecord
 
 _REQUIRED = {"workload_key": str, "target_key": str, "config": dict, "space_version": str,
              "codegen_version": str, "autosched_version": str}
@@ -81,7 +81,41 @@ def parse_line(text: str) -> TuningRecord:
         error=error, error_message=str(data.get("error_message", ""))[:4000],
         compile_seconds=float(compile_seconds), measured_at=measured_at.replace(tzinfo=None),
         autosched_version=data["autosched_version"], space_version=data["space_version"],
-        codegen_version=data["codegen_version"], op_name=str(data.get("op_name", "")))
+        codegen_version=data["codegen_version"], op_name=str(data.get("op_name", "")),
+        confirmations=_confirmations(data.get("confirmations", [])))
+
+
+def _confirmations(items) -> tuple:
+    """The re-timings an exported record carries (tuner.confirm), validated like the record."""
+    if not isinstance(items, list):
+        raise ValueError("field 'confirmations' must be a list")
+    out = []
+    for i, c in enumerate(items):
+        where = f"confirmations[{i}]"
+        if not isinstance(c, dict) or not isinstance(c.get("group"), str) or not c["group"]:
+            raise ValueError(f"{where} must be an object with a non-empty 'group'")
+        if not isinstance(c.get("round"), int) or isinstance(c["round"], bool) or c["round"] < 0:
+            raise ValueError(f"{where}: 'round' must be a non-negative integer")
+        seconds, error = c.get("seconds"), c.get("error")
+        if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+                                    or not math.isfinite(seconds) or seconds <= 0):
+            raise ValueError(f"{where}: 'seconds' must be a positive number or null")
+        if error is not None and error not in ERROR_KINDS:
+            raise ValueError(f"{where}: 'error' must be null or one of {', '.join(ERROR_KINDS)}")
+        if (seconds is None) == (error is None):
+            raise ValueError(f"{where}: exactly one of 'seconds' and 'error' must be set")
+        costs = c.get("costs", [])
+        if not isinstance(costs, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                  and math.isfinite(x) for x in costs):
+            raise ValueError(f"{where}: 'costs' must be a list of numbers")
+        try:
+            measured_at = dt.datetime.fromisoformat(c.get("measured_at", ""))
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: 'measured_at' must be an ISO-8601 timestamp") from None
+        out.append(Confirmation(c["group"][:64], c["round"], None if seconds is None else float(seconds),
+                                tuple(float(x) for x in costs), error, str(c.get("error_message", ""))[:4000],
+                                measured_at.replace(tzinfo=None)))
+    return tuple(out)
 
 
 def import_jsonl(db, path) -> tuple:

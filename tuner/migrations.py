@@ -23,8 +23,13 @@ def _v3_to_v4(conn) -> None:
     conn.execute(text("ALTER TABLE records ADD COLUMN predicted FLOAT"))
 
 
+def _v4_to_v5(conn) -> None:
+    """Version 5 adds the confirmations table (re-measurements of the fastest records);
+    create_all has made it, and older databases simply have none yet."""
+
+
 # version -> function(connection) that upgrades a schema of that version to version + 1.
-MIGRATIONS: dict = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+MIGRATIONS: dict = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def ensure_schema(engine, url: str) -> None:

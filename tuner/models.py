@@ -8,7 +8,7 @@ from sqlalchemy import (DateTime, Float, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Bump with a migration in records.py whenever a table changes shape.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def utcnow() -> dt.datetime:
@@ -87,6 +87,27 @@ class RecordRow(Base):
         # build_best: the fastest valid record of (workload, target, versions).
         Index("ix_records_best", "workload_id", "target_id", "space_version", "codegen_version",
               "error_kind", "seconds"),
+    )
+
+
+class ConfirmationRow(Base):
+    """One re-measurement of a record in one round of a confirmation: the fastest records of a
+    workload timed again, interleaved, so the best is chosen on one fair comparison."""
+    __tablename__ = "confirmations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(64))      # one confirmation: its records and rounds
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("tuning_runs.id"), nullable=True)
+    round: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)   # median; None on error
+    costs: Mapped[str] = mapped_column(Text, default="[]")
+    error_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    measured_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("group_key", "record_id", "round", name="uq_confirmation_round"),
+        Index("ix_confirmations_record", "record_id"),
     )
 
 

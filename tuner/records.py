@@ -1,6 +1,7 @@
 """The records database: TuningRecord values in, TuningRecord values out, through SQLAlchemy."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -36,9 +37,16 @@ class TuningRecord:
     op_name: str = ""
     features: tuple | None = None   # cost-model features, when they were computed
     predicted: float | None = None  # the cost model's score when it proposed this config
+    # Filled by Database.best(): the median of this record's re-timings in the confirmation
+    # that chose it (tuner.confirm), None when no confirmation compared it.
+    confirmed_seconds: float | None = None
+    # Filled by Database.all_records() and by reading an exported line: this record's rows of
+    # every confirmation, so export and import carry them.
+    confirmations: tuple = ()
 
     def to_json(self) -> str:
-        return json.dumps({
+        extra = {"confirmations": [c.to_dict() for c in self.confirmations]} if self.confirmations else {}
+        return json.dumps({**extra, 
             "workload_key": self.workload_key, "target_key": self.target_key, "op_name": self.op_name,
             "config": json.loads(self.config.to_json()), "seconds": self.seconds,
             "costs": list(self.costs), "error": self.error, "error_message": self.error_message,
@@ -48,6 +56,24 @@ class TuningRecord:
             "features": None if self.features is None else [round(float(x), 6) for x in self.features],
             "predicted": self.predicted},
             sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """One re-timing of a record in one round of one confirmation (tuner.confirm)."""
+
+    group: str                  # the confirmation: the records it compared share it
+    round: int
+    seconds: float | None       # median of the round's costs; None when the run failed
+    costs: tuple = ()
+    error: str | None = None
+    error_message: str = ""
+    measured_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+
+    def to_dict(self) -> dict:
+        return {"group": self.group, "round": self.round, "seconds": self.seconds,
+                "costs": list(self.costs), "error": self.error, "error_message": self.error_message,
+                "measured_at": self.measured_at.isoformat()}
 
 
 def config_hash(config: Config) -> str:
@@ -65,6 +91,13 @@ def _row(record: TuningRecord, wid: int, tid: int, run_id):
                      space_version=record.space_version, codegen_version=record.codegen_version,
                      features=None if record.features is None else json.dumps([round(float(x), 6) for x in record.features]),
                      predicted=record.predicted)
+
+
+def _confirmation_row(record_id: int, run_id, c: Confirmation):
+    from .models import ConfirmationRow
+    return ConfirmationRow(group_key=c.group, record_id=record_id, run_id=run_id, round=c.round,
+                           seconds=c.seconds, costs=json.dumps(list(c.costs)), error_kind=c.error,
+                           error_message=c.error_message[:4000], measured_at=c.measured_at)
 
 
 def _url(url: str) -> str:
@@ -188,33 +221,42 @@ class Database:
         return True
 
     def import_records(self, records) -> tuple:
-        """Add records keyed by their own workload and target keys, in one transaction.
+        """Add records keyed by their own workload and target keys, in one transaction, with
+        the confirmation rows they carry (those already present are skipped).
 
         Returns (added, already_present). Either every new record is committed or none is.
         """
         from sqlalchemy import select
 
-        from .models import RecordRow
+        from .models import ConfirmationRow, RecordRow
         added = present = 0
         rows = []
         for r in records:
             kind = r.target_key.split("|", 1)[0]
             wid, tid = self._ids_for_keys(r.workload_key, r.op_name or r.workload_key.rsplit("-", 1)[0],
                                           "{}", r.target_key, kind)
-            rows.append(_row(r, wid, tid, None))
+            rows.append((_row(r, wid, tid, None), r.confirmations))
         with self.session() as s:
             with s.begin():
-                for row in rows:
-                    exists = s.scalars(select(RecordRow.id).where(
+                for row, confirmations in rows:
+                    record_id = s.scalars(select(RecordRow.id).where(
                         RecordRow.workload_id == row.workload_id, RecordRow.target_id == row.target_id,
                         RecordRow.space_version == row.space_version,
                         RecordRow.config_hash == row.config_hash)).first()
-                    if exists is not None:
+                    if record_id is not None:
                         present += 1
-                        continue
-                    s.add(row)
+                    else:
+                        s.add(row)
+                        s.flush()
+                        record_id = row.id
+                        added += 1
+                    for c in confirmations:
+                        known = s.scalars(select(ConfirmationRow.id).where(
+                            ConfirmationRow.group_key == c.group, ConfirmationRow.record_id == record_id,
+                            ConfirmationRow.round == c.round)).first()
+                        if known is None:
+                            s.add(_confirmation_row(record_id, None, c))
                     s.flush()
-                    added += 1
         return added, present
 
     # -- reading ---------------------------------------------------------------------------------
@@ -246,21 +288,83 @@ class Database:
         with self.session() as s:
             return [self._record(*r) for r in s.execute(stmt).all()]
 
+    def _valid(self, wid: int, tid: int, space_version, codegen_version) -> list:
+        """WHERE clauses of the correct records of (workload, target), optionally of versions."""
+        from .models import RecordRow
+        where = [RecordRow.workload_id == wid, RecordRow.target_id == tid,
+                 RecordRow.error_kind.is_(None), RecordRow.seconds.is_not(None)]
+        if space_version is not None:
+            where.append(RecordRow.space_version == space_version)
+        if codegen_version is not None:
+            where.append(RecordRow.codegen_version == codegen_version)
+        return where
+
     def best(self, op, target, space_version: str | None = None,
              codegen_version: str | None = None) -> TuningRecord | None:
-        """The fastest correct record, optionally only among compatible versions."""
+        """The record to build, optionally only among compatible versions: the fastest correct
+        one, or the winner of the newest confirmation that re-timed it (best_choice)."""
+        wid, tid = self._workload_and_target(op, target)
+        with self.session() as s:
+            return self._best(s, self._valid(wid, tid, space_version, codegen_version))
+
+    def _best(self, s, where) -> TuningRecord | None:
+        from .best_choice import choose_best
+        from .models import RecordRow
+        row = s.execute(self._select().where(*where).order_by(RecordRow.seconds, RecordRow.id).limit(1)).first()
+        if row is None:
+            return None
+        choice = choose_best(row[0].id, self._newest_confirmation(s, where))
+        if choice.record_id != row[0].id:
+            row = s.execute(self._select().where(RecordRow.id == choice.record_id)).first()
+        return dataclasses.replace(self._record(*row), confirmed_seconds=choice.confirmed_seconds)
+
+    @staticmethod
+    def _newest_confirmation(s, where) -> list:
+        """(record_id, round, seconds) of the newest confirmation among records matching `where`."""
+        from sqlalchemy import select
+
+        from .models import ConfirmationRow, RecordRow
+        joined = select(ConfirmationRow.group_key).join(RecordRow, ConfirmationRow.record_id == RecordRow.id)
+        group = s.execute(joined.where(*where).order_by(ConfirmationRow.id.desc()).limit(1)).scalar()
+        if group is None:
+            return []
+        stmt = (select(ConfirmationRow.record_id, ConfirmationRow.round, ConfirmationRow.seconds)
+                .join(RecordRow, ConfirmationRow.record_id == RecordRow.id)
+                .where(ConfirmationRow.group_key == group, *where))
+        return [tuple(r) for r in s.execute(stmt).all()]
+
+    def fastest(self, op, target, space_version: str, codegen_version: str, n: int) -> list:
+        """Up to n (record id, record) of the fastest correct records of these versions."""
+        from .models import RecordRow
+        wid, tid = self._workload_and_target(op, target)
+        stmt = (self._select().where(*self._valid(wid, tid, space_version, codegen_version))
+                .order_by(RecordRow.seconds, RecordRow.id).limit(n))
+        with self.session() as s:
+            return [(r[0].id, self._record(*r)) for r in s.execute(stmt).all()]
+
+    def record_of(self, op, target, space_version: str, config: Config) -> tuple | None:
+        """(record id, record) of `config` in this space version, if it was measured."""
         from .models import RecordRow
         wid, tid = self._workload_and_target(op, target)
         stmt = self._select().where(RecordRow.workload_id == wid, RecordRow.target_id == tid,
-                                    RecordRow.error_kind.is_(None), RecordRow.seconds.is_not(None))
-        if space_version is not None:
-            stmt = stmt.where(RecordRow.space_version == space_version)
-        if codegen_version is not None:
-            stmt = stmt.where(RecordRow.codegen_version == codegen_version)
-        stmt = stmt.order_by(RecordRow.seconds, RecordRow.id).limit(1)
+                                    RecordRow.space_version == space_version,
+                                    RecordRow.config_hash == config_hash(config))
         with self.session() as s:
             row = s.execute(stmt).first()
-        return self._record(*row) if row else None
+        return (row[0].id, self._record(*row)) if row else None
+
+    def newest_confirmation(self, op, target, space_version: str, codegen_version: str) -> set:
+        """Ids of the records that the newest confirmation of these versions re-timed."""
+        wid, tid = self._workload_and_target(op, target)
+        with self.session() as s:
+            return {r[0] for r in self._newest_confirmation(s, self._valid(wid, tid, space_version, codegen_version))}
+
+    def add_confirmations(self, rows, run_id: int | None = None) -> None:
+        """Commit re-timings, (record id, Confirmation) pairs, in one transaction: a round of
+        a confirmation is stored whole or not at all."""
+        with self.session() as s, s.begin():
+            for record_id, c in rows:
+                s.add(_confirmation_row(record_id, run_id, c))
 
     def measured_configs(self, op, target, space_version: str) -> list:
         """Configs already measured for this space version, oldest first (errors included)."""
@@ -298,21 +402,38 @@ class Database:
                 np.array(g, dtype=np.int64))
 
     def all_records(self) -> list:
-        from .models import RecordRow
+        """Every record, oldest first, each with its confirmation rows (for export)."""
+        from sqlalchemy import select
+
+        from .models import ConfirmationRow, RecordRow
         with self.session() as s:
-            return [self._record(*r) for r in s.execute(self._select().order_by(RecordRow.id)).all()]
+            rows = s.execute(self._select().order_by(RecordRow.id)).all()
+            confirmations: dict = {}
+            for c in s.scalars(select(ConfirmationRow).order_by(ConfirmationRow.id)):
+                confirmations.setdefault(c.record_id, []).append(Confirmation(
+                    c.group_key, c.round, c.seconds, tuple(json.loads(c.costs or "[]")), c.error_kind,
+                    c.error_message or "", c.measured_at))
+        return [dataclasses.replace(self._record(*r), confirmations=tuple(confirmations.get(r[0].id, ())))
+                for r in rows]
 
     def summary(self) -> list:
-        """Per (workload, target): op name, record counts and the best correct record."""
+        """Per (workload, target): op name, record counts, the fastest single timing and the
+        time of the record build_best builds (they differ after a confirmation)."""
         from sqlalchemy import func, select
 
         from .models import RecordRow, TargetRow, WorkloadRow
         stmt = (select(WorkloadRow.key, WorkloadRow.op_name, TargetRow.key, func.count(RecordRow.id),
-                       func.count(RecordRow.error_kind), func.min(RecordRow.seconds))
+                       func.count(RecordRow.error_kind), func.min(RecordRow.seconds),
+                       WorkloadRow.id, TargetRow.id)
                 .join(WorkloadRow, RecordRow.workload_id == WorkloadRow.id)
                 .join(TargetRow, RecordRow.target_id == TargetRow.id)
-                .group_by(WorkloadRow.key, WorkloadRow.op_name, TargetRow.key)
+                .group_by(WorkloadRow.key, WorkloadRow.op_name, TargetRow.key, WorkloadRow.id, TargetRow.id)
                 .order_by(WorkloadRow.op_name, WorkloadRow.key))
         with self.session() as s:
-            return [dict(workload_key=w, op_name=n, target_key=t, records=c, errors=e, best_seconds=b)
-                    for w, n, t, c, e, b in s.execute(stmt).all()]
+            out = []
+            for w, n, t, c, e, fastest, wid, tid in s.execute(stmt).all():
+                chosen = self._best(s, self._valid(wid, tid, None, None))
+                out.append(dict(workload_key=w, op_name=n, target_key=t, records=c, errors=e,
+                                best_seconds=fastest, built_seconds=chosen.seconds if chosen else None,
+                                confirmed_seconds=chosen.confirmed_seconds if chosen else None))
+            return out

@@ -15,6 +15,8 @@ def hashed_cost(config) -> float:
 class ReplayMeasurer:
     """Costs come from earlier records (config -> seconds) or from `cost_fn(config)`."""
 
+    deterministic = True  # the same config always costs the same: re-timing tells nothing
+
     def __init__(self, cost_fn=hashed_cost, records=(), parallelism: int = 2):
         self.cost_fn = cost_fn
         self.table = {r.config: r for r in records}

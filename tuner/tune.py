@@ -14,6 +14,7 @@ import numpy as np
 
 from schedules import Config, as_target
 
+from .confirm import CONFIRM_ROUNDS, CONFIRM_TOP, confirm_best
 from .measure import LocalMeasurer, MeasureOptions, MeasureResult
 from .records import Database, TuningRecord
 from .search import OptunaStrategy, Proposal
@@ -29,6 +30,9 @@ MAX_DUPLICATE_PROPOSALS = 64
 
 
 class Measurer(Protocol):
+    """Times candidates. One that sets `deterministic = True` (it replays stored or computed
+    costs) is never asked to re-time the fastest records, which would tell nothing new."""
+
     def measure(self, op, target, configs) -> list: ...
     def close(self) -> None: ...
 
@@ -52,6 +56,10 @@ class TuneResult:
     history: tuple            # Trials measured by this call, in order
     total_measured: int       # distinct configs measured for (workload, target, space version)
     interrupted: bool = False
+    # The best record's median re-timing beside the other fastest ones (tuner.confirm), and
+    # how many records that comparison had; None and 0 when it was not compared.
+    confirmed_seconds: float | None = None
+    confirmed_among: int = 0
 
 
 def open_database(database) -> Database:
@@ -65,7 +73,8 @@ def open_database(database) -> Database:
 def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strategy: str = "xgb",
          timeout: float | None = None, batch_size: int | None = None,
          measurer: Measurer | None = None, options: MeasureOptions | None = None,
-         progress: bool = False, callbacks: tuple = (), transfer: bool = True) -> TuneResult:
+         progress: bool = False, callbacks: tuple = (), transfer: bool = True,
+         confirm: int = CONFIRM_TOP, confirm_rounds: int = CONFIRM_ROUNDS) -> TuneResult:
     """Measure up to `trials` distinct configs in total for (op, target), resuming earlier runs.
 
     The budget counts every config already recorded for this space version, so rerunning a
@@ -73,9 +82,17 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     this call's wall time in seconds. Callbacks get (op, Trial) after each measurement.
     strategy: "xgb" (cost-model guided, the default), "tpe" or "random". With transfer=True
     the "xgb" model also learns from records of other workloads on the same target.
+
+    At the end, the `confirm` fastest records (and the default schedule's, when close) are
+    timed again in `confirm_rounds` interleaved rounds, and the best is the one with the
+    fastest median there (tuner.confirm). These re-timings are stored, do not count as trials,
+    and are skipped with confirm=0, with a measurer marked `deterministic`, or when the
+    newest confirmation already compared the same records.
     """
     if trials < 0:
         raise ValueError(f"trials must be >= 0, got {trials}")
+    if confirm < 0 or confirm_rounds < 0:
+        raise ValueError(f"confirm and confirm_rounds must be >= 0, got {confirm} and {confirm_rounds}")
     tgt = as_target(target)
     if tgt.kind == "cuda" and measurer is None:
         from codegen.cuda_kernel import cupy_module
@@ -134,6 +151,14 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
                     best = min((t.seconds for t in history if t.seconds is not None), default=None)
                     if best is not None:
                         bar.set_postfix_str(f"best {op.flops() / best / 1e9:.1f} GFLOPS")
+        if confirm and not getattr(measurer, "deterministic", False):
+            def on_round(done, total):
+                if bar is not None:
+                    bar.set_postfix_str(f"re-timing the fastest: round {done}/{total}")
+            confirm_best(db, op, tgt, space, measurer, run_id, confirm, confirm_rounds,
+                         stop=lambda: stop.requested, on_round=on_round)
+            if stop.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
         log.warning("%s: interrupted; %d records of this run are stored", op.name, len(history))
@@ -148,8 +173,11 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
         from .build_best import clear_cache
         clear_cache()  # new records may beat what build_best remembered
     best = db.best(op, tgt, space.version, codegen_version())
+    among = len(db.newest_confirmation(op, tgt, space.version, codegen_version())) \
+        if best is not None and best.confirmed_seconds is not None else 0
     return TuneResult(op.name, op.workload_key, tgt.key, best.config if best else None,
-                      best.seconds if best else None, tuple(history), len(measured), interrupted)
+                      best.seconds if best else None, tuple(history), len(measured), interrupted,
+                      best.confirmed_seconds if best else None, among)
 
 
 class _StopOnCtrlC:

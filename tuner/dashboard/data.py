@@ -74,6 +74,8 @@ class Entry:
     records: tuple               # Record, oldest first
     runs: dict                   # run id -> Run
     bench: tuple                 # BenchEntry, newest first
+    # (row id, group, record id, round, seconds) of the re-timings of this entry's records
+    confirmations: tuple = ()
 
     @property
     def slug(self) -> str:
@@ -91,8 +93,23 @@ class Entry:
         return [r for r in self.records if r.error is None and r.seconds is not None]
 
     @cached_property
-    def best(self) -> Record | None:
+    def fastest(self) -> Record | None:
+        """The record with the fastest single timing: what tuning progress is measured by."""
         return min(self.valid, key=lambda r: (r.seconds, r.id), default=None)
+
+    @cached_property
+    def best(self) -> Record | None:
+        """The record build_best builds when no version filter applies: the fastest, or the
+        winner of the newest confirmation that re-timed it (best_choice)."""
+        from ..best_choice import choose_best
+        fastest = self.fastest
+        if fastest is None:
+            return None
+        valid = {r.id: r for r in self.valid}
+        rows = [c for c in self.confirmations if c[2] in valid]
+        newest = max(rows, default=None)
+        group = [] if newest is None else [(rid, rnd, sec) for _, g, rid, rnd, sec in rows if g == newest[1]]
+        return valid[choose_best(fastest.id, group).record_id]
 
     @property
     def newest_run(self) -> Run | None:
@@ -110,9 +127,9 @@ class Entry:
 
     @property
     def gain(self) -> float | None:
-        """How many times faster the best kernel got in the newest run (1.0: no better)."""
-        best, before = self.best, self.previous_best
-        return before / best.seconds if best is not None and before else None
+        """How many times faster the fastest timing got in the newest run (1.0: no better)."""
+        fastest, before = self.fastest, self.previous_best
+        return before / fastest.seconds if fastest is not None and before else None
 
     @property
     def errors(self) -> Counter:
@@ -258,11 +275,12 @@ def schema_state(engine, url: str) -> str:
 
 
 def data_version(engine) -> str:
-    """Changes whenever a record, run or bench result is added: the live server's refresh key."""
+    """Changes whenever a record, run, re-timing or bench result is added: the live server's
+    refresh key."""
     from sqlalchemy import text
     parts = []
     with engine.connect() as conn:
-        for table in ("records", "tuning_runs", "bench_results", "workloads"):
+        for table in ("records", "tuning_runs", "bench_results", "workloads", "confirmations"):
             n, top = conn.execute(text(f"SELECT count(*), max(id) FROM {table}")).one()
             parts.append(f"{n}.{top or 0}")
     return "-".join(parts)
@@ -281,7 +299,8 @@ def load_snapshot(url: str, label: str | None = None) -> Snapshot:
 def _read(engine, url: str, label: str) -> Snapshot:
     from sqlalchemy import select
 
-    from ..models import BenchResultRow, BenchRunRow, RecordRow, RunRow, TargetRow, WorkloadRow
+    from ..models import (BenchResultRow, BenchRunRow, ConfirmationRow, RecordRow, RunRow, TargetRow,
+                          WorkloadRow)
     version = data_version(engine)
     with engine.connect() as conn:
         targets = conn.execute(select(TargetRow.id, TargetRow.key, TargetRow.kind)).all()
@@ -298,6 +317,12 @@ def _read(engine, url: str, label: str) -> Snapshot:
             records.setdefault((r.workload_id, r.target_id), []).append(Record(
                 r.id, r.run_id, r.config, r.seconds, r.error_kind, r.error_message or "",
                 r.compile_seconds or 0.0, r.measured_at, r.space_version, r.codegen_version, r.predicted))
+        confirmations: dict = {}
+        owner = {r.id: key for key, recs in records.items() for r in recs}
+        for c in conn.execute(select(ConfirmationRow.id, ConfirmationRow.group_key, ConfirmationRow.record_id,
+                                     ConfirmationRow.round, ConfirmationRow.seconds)):
+            if c.record_id in owner:
+                confirmations.setdefault(owner[c.record_id], []).append(tuple(c))
         bench_runs = {b.id: b for b in conn.execute(select(BenchRunRow))}
         bench: dict = {}
         for res in conn.execute(select(BenchResultRow).order_by(BenchResultRow.id)):
@@ -321,7 +346,8 @@ def _read(engine, url: str, label: str) -> Snapshot:
                 wid, t.id, w.key, w.op_name, _json(w.shapes), w.definition, recs,
                 {r.run_id: runs[r.run_id] for r in recs if r.run_id in runs},
                 tuple(sorted(bench_entries.get((wid, t.id), ()), key=lambda b: (b.started_at, b.run_id),
-                             reverse=True))))
+                             reverse=True)),
+                tuple(confirmations.get((wid, t.id), ()))))
         out.append(Target(t.id, t.key, t.kind, tuple(sorted(entries, key=lambda e: (e.op_name, e.label)))))
     return Snapshot(url=url, label=label, targets=tuple(out), version=version)
 

@@ -71,7 +71,7 @@ def overview_rows(snapshot) -> list:
 
 def improvements(snapshot, limit: int = 15) -> list:
     """What got faster: workloads whose newest tuning run beat their earlier best, most first."""
-    rows = [dict(target=t, entry=e, before=e.previous_best, now=e.best.seconds, gain=e.gain, run=e.newest_run)
+    rows = [dict(target=t, entry=e, before=e.previous_best, now=e.fastest.seconds, gain=e.gain, run=e.newest_run)
             for t in snapshot.targets for e in t.entries if e.gain is not None and e.gain > 1.0]
     return sorted(rows, key=lambda r: -r["gain"])[:limit]
 
