@@ -46,5 +46,6 @@ def pin_threads() -> bool:
     """AUTOSCHED_PIN_THREADS alone: read when the kernel thread pool starts. Off by default:
     a pinned worker cannot leave the core where the OS has put the caller, and the two then
     take turns on one core while the other idles (softmax 4096x1000 in 0.91-1.56 ms in three
-    of five processes, against 0.60-0.70 ms unpinned)."""
+    of five processes, against 0.60-0.70 ms unpinned). Unpinned workers are kept off the
+    caller's current core instead (codegen/parallel.py)."""
     return _flag("AUTOSCHED_PIN_THREADS", False)

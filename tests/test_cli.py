@@ -34,6 +34,9 @@ def test_demo_tunes_builds_checks_and_times_against_numpy(tmp_path):
     assert "matches numpy" in out and "measured   4 new candidates" in out
     assert "tuned" in out and "numpy" in out and "speedup" in out
     assert db.exists()
+    from tuner import Database
+    retimed = any(r.confirmations for r in Database(str(db)).all_records())
+    assert ("re-timed   the" in out) == retimed
 
 
 def test_demo_rejects_unknown_operator():

@@ -153,6 +153,34 @@ print(int(out.min()), int(out.max()))
 """
 
 
+_FOLLOW_PROBE = """
+import json, os
+from codegen import parallel
+cpus = sorted(os.sched_getaffinity(0))
+seen = []
+parallel.run_parallel(lambda lo, hi: None, 2, (), 2)  # the pool starts with the process's cores
+for core in (cpus[0], cpus[-1], cpus[0]):
+    os.sched_setaffinity(0, {core})  # the caller moves
+    parallel.run_parallel(lambda lo, hi: None, 2, (), 2)
+    [worker] = parallel._pool.native_ids
+    seen.append(sorted(os.sched_getaffinity(worker)))
+print(json.dumps([cpus, seen]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two cores and Linux affinity")
+def test_unpinned_workers_follow_the_caller_off_its_core():
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "AUTOSCHED_PIN_THREADS"}
+    out = subprocess.run([sys.executable, "-c", _FOLLOW_PROBE], env=env, capture_output=True, text=True,
+                         check=True, timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    import json
+    cpus, seen = json.loads(out.stdout)
+    assert seen == [cpus[1:], cpus[:-1], cpus[1:]]
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs two cores and Linux affinity")
 def test_a_caller_sharing_the_pinned_workers_core_still_gets_every_chunk_done():

@@ -52,6 +52,10 @@ def cmd_demo(args) -> int:
     errors = sum(1 for t in result.history if t.error)
     print(f"measured   {len(result.history)} new candidates ({errors} errors), "
           f"{result.total_measured} in total for this workload")
+    if result.confirmed_seconds is not None:
+        from .confirm import CONFIRM_ROUNDS
+        print(f"re-timed   the {result.confirmed_among} fastest, {CONFIRM_ROUNDS} rounds each: the best's median is "
+              f"{result.confirmed_seconds * 1e3:.4f} ms")
     kernel = build_best(op, "cpu", db)
     default = build(op, "cpu")
     print(f"best       {kernel.config.to_json()}")

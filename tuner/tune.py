@@ -87,7 +87,8 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     timed again in `confirm_rounds` interleaved rounds, and the best is the one with the
     fastest median there (tuner.confirm). These re-timings are stored, do not count as trials,
     and are skipped with confirm=0, with a measurer marked `deterministic`, or when the
-    newest confirmation already compared the same records.
+    newest confirmation already compared the same records. They run after `timeout` too: at
+    most (confirm + 1) * confirm_rounds more measurements.
     """
     if trials < 0:
         raise ValueError(f"trials must be >= 0, got {trials}")
