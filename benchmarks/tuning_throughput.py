@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         opts = MeasureOptions()
         start = time.perf_counter()
         result = tune(op, "cpu", database=db, trials=args.trials, seed=args.seed,
-                      strategy=args.strategy, options=opts, progress=True)
+                      strategy=args.strategy, options=opts, progress=True, confirm=0)
         wall = time.perf_counter() - start
     compile_s = sum(t.compile_seconds for t in result.history)
     structures = len({tuple(t.config[k.name] for k in op.space("cpu").structural_knobs)

@@ -233,7 +233,11 @@ class _SpinPool:
                                  name=f"autosched-{w}", daemon=True)
             t.start()
             self.threads.append(t)
-        while not all(self.native_ids):  # each worker says who it is before any steering
+        deadline = time.monotonic() + 10.0
+        while self.steer is not None and not all(self.native_ids):  # ids first, then steering
+            if time.monotonic() > deadline:
+                self.steer = None  # a worker that never started: leave placement to the OS
+                break
             time.sleep(1e-4)
 
     @property

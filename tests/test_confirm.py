@@ -1,4 +1,6 @@
 """Re-timing the fastest records: which record becomes best, what is stored, and when it runs."""
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -153,6 +155,29 @@ def test_stopping_keeps_the_rounds_already_measured(db):
     assert done.rounds == 1 and len(m.calls) == 2
     assert sorted(len(r.confirmations) for r in db.all_records()) == [1, 1]
     assert _best(db).config == b
+    again = _confirm(db, m)  # the stopped comparison is made again, whole
+    assert again is not None and again.rounds == 3 and len(m.calls) == 8
+
+
+def test_an_imported_older_comparison_does_not_overrule_a_newer_one(db, tmp_path):
+    import datetime as dt
+    a, b = _store(db, list(zip(_configs(3)[1:], (1.0e-4, 1.2e-4))))
+    other = Database(str(tmp_path / "other.db"))
+    _store(other, [(a, 1.0e-4), (b, 1.2e-4)])
+    _confirm(other, ScriptedMeasurer({a.to_json(): 1.6e-4, b.to_json(): 1.1e-4}))  # b wins there
+    path = tmp_path / "older.jsonl"
+    export_jsonl(other, path)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:  # that comparison was made a day earlier
+        for c in line["confirmations"]:
+            c["measured_at"] = (dt.datetime.fromisoformat(c["measured_at"]) - dt.timedelta(days=1)).isoformat()
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    _confirm(db, ScriptedMeasurer({a.to_json(): 0.9e-4, b.to_json(): 1.1e-4}))  # a wins here, now
+    assert import_jsonl(db, path) == (0, 2)
+    assert _best(db).config == a
+    from tuner.dashboard import load_snapshot
+    [entry] = load_snapshot(db.url).targets[0].entries
+    assert entry.best.seconds == 1.0e-4
 
 
 def test_each_round_puts_a_different_record_first(db):

@@ -143,7 +143,8 @@ _SHARED_CORE_PROBE = """
 import os
 import numpy as np
 from codegen.parallel import run_parallel
-os.sched_setaffinity(0, {%d})  # the caller on the core the pinned worker gets
+run_parallel(lambda lo, hi: None, 2, (), 2)  # the pool starts, its worker pinned to core %d
+os.sched_setaffinity(0, {%d})  # then the caller moves onto that core
 out = np.zeros(64, np.int64)
 def step(lo, hi, out):
     out[lo:hi] += 1
@@ -188,7 +189,7 @@ def test_a_caller_sharing_the_pinned_workers_core_still_gets_every_chunk_done():
     import sys
     cpus = sorted(os.sched_getaffinity(0))
     env = dict(os.environ, AUTOSCHED_PIN_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", _SHARED_CORE_PROBE % cpus[1]], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", _SHARED_CORE_PROBE % (cpus[1], cpus[1])], env=env, capture_output=True,
                          text=True, check=True, timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.stdout.split() == ["200", "200"]
 

@@ -48,12 +48,14 @@ def confirm_best(db, op, tgt, space, measurer, run_id: int | None = None, top: i
     """Time the fastest records again in `rounds` interleaved rounds and store every timing,
     so Database.best() chooses among them by their medians (best_choice). Each round is
     committed whole as soon as it is measured. Returns None when there is nothing to compare
-    (fewer than two records) or the newest confirmation already compared these records."""
+    (fewer than two records) or the newest confirmation already compared these records in
+    `rounds` rounds."""
     chosen = candidates(db, op, tgt, space, top)
     if len(chosen) < 2 or rounds < 1:
         return None
-    if {rid for rid, _ in chosen} <= db.newest_confirmation(op, tgt, space.version, codegen_version()):
-        return None
+    compared = db.newest_confirmation(op, tgt, space.version, codegen_version())
+    if all(compared.get(rid, 0) >= rounds for rid, _ in chosen):
+        return None  # compared already, in as many rounds; a stopped one is done again
     group = uuid.uuid4().hex
     done = 0
     for k in range(rounds):

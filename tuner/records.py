@@ -239,12 +239,15 @@ class Database:
         with self.session() as s:
             with s.begin():
                 for row, confirmations in rows:
-                    record_id = s.scalars(select(RecordRow.id).where(
+                    found = s.execute(select(RecordRow.id, RecordRow.codegen_version).where(
                         RecordRow.workload_id == row.workload_id, RecordRow.target_id == row.target_id,
                         RecordRow.space_version == row.space_version,
                         RecordRow.config_hash == row.config_hash)).first()
-                    if record_id is not None:
+                    record_id = None if found is None else found[0]
+                    if found is not None:
                         present += 1
+                        if found[1] != row.codegen_version:
+                            continue  # re-timings of another code generator's kernel
                     else:
                         s.add(row)
                         s.flush()
@@ -325,7 +328,9 @@ class Database:
 
         from .models import ConfirmationRow, RecordRow
         joined = select(ConfirmationRow.group_key).join(RecordRow, ConfirmationRow.record_id == RecordRow.id)
-        group = s.execute(joined.where(*where).order_by(ConfirmationRow.id.desc()).limit(1)).scalar()
+        # Newest by when it was measured, not by row id: imported re-timings get the newest ids.
+        group = s.execute(joined.where(*where).order_by(ConfirmationRow.measured_at.desc(),
+                                                        ConfirmationRow.id.desc()).limit(1)).scalar()
         if group is None:
             return []
         stmt = (select(ConfirmationRow.record_id, ConfirmationRow.round, ConfirmationRow.seconds)
@@ -353,11 +358,15 @@ class Database:
             row = s.execute(stmt).first()
         return (row[0].id, self._record(*row)) if row else None
 
-    def newest_confirmation(self, op, target, space_version: str, codegen_version: str) -> set:
-        """Ids of the records that the newest confirmation of these versions re-timed."""
+    def newest_confirmation(self, op, target, space_version: str, codegen_version: str) -> dict:
+        """Record id -> rounds it was re-timed in, for the newest confirmation of these versions."""
         wid, tid = self._workload_and_target(op, target)
         with self.session() as s:
-            return {r[0] for r in self._newest_confirmation(s, self._valid(wid, tid, space_version, codegen_version))}
+            rows = self._newest_confirmation(s, self._valid(wid, tid, space_version, codegen_version))
+        out: dict = {}
+        for record_id, _round, _seconds in rows:
+            out[record_id] = out.get(record_id, 0) + 1
+        return out
 
     def add_confirmations(self, rows, run_id: int | None = None) -> None:
         """Commit re-timings, (record id, Confirmation) pairs, in one transaction: a round of
@@ -417,8 +426,9 @@ class Database:
                 for r in rows]
 
     def summary(self) -> list:
-        """Per (workload, target): op name, record counts, the fastest single timing and the
-        time of the record build_best builds (they differ after a confirmation)."""
+        """Per (workload, target): op name, record counts, the fastest single timing of any
+        version, and the record best() chooses among this code generator's records (what
+        build_best builds unless the space changed since)."""
         from sqlalchemy import func, select
 
         from .models import RecordRow, TargetRow, WorkloadRow
@@ -432,7 +442,7 @@ class Database:
         with self.session() as s:
             out = []
             for w, n, t, c, e, fastest, wid, tid in s.execute(stmt).all():
-                chosen = self._best(s, self._valid(wid, tid, None, None))
+                chosen = self._best(s, self._valid(wid, tid, None, codegen_version()))
                 out.append(dict(workload_key=w, op_name=n, target_key=t, records=c, errors=e,
                                 best_seconds=fastest, built_seconds=chosen.seconds if chosen else None,
                                 confirmed_seconds=chosen.confirmed_seconds if chosen else None))

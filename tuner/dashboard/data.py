@@ -74,7 +74,7 @@ class Entry:
     records: tuple               # Record, oldest first
     runs: dict                   # run id -> Run
     bench: tuple                 # BenchEntry, newest first
-    # (row id, group, record id, round, seconds) of the re-timings of this entry's records
+    # (row id, group, record id, round, seconds, measured_at) of the re-timings of its records
     confirmations: tuple = ()
 
     @property
@@ -107,8 +107,8 @@ class Entry:
             return None
         valid = {r.id: r for r in self.valid}
         rows = [c for c in self.confirmations if c[2] in valid]
-        newest = max(rows, default=None)
-        group = [] if newest is None else [(rid, rnd, sec) for _, g, rid, rnd, sec in rows if g == newest[1]]
+        newest = max(rows, key=lambda c: (c[5], c[0]), default=None)  # by when it was measured
+        group = [] if newest is None else [(rid, rnd, sec) for _, g, rid, rnd, sec, _ in rows if g == newest[1]]
         return valid[choose_best(fastest.id, group).record_id]
 
     @property
@@ -320,7 +320,8 @@ def _read(engine, url: str, label: str) -> Snapshot:
         confirmations: dict = {}
         owner = {r.id: key for key, recs in records.items() for r in recs}
         for c in conn.execute(select(ConfirmationRow.id, ConfirmationRow.group_key, ConfirmationRow.record_id,
-                                     ConfirmationRow.round, ConfirmationRow.seconds)):
+                                     ConfirmationRow.round, ConfirmationRow.seconds,
+                                     ConfirmationRow.measured_at)):
             if c.record_id in owner:
                 confirmations.setdefault(owner[c.record_id], []).append(tuple(c))
         bench_runs = {b.id: b for b in conn.execute(select(BenchRunRow))}
