@@ -57,6 +57,13 @@ def _libc_sched_getcpu():
 _current_cpu = _libc_sched_getcpu()
 
 
+def _set_affinity(thread_id: int, cpus) -> None:
+    try:
+        os.sched_setaffinity(thread_id, cpus)
+    except OSError:
+        pass  # a restricted container: the OS places the thread
+
+
 def _forget_pool_after_fork() -> None:
     # A forked child inherits the pool object but none of its threads; tasks posted to it
     # would wait forever. The child starts a fresh pool on first use instead.
@@ -247,10 +254,7 @@ class _SpinPool:
     def _work(self, w: int, cpu) -> None:
         self.native_ids[w] = threading.get_native_id()
         if cpu is not None:
-            try:
-                os.sched_setaffinity(0, {cpu})  # 0: the calling thread on Linux
-            except OSError:
-                pass  # a restricted container: run unpinned
+            _set_affinity(0, {cpu})  # 0: the calling thread on Linux
         expected = 1
         while True:
             status, expected = _serve(self.ctl, w, expected, WORKER_SPINS)
@@ -286,10 +290,7 @@ class _SpinPool:
         if here != self.caller_cpu:
             others = [c for c in self.steer if c != here] or self.steer
             for thread_id in self.native_ids:
-                try:
-                    os.sched_setaffinity(thread_id, others)
-                except OSError:
-                    pass  # a restricted container: the OS places it
+                _set_affinity(thread_id, others)
             self.caller_cpu = here
 
     def _wake(self) -> None:

@@ -45,23 +45,7 @@ def parse_line(text: str) -> TuningRecord:
             isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v))
         if not ok:
             raise ValueError(f"config value of {k!r} must be a number, string, boolean or list of integers")
-    seconds = data.get("seconds")
-    if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
-                                or not math.isfinite(seconds) or seconds <= 0):
-        raise ValueError("field 'seconds' must be a positive number or null")
-    error = data.get("error")
-    if error is not None and error not in ERROR_KINDS:
-        raise ValueError(f"field 'error' must be null or one of {', '.join(ERROR_KINDS)}")
-    if (seconds is None) == (error is None):
-        raise ValueError("exactly one of 'seconds' and 'error' must be set")
-    costs = data.get("costs", [])
-    if not isinstance(costs, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                                              and math.isfinite(c) for c in costs):
-        raise ValueError("field 'costs' must be a list of numbers")
-    try:
-        measured_at = dt.datetime.fromisoformat(data.get("measured_at", ""))
-    except (TypeError, ValueError):
-        raise ValueError("field 'measured_at' must be an ISO-8601 timestamp") from None
+    seconds, error, costs, measured_at = _timing(data)
     compile_seconds = data.get("compile_seconds", 0.0)
     if not isinstance(compile_seconds, (int, float)) or isinstance(compile_seconds, bool):
         raise ValueError("field 'compile_seconds' must be a number")
@@ -77,12 +61,36 @@ def parse_line(text: str) -> TuningRecord:
         features=None if features is None else tuple(float(x) for x in features),
         predicted=None if predicted is None else float(predicted),
         workload_key=data["workload_key"], target_key=data["target_key"], config=Config(data["config"]),
-        seconds=None if seconds is None else float(seconds), costs=tuple(float(c) for c in costs),
+        seconds=seconds, costs=costs,
         error=error, error_message=str(data.get("error_message", ""))[:4000],
-        compile_seconds=float(compile_seconds), measured_at=measured_at.replace(tzinfo=None),
+        compile_seconds=float(compile_seconds), measured_at=measured_at,
         autosched_version=data["autosched_version"], space_version=data["space_version"],
         codegen_version=data["codegen_version"], op_name=str(data.get("op_name", "")),
         confirmations=_confirmations(data.get("confirmations", [])))
+
+
+def _timing(data: dict, where: str = "") -> tuple:
+    """(seconds, error, costs, measured_at) of a record or a re-timing, validated; `where`
+    names a re-timing in the messages."""
+    name = f"{where}: " if where else "field "
+    seconds, error = data.get("seconds"), data.get("error")
+    if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+                                or not math.isfinite(seconds) or seconds <= 0):
+        raise ValueError(f"{name}'seconds' must be a positive number or null")
+    if error is not None and error not in ERROR_KINDS:
+        raise ValueError(f"{name}'error' must be null or one of {', '.join(ERROR_KINDS)}")
+    if (seconds is None) == (error is None):
+        raise ValueError(f"{where + ': ' if where else ''}exactly one of 'seconds' and 'error' must be set")
+    costs = data.get("costs", [])
+    if not isinstance(costs, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                              and math.isfinite(c) for c in costs):
+        raise ValueError(f"{name}'costs' must be a list of numbers")
+    try:
+        measured_at = dt.datetime.fromisoformat(data.get("measured_at", ""))
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}'measured_at' must be an ISO-8601 timestamp") from None
+    return (None if seconds is None else float(seconds), error, tuple(float(c) for c in costs),
+            measured_at.replace(tzinfo=None))
 
 
 def _confirmations(items) -> tuple:
@@ -96,25 +104,9 @@ def _confirmations(items) -> tuple:
             raise ValueError(f"{where} must be an object with a non-empty 'group'")
         if not isinstance(c.get("round"), int) or isinstance(c["round"], bool) or c["round"] < 0:
             raise ValueError(f"{where}: 'round' must be a non-negative integer")
-        seconds, error = c.get("seconds"), c.get("error")
-        if seconds is not None and (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
-                                    or not math.isfinite(seconds) or seconds <= 0):
-            raise ValueError(f"{where}: 'seconds' must be a positive number or null")
-        if error is not None and error not in ERROR_KINDS:
-            raise ValueError(f"{where}: 'error' must be null or one of {', '.join(ERROR_KINDS)}")
-        if (seconds is None) == (error is None):
-            raise ValueError(f"{where}: exactly one of 'seconds' and 'error' must be set")
-        costs = c.get("costs", [])
-        if not isinstance(costs, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                  and math.isfinite(x) for x in costs):
-            raise ValueError(f"{where}: 'costs' must be a list of numbers")
-        try:
-            measured_at = dt.datetime.fromisoformat(c.get("measured_at", ""))
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: 'measured_at' must be an ISO-8601 timestamp") from None
-        out.append(Confirmation(c["group"][:64], c["round"], None if seconds is None else float(seconds),
-                                tuple(float(x) for x in costs), error, str(c.get("error_message", ""))[:4000],
-                                measured_at.replace(tzinfo=None)))
+        seconds, error, costs, measured_at = _timing(c, f"confirmations[{i}]")
+        out.append(Confirmation(c["group"][:64], c["round"], seconds, costs, error,
+                                str(c.get("error_message", ""))[:4000], measured_at))
     return tuple(out)
 
 
