@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from schedules import as_target, ops
 from tuner import Database, MeasureOptions, MeasureResult, TuningRecord, build_best, tune
@@ -313,3 +313,53 @@ def test_cli_tune_reports_the_confirmation_and_rejects_a_negative_count(tmp_path
     with pytest.raises(SystemExit) as info:
         main(["tune", "--op", "softmax", "--shape", "M=4,N=16", "--database", path, "--confirm", "-1"])
     assert info.value.code == 2 and "whole number >= 0" in capsys.readouterr().err
+
+
+# -- exporting only the fastest ------------------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(timings=st.lists(st.one_of(st.none(), st.floats(1e-4, 1.9e-4)), min_size=1, max_size=9),
+       retimed=st.lists(st.floats(1e-5, 1e-3), min_size=9, max_size=9),
+       confirm=st.booleans(), keep=st.integers(1, 3))
+# The slowest of three single timings is the fastest when timed again: it alone wins.
+@example(timings=[1e-4, 1.1e-4, 1.2e-4], retimed=[3e-4, 2e-4, 1e-4] + [1e-4] * 6, confirm=True, keep=1)
+def test_an_export_of_the_fastest_builds_what_the_whole_database_builds(timings, retimed, confirm, keep):
+    import tempfile
+    # Timings within 2x of each other: the re-timing compares the fastest three and the default.
+    configs = _configs(len(timings), seed=len(timings))
+    with tempfile.TemporaryDirectory() as folder:
+        whole = Database(f"{folder}/whole.db")
+        version = OP.space("cpu").version
+        for config, seconds in zip(configs, timings):
+            failed = dict(error="wrong_answer", error_message="differs") if seconds is None else {}
+            whole.add(OP, "cpu", TuningRecord(OP.workload_key, "", config, seconds,
+                                              () if seconds is None else (seconds,),
+                                              space_version=version, **failed))
+        if confirm:
+            _confirm(whole, ScriptedMeasurer({c.to_json(): t for c, t in zip(configs, retimed)}), top=3)
+        path = f"{folder}/fastest.jsonl"
+        written = export_jsonl(whole, path, best=keep)
+        part = Database(f"{folder}/part.db")
+        assert import_jsonl(part, path) == (written, 0)
+        correct = sum(t is not None for t in timings)
+        compared = sum(bool(r.confirmations) for r in whole.all_records())
+        assert min(keep, correct) <= written <= keep + compared
+        mine, theirs = _best(whole), _best(part)
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            assert (theirs.config, theirs.seconds, theirs.confirmed_seconds) == \
+                (mine.config, mine.seconds, mine.confirmed_seconds)
+        whole.close()
+        part.close()
+
+
+def test_cli_export_best_keeps_the_fastest_and_rejects_zero(db, tmp_path, capsys):
+    from tuner.cli import main
+    configs = _store(db, list(zip(_configs(5), (4e-4, 1e-4, 3e-4, 2e-4, 5e-4))))
+    out = tmp_path / "two.jsonl"
+    assert main(["export", "--database", db.url, "--out", str(out), "--best", "2"]) == 0
+    assert "exported 2 records (the 2 fastest" in capsys.readouterr().out
+    kept = [json.loads(line)["seconds"] for line in out.read_text().splitlines()]
+    assert kept == [1e-4, 2e-4] and len(configs) == 5
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--database", db.url, "--out", str(out), "--best", "0"])
+    assert info.value.code == 2 and "whole number >= 1" in capsys.readouterr().err

@@ -26,14 +26,20 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+def _whole_number_at_least(least: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
+        return value
+    return parse
+
+
+_non_negative = _whole_number_at_least(0)
+_positive = _whole_number_at_least(1)
 
 
 def _value(text: str):
@@ -176,8 +182,9 @@ def cmd_best(args) -> int:
 def cmd_export(args) -> int:
     from tuner import Database
     from tuner.logs import export_jsonl
-    n = export_jsonl(Database(args.database), args.out)
-    print(f"exported {n} records to {args.out}")
+    n = export_jsonl(Database(args.database), args.out, best=args.best)
+    kept = "" if args.best is None else f" (the {args.best} fastest of each workload, and every re-timed one)"
+    print(f"exported {n} records{kept} to {args.out}")
     return 0
 
 
@@ -232,6 +239,10 @@ def add_commands(sub) -> None:
                        description="Export every record of a database as JSON lines, for sharing.")
     e.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path")
     e.add_argument("--out", required=True, help="output file (.jsonl)")
+    e.add_argument("--best", type=_positive, metavar="K",
+                   help="keep only the K fastest correct records of each workload and target, and "
+                        "every record a re-timing compared: the file builds the same kernels, and "
+                        "stays small enough to commit beside a benchmark (default: every record)")
     e.set_defaults(func=cmd_export)
 
     i = sub.add_parser("import", help="add records from a JSON-lines file",

@@ -19,12 +19,32 @@ _REQUIRED = {"workload_key": str, "target_key": str, "config": dict, "space_vers
 _MAX_LINE = 1 << 20
 
 
-def export_jsonl(db, path) -> int:
+def export_jsonl(db, path, best: int | None = None) -> int:
+    """Write the database's records, oldest first; `best` keeps only the fastest of each
+    workload (see fastest_records). Returns how many were written."""
     records = db.all_records()
+    if best is not None:
+        records = fastest_records(records, best)
     with open(path, "w", encoding="utf-8") as f:
         for r in records:
             f.write(r.to_json() + "\n")
     return len(records)
+
+
+def fastest_records(records: list, best: int) -> list:
+    """The `best` fastest correct records of each workload, target and version pair, and every
+    record a re-timing compared, in their order: a database that imports them builds the same
+    kernels as the one they came from (the fastest timing and the newest confirmation are both
+    kept), without the thousands of slower measurements that only train the cost model."""
+    if best < 1:
+        raise ValueError(f"best must be at least 1, got {best}")
+    groups: dict = {}
+    for k, r in enumerate(records):
+        if r.error is None and r.seconds is not None:
+            groups.setdefault((r.workload_key, r.target_key, r.space_version, r.codegen_version),
+                              []).append((r.seconds, k))
+    kept = {k for group in groups.values() for _, k in sorted(group)[:best]}
+    return [r for k, r in enumerate(records) if k in kept or r.confirmations]
 
 
 def parse_line(text: str) -> TuningRecord:
