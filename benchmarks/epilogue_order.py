@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,15 +45,6 @@ def _kernel(params: dict, run):
     return lambda: kernel(*free, out=out)
 
 
-def _median_ms(fn, calls: int) -> float:
-    costs = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        costs.append(time.perf_counter() - start)
-    return statistics.median(costs) * 1e3
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7, help="alternating timings per variant (default: 7)")
@@ -63,7 +53,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from report import write_result
+    from report import median_call_seconds, write_result
     rows = []
     for params in CONVS:
         label = ",".join(f"{k}={v}" for k, v in params.items())
@@ -73,7 +63,7 @@ def main(argv=None) -> int:
         for r in range(args.rounds):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for name in order:
-                times[name].append(_median_ms(variants[name], args.calls))
+                times[name].append(median_call_seconds(variants[name], args.calls) * 1e3)
         before, now = (statistics.median(times[n]) for n in variants)
         rows.append({"conv2d": label, "before_ms": round(before, 4), "now_ms": round(now, 4),
                      "speedup": round(before / now, 3),
