@@ -102,6 +102,9 @@ def test_bench_uses_the_tuned_record_when_there_is_one(tmp_path):
     report = run_bench([(Workload("softmax", {"M": 4, "N": 32}), 0)], db, trials=0, seconds=0.01,
                        pause=0.0, progress=False, log=lambda *_: None, baselines=("numpy",))
     assert report.rows[0].ours.detail == "tuned, best of 3 measured configs"
+    # The result names the config it timed, so the row can be rebuilt from the JSON alone.
+    doc = json.loads(open(write_json(report, tmp_path)).read())
+    assert doc["rows"][0]["autosched"]["config"] == json.loads(db.best(op, "cpu").config.to_json())
 
 
 def test_losses_are_marked_in_the_table_and_the_best_framework_is_compared():

@@ -8,6 +8,7 @@ steal cores from the next measurement.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import platform
@@ -52,6 +53,7 @@ class Timing:
     seconds: float | None          # median; None when it did not run
     costs: tuple = ()
     detail: str = ""               # where the kernel came from, or why it did not run
+    config: str | None = None      # our kernel's config (JSON), so a result can be rebuilt
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ class BenchReport:
 
     def to_json(self) -> dict:
         def timing(t):
-            return {"seconds": t.seconds, "costs": list(t.costs), "detail": t.detail}
+            config = {} if t.config is None else {"config": json.loads(t.config)}
+            return {"seconds": t.seconds, "costs": list(t.costs), "detail": t.detail, **config}
         return {
             "started": self.started, "machine": self.machine, "versions": self.versions,
             "peak_gflops": self.peak_gflops, "threads": self.threads, "baselines": list(self.baselines),
@@ -167,6 +170,8 @@ def _bench_one(workload, label, db, target, budget, seconds, impls, threads, str
             detail += f"; {', '.join(n for n, _ in kernel.loopnest.prepacked)} packed once"
     timings = []
     t_ours = _timed("autosched", lambda: kernel(*free), ref, seconds, pause, detail)
+    if hasattr(kernel, "config"):
+        t_ours = dataclasses.replace(t_ours, config=kernel.config.to_json())
     log(f"    autosched   {_ms(t_ours)}  {detail}")
     for impl in impls:
         try:
