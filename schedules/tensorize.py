@@ -435,7 +435,7 @@ def emit_microkernel(low, st, tail) -> list:
         took 2.4x as long (benchmarks/epilogue_order.py)."""
         tb, tr = nm.var("tb"), nm.var("tr")
         run = Const(EPILOGUE_RUN, "int64")
-        per_row = [Assign(ti, add(mul(tb, run), tr)), Assign(mflat, add(i, ti))] + \
+        per_row = [Assign(mflat, add(i, add(mul(tb, run), tr)))] + \
             _decode(mflat, axes, list(con.m)) + inner_fn()
         per_col = [Assign(nflat, add(j, tj))] + _decode(nflat, axes, list(con.n)) + [
             For(tr, minimum(run, sub(rows, mul(tb, run))), "serial", tuple(per_row))]

@@ -357,7 +357,7 @@ def test_cli_export_best_keeps_the_fastest_and_rejects_zero(db, tmp_path, capsys
     configs = _store(db, list(zip(_configs(5), (4e-4, 1e-4, 3e-4, 2e-4, 5e-4))))
     out = tmp_path / "two.jsonl"
     assert main(["export", "--database", db.url, "--out", str(out), "--best", "2"]) == 0
-    assert "exported 2 records (the 2 fastest" in capsys.readouterr().out
+    assert "exported 2 records (the 2 fastest correct ones" in capsys.readouterr().out
     kept = [json.loads(line)["seconds"] for line in out.read_text().splitlines()]
     assert kept == [1e-4, 2e-4] and len(configs) == 5
     with pytest.raises(SystemExit) as info:

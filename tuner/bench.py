@@ -170,8 +170,7 @@ def _bench_one(workload, label, db, target, budget, seconds, impls, threads, str
             detail += f"; {', '.join(n for n, _ in kernel.loopnest.prepacked)} packed once"
     timings = []
     t_ours = _timed("autosched", lambda: kernel(*free), ref, seconds, pause, detail)
-    if hasattr(kernel, "config"):
-        t_ours = dataclasses.replace(t_ours, config=kernel.config.to_json())
+    t_ours = dataclasses.replace(t_ours, config=kernel.config.to_json())
     log(f"    autosched   {_ms(t_ours)}  {detail}")
     for impl in impls:
         try:

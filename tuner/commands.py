@@ -183,7 +183,8 @@ def cmd_export(args) -> int:
     from tuner import Database
     from tuner.logs import export_jsonl
     n = export_jsonl(Database(args.database), args.out, best=args.best)
-    kept = "" if args.best is None else f" (the {args.best} fastest of each workload, and every re-timed one)"
+    kept = "" if args.best is None else \
+        f" (the {args.best} fastest correct ones of each workload and target, and every re-timed one)"
     print(f"exported {n} records{kept} to {args.out}")
     return 0
 
@@ -236,12 +237,14 @@ def add_commands(sub) -> None:
     b.set_defaults(func=cmd_best)
 
     e = sub.add_parser("export", help="write every record as JSON lines",
-                       description="Export every record of a database as JSON lines, for sharing.")
+                       description="Export the records of a database as JSON lines, for sharing: every "
+                                   "record, or with --best only the fastest of each workload.")
     e.add_argument("--database", default="autosched.db", help="SQLAlchemy URL or SQLite path")
     e.add_argument("--out", required=True, help="output file (.jsonl)")
     e.add_argument("--best", type=_positive, metavar="K",
-                   help="keep only the K fastest correct records of each workload and target, and "
-                        "every record a re-timing compared: the file builds the same kernels, and "
+                   help="keep only the K fastest correct records of each workload and target (per "
+                        "space and code-generator version), and every record a re-timing compared: "
+                        "imported into an empty database, the file builds the same kernels, and it "
                         "stays small enough to commit beside a benchmark (default: every record)")
     e.set_defaults(func=cmd_export)
 

@@ -32,10 +32,12 @@ def export_jsonl(db, path, best: int | None = None) -> int:
 
 
 def fastest_records(records: list, best: int) -> list:
-    """The `best` fastest correct records of each workload, target and version pair, and every
-    record a re-timing compared, in their order: a database that imports them builds the same
-    kernels as the one they came from (the fastest timing and the newest confirmation are both
-    kept), without the thousands of slower measurements that only train the cost model."""
+    """The `best` fastest correct records of each workload and target (per space and code
+    generator version), and every record a re-timing compared, in their order. An empty
+    database that imports them builds the same kernels as the one they came from: the fastest
+    timing and the newest confirmation are both kept. What is dropped (slower and failed
+    candidates) no longer trains the cost model, and tuning from the import measures those
+    configs again."""
     if best < 1:
         raise ValueError(f"best must be at least 1, got {best}")
     groups: dict = {}
