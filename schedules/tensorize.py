@@ -41,12 +41,6 @@ class MicroKernelPlan:
         return self.vecs * self.lanes
 
 
-# Rows per column run of a swapped tile's epilogue: 4 to 16 timed alike, and 8 fills one
-# AVX2 vector of output. None writes rows outermost, as before (benchmarks/epilogue_order.py
-# builds both).
-EPILOGUE_RUN = 8
-
-
 def _maximum(a, b):
     if is_const(a) and is_const(b):
         return Const(max(a.value, b.value), "int64")
@@ -428,19 +422,6 @@ def emit_microkernel(low, st, tail) -> list:
             For(t2, sub(seg_hi, seg_lo), "serial", tuple(per_col)),))
         return For(ti, rows, "serial", tuple(row_head) + (at_off, segments))
 
-    def point_by_columns(inner_fn, rows, cols):
-        """point() for a swapped tile: the stage's output runs along the tile's rows, so
-        each column is written RUN rows at a time. Rows outermost stored each point one
-        column apart, a whole output plane away: a conv's bias+relu epilogue over its tile
-        took 2.4x as long (benchmarks/epilogue_order.py)."""
-        tb, tr = nm.var("tb"), nm.var("tr")
-        run = Const(EPILOGUE_RUN, "int64")
-        per_row = [Assign(mflat, add(i, add(mul(tb, run), tr)))] + \
-            _decode(mflat, axes, list(con.m)) + inner_fn()
-        per_col = [Assign(nflat, add(j, tj))] + _decode(nflat, axes, list(con.n)) + [
-            For(tr, minimum(run, sub(rows, mul(tb, run))), "serial", tuple(per_row))]
-        return For(tb, ceildiv(rows, run), "serial", (For(tj, cols, "serial", tuple(per_col)),))
-
     rows_left = minimum(Const(R, "int64"), sub(add(i0, mcur), i))
     cols_left = minimum(Const(C, "int64"), sub(add(j0, ncur), j))
     # Where point() finds the current point in cbuf: at the stage's axes, or (swapped) at its
@@ -469,9 +450,7 @@ def emit_microkernel(low, st, tail) -> list:
         # micro-kernel's wide stores a tile waited for them to reach L1 (a 1x1 conv with
         # bias spent as long in its epilogue as in its micro-kernels).
         finish = lambda: tail(Load(cbuf, here))  # noqa: E731
-        by_columns = plan.transposed and len(con.n) == 1 and EPILOGUE_RUN is not None
-        final = (point_by_columns if by_columns else point)(finish, mcur, ncur)
-        block = (compute, If(last, (Assign(i, i0), Assign(j, j0), final)))
+        block = (compute, If(last, (Assign(i, i0), Assign(j, j0), point(finish, mcur, ncur))))
     else:
         block = (compute,)
     k_block_head = (Assign(p0, mul(pb, kc)), Assign(kcur, minimum(kc, sub(Const(Kt, "int64"), p0))))

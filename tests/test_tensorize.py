@@ -245,28 +245,6 @@ def test_conv_epilogues_step_along_output_rows_after_the_block(width):
     assert_matches(op, kernel(*inputs), op.reference(*inputs), f"width {width}")
 
 
-@pytest.mark.parametrize("height", [3, 5])
-def test_swapped_tiles_write_the_output_a_column_at_a_time_in_runs_of_rows(height):
-    # Pixels as the tile's rows and filters as its columns: NCHW output is contiguous along the
-    # pixels, so the epilogue's innermost loop is a run of at most EPILOGUE_RUN pixels of one
-    # filter, not the filters of one pixel (each a plane apart). 3x3 and 5x5 outputs leave a
-    # short last run.
-    from schedules.tensorize import EPILOGUE_RUN
-    op = ops.conv2d(1, 16, height, height, 40, 3, 3, padding=1, bias=True, activation="relu")
-    kernel = build(op, avx2_cpu(), _micro(op, "conv2d", 6, 2, 8, 24, 64, 256, 2, 1, "kn", True), jit=False)
-    lines = kernel.source.splitlines()
-    finals = [n for n, line in enumerate(lines)
-              if line.lstrip().startswith("epilogue[") and line.rstrip().endswith("= epilogue_v")]
-    assert finals
-    for n in finals:
-        loops = _enclosing_loops(lines, n)
-        assert loops[0].startswith("for conv2d_tr in range(min(" + str(EPILOGUE_RUN)), loops
-        assert loops[1].startswith("for conv2d_tj in range(conv2d_ncur)"), loops
-        assert loops[2].startswith("for conv2d_tb in range("), loops
-    inputs = op.random_inputs(7)
-    assert_matches(op, kernel(*inputs), op.reference(*inputs), f"height {height}")
-
-
 @pytest.mark.parametrize("rows,vecs,lanes", [(8, 1, 8), (4, 2, 8), (8, 3, 8)])
 def test_dense_panels_pack_by_register_transposes(rows, vecs, lanes):
     # W is (N, K): its panels are rows contiguous along k, packed 8x8 at a time; K = 37 leaves
