@@ -21,15 +21,3 @@ def write_result(out_dir, name: str, script: str, argv, fields: dict) -> Path:
     path = out / f"{name}-{date}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
-
-
-def median_call_seconds(fn, calls: int) -> float:
-    """The median of `calls` timed calls of fn(), in seconds."""
-    import statistics
-    import time
-    costs = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        costs.append(time.perf_counter() - start)
-    return statistics.median(costs)

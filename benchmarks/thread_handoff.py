@@ -10,7 +10,14 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from report import median_call_seconds
+
+def _timed(fn, calls: int) -> float:
+    costs = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        costs.append(time.perf_counter() - start)
+    return statistics.median(costs)
 
 
 def main(argv=None) -> int:
@@ -57,7 +64,7 @@ def main(argv=None) -> int:
     results = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():  # interleaved, so a slow phase hits every variant
-            results[name].append(median_call_seconds(fn, args.calls))
+            results[name].append(_timed(fn, args.calls))
     sleeping.shutdown()
     table = {name: round(statistics.median(v) * 1e6, 1) for name, v in results.items()}
     for name, us in table.items():
