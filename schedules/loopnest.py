@@ -186,11 +186,16 @@ class LoopNest:
     # (input name, temp Buffer) for each constant input packed once: the body's first
     # len(prepacked) parallel loops fill those temps and read nothing else that changes.
     prepacked: tuple = field(default=())
+    # (view Buffer, base Buffer): a one-dimensional view of an input, output or temp, for
+    # loops that walk a whole plane of it as one flat range.
+    views: tuple = field(default=())
 
     def dump(self) -> str:
         lines = [f"# loop nest of {self.op_name}"]
         for b in self.inputs + self.outputs + self.temps:
             lines.append(f"buffer {b.name}{tuple(b.shape)} {b.dtype} {b.role}")
+        for view, base in self.views:
+            lines.append(f"view {view.name}{tuple(view.shape)} of {base.name}")
         if self.params:
             lines.append("params " + ", ".join(p.name for p in self.params))
         _dump(self.body, 0, lines)

@@ -1,6 +1,8 @@
 """Lowering: a Schedule becomes a LoopNest (loops, guards, accumulators, fused epilogues)."""
 from __future__ import annotations
 
+import math
+
 from . import padding
 from .bounds import guard, in_bounds_condition
 from .errors import ScheduleError
@@ -124,11 +126,20 @@ class _Lowering:
         self._folded = set()          # ids of reductions accumulated inside another stage's row loop
         self.computed_ahead = {}      # id(consumer) -> next-row updates in its innermost loop body
         self._names = set()
+        self._views = {}  # id(base Buffer) -> (flat view Buffer, base Buffer)
 
     def _buffer(self, t, role):
         b = Buffer(t.name, t.shape, t.dtype, "global", role)
         self.buffers[id(t)] = b
         return b
+
+    def flat_view(self, buffer: Buffer) -> Buffer:
+        """A one-dimensional view of an input, output or temp buffer (the same memory)."""
+        if id(buffer) not in self._views:
+            size = math.prod(int(d.value) if isinstance(d, Const) else int(d) for d in buffer.shape)
+            view = Buffer(self.unique(f"{buffer.name}_flat"), (size,), buffer.dtype, buffer.scope, buffer.role)
+            self._views[id(buffer)] = (view, buffer)
+        return self._views[id(buffer)][0]
 
     def unique(self, base: str) -> str:
         name, k = base, 1
@@ -149,7 +160,7 @@ class _Lowering:
         return LoopNest(self.op.name, self.inputs, self.outputs, tuple(self.temps),
                         tuple(p for p, _ in self.sch.params),
                         hoist_invariant_loads(tuple(self.setup + body)), tuple(self.notes),
-                        tuple(self.prepacked))
+                        tuple(self.prepacked), tuple(self._views.values()))
 
     def _effective_bodies(self):
         """Bodies with inlined stages substituted and packed inputs re-indexed, in root vars."""

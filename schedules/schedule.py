@@ -230,12 +230,14 @@ class StageSchedule:
         self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks, order=order, transposed=bool(transposed),
                                           direct=bool(direct))
 
-    def window_kernel(self, block=256, planes: bool = False) -> None:
+    def window_kernel(self, block=256, planes: bool = False, flat: bool = False) -> None:
         """Compute this sliding-window reduction (depthwise convolution, pooling) directly: taps
         unrolled, the last output axis vectorized in chunks of `block` (an int or a runtime
         knob), border columns peeled, and no padded copy of the input. With `planes`, each
         output plane is instead one flat vectorized loop over a padded copy of its input plane
-        (for short rows; unit-stride windows only, see window_plane.plane_layout)."""
+        (for short rows; unit-stride windows only, see window_plane.plane_layout). With `flat`,
+        each output plane is one flat vectorized loop over the input plane in place, reads
+        that wrap around a row masked (stride 1 and 'same' padding, see window_flat)."""
         from .window import WindowPlan
         if not self.is_reduction:
             raise ScheduleError(f"window_kernel on stage {self.name}: only a reduction over a window applies")
@@ -244,7 +246,9 @@ class StageSchedule:
         elif not isinstance(block, Param):
             raise ScheduleError(f"window_kernel on stage {self.name}: block must be a positive int "
                                 f"or a runtime knob, got {block!r}")
-        self.window = WindowPlan(block, bool(planes))
+        if planes and flat:
+            raise ScheduleError(f"window_kernel on stage {self.name}: choose planes or flat, not both")
+        self.window = WindowPlan(block, bool(planes), bool(flat))
 
 
     # -- GPU plans: what a GPU template sets on a kernel's root stage ------------------------

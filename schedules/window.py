@@ -2,28 +2,27 @@
 output axis vectorized, and borders peeled instead of a padded copy of the input."""
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 from .bounds import affine_coefficient as _coefficient, interval
 from .errors import ScheduleError
-from .expr import Binary, Const, Load, Reduce, Select, Var, rebuild, reduce_combine, substitute, walk
-from .loopnest import Assign, For, Scalar, add, ceildiv, floordiv, minimum, mul, sub
+from .expr import Const, Load, Reduce, Var, substitute, walk
+from .loopnest import Assign, For, add, ceildiv, minimum, mul, sub
+from .window_flat import emit_flat, flat_geometry
 from .window_plane import MAX_PLANE_POINTS, decode_outer, emit_planes, plane_layout
+from .window_points import OVERLAP_LANES, guarded_point, whole_vector_chunks
 
 # Every tap is written out, so a window of more taps would make the loop body (and the
 # compile) too large; 7x7 windows still qualify.
 MAX_TAPS = 64
-# Interior chunks are whole multiples of this many points where the row allows: the float32
-# lanes of an AVX-512 vector, two AVX2 vectors. Every block knob value is a multiple of it.
-OVERLAP_LANES = 16
 
 
 @dataclass(frozen=True, eq=False)
 class WindowPlan:
     block: object   # Expr: the vectorized loop's chunk of output columns (a runtime knob)
     planes: bool = False  # whole output planes as flat loops over a padded copy (window_plane)
+    flat: bool = False    # whole output planes as flat loops over the input in place (window_flat)
 
 
 def is_window(axes, reduce_axes, body) -> bool:
@@ -82,6 +81,15 @@ def emit_window(low, st, tail) -> list:
             f"window kernel on stage {st.name} of {low.op.name}: the stage is not a sliding-window "
             f"reduction of at most {MAX_TAPS} constant taps read forward along its last axis; "
             f"keep it on the tiled schedule")
+    if plan.flat:
+        layout = plane_layout(axes, raxes, body.source)
+        geometry = None if layout is None else flat_geometry(layout)
+        if geometry is None:
+            raise ScheduleError(
+                f"window kernel on stage {st.name} of {low.op.name}: the flat layout needs every read "
+                f"along the last two axes at unit stride, input rows as long as the output's "
+                f"('same' padding) and a plane of at most {MAX_PLANE_POINTS} values; use the row layout")
+        return emit_flat(low, st, tail, layout, geometry, plan.block)
     if plan.planes:
         layout = plane_layout(axes, raxes, body.source)
         if layout is None:
@@ -92,21 +100,14 @@ def emit_window(low, st, tail) -> list:
         return emit_planes(low, st, tail, layout)
     o, outer = axes[-1], axes[:-1]
     lo, hi = interior(axes, raxes, body.source)
-    combiner = body.combiner
     row = Var(low.unique(f"{st.name}_row"), None, "loop")
     rows = math.prod(a.extent for a in outer)
     head = decode_outer(row, outer)
-    taps = list(itertools.product(*(range(r.extent) for r in raxes)))
 
     def point(o_range) -> list:
         ranges = {id(v): (0, v.extent - 1) for v in axes}
         ranges[id(o)] = o_range
-        stmts, value = [], None
-        for tap in taps:
-            term = substitute(body.source, {r: Const(v, "int64") for r, v in zip(raxes, tap)})
-            term = rebuild(term, lambda n: _guarded(low, n, ranges, stmts))
-            value = term if value is None else reduce_combine(combiner, value, term)
-        return stmts + tail(low._resolve(value, {}))
+        return guarded_point(low, body, raxes, ranges, tail)
 
     loops = []
     if lo > 0:
@@ -118,7 +119,7 @@ def emit_window(low, st, tail) -> list:
         length = Var(low.unique(f"{st.name}_n"), None, "index")
         width = hi - lo
         if width >= OVERLAP_LANES:
-            count, begin, size = _whole_vector_chunks(chunk, plan.block, lo, hi)
+            count, begin, size = whole_vector_chunks(chunk, plan.block, lo, hi)
         else:
             # A runtime chunk length: LLVM fully unrolls a short constant trip count and then,
             # with Numba's SLP vectorizer off, leaves the copies scalar.
@@ -132,51 +133,3 @@ def emit_window(low, st, tail) -> list:
         loops.append(For(j, Const(o.extent - hi, "int64"), "serial",
                          (Assign(o, add(Const(hi, "int64"), j)),) + tuple(point((hi, o.extent - 1)))))
     return [For(row, Const(rows, "int64"), "parallel", tuple(head + loops))]
-
-
-def _whole_vector_chunks(chunk, block, lo: int, hi: int) -> tuple:
-    """(count, start, length) of the interior's chunks when it spans at least one vector: the
-    whole vectors from lo, then, if points are left over, one vector ending at hi. That last
-    one starts early and recomputes a few points (the same values) instead of leaving up to 15
-    points to LLVM's scalar remainder, which took a fifth of a 56-wide row's time (144x56x56
-    depthwise on one thread: 305 -> 250 us).
-
-    The first chunk's length is a constant multiple of the vector, so LLVM emits no remainder
-    for it; a runtime-sized chunk loop was slower (285 us). A one-vector length is written as
-    block // (block // 16), which is 16 for every block knob value: seeing a constant 16, LLVM
-    unrolls the loop and leaves it scalar."""
-    whole = (hi - lo) // OVERLAP_LANES * OVERLAP_LANES
-    vector = floordiv(block, floordiv(block, Const(OVERLAP_LANES, "int64")))
-    first = vector if whole == OVERLAP_LANES else Const(whole, "int64")
-    if whole == hi - lo:
-        return Const(1, "int64"), Const(lo, "int64"), first
-    last = Binary("eq", chunk, Const(1, "int64"))
-    return (Const(2, "int64"), Select(last, sub(Const(hi, "int64"), vector), Const(lo, "int64")),
-            Select(last, vector, first))
-
-
-def _guarded(low, node, ranges, stmts):
-    """A placeholder read that may leave its tensor: the load at clamped indices, always
-    executed (so LLVM can vectorize it), then a select of its default where out of bounds."""
-    if not (isinstance(node, Load) and node.tensor.is_placeholder):
-        return None
-    conds, indices = [], []
-    for idx, n in zip(node.indices, node.tensor.shape):
-        rng = interval(idx, ranges)
-        if rng is not None and rng[0] >= 0 and rng[1] < n:
-            indices.append(idx)
-            continue
-        conds.append(Binary("and", Binary("ge", idx, Const(0, "int64")), Binary("lt", idx, Const(n, "int64"))))
-        indices.append(Binary("minimum", Binary("maximum", idx, Const(0, "int64")), Const(n - 1, "int64")))
-    if not conds:
-        return None
-    cond = conds[0]
-    for cnd in conds[1:]:
-        cond = Binary("and", cond, cnd)
-    raw = Scalar(low.unique(f"{node.tensor.name}_w"), node.dtype)
-    kept = Scalar(low.unique(f"{node.tensor.name}_g"), node.dtype)
-    default = node.default if node.dtype.startswith("float") else int(node.default)
-    stmts.append(Assign(raw, low._resolve(Load(node.tensor, tuple(indices), node.default), {})))
-    stmts.append(Assign(kept, Select(cond, raw, Const(default, node.dtype))))
-    return kept
-

@@ -61,7 +61,7 @@ def test_unit_stride_windows_get_a_plane_layout_and_strided_ones_do_not():
 
 def test_narrow_rows_default_to_planes_and_wide_rows_to_rows():
     narrow = ops.depthwise_conv2d(1, 8, 14, 14, 3, 3, padding=1, bias=True, activation="relu")
-    wide = ops.depthwise_conv2d(1, 8, 14, 80, 3, 3, padding=1)
+    wide = ops.depthwise_conv2d(1, 8, 14, 80, 3, 3, padding=0)  # 'same' padding defaults to flat
     assert narrow.space("cpu").default()["depthwise_conv2d.win_layout"] == "planes"
     assert wide.space("cpu").default()["depthwise_conv2d.win_layout"] == "rows"
 
@@ -142,18 +142,22 @@ def test_plane_kernels_match_the_reference_at_every_border(case, seed):
     assert_matches(op, kernel(*args), op.reference(*args), f"config {config.to_json()}")
 
 
-@pytest.mark.parametrize("case", ["depthwise_relu", "max_pool", "avg_pool_valid", "float64", "residual"])
-def test_compiled_plane_kernels_match_the_reference(case):
+@pytest.mark.parametrize("layout", ["planes", "flat"])
+@pytest.mark.parametrize("case", ["depthwise_relu", "max_pool", "avg_pool_valid", "float64", "residual",
+                                  "wide_dilated"])
+def test_compiled_plane_kernels_match_the_reference(case, layout):
     op, stage = {
         "depthwise_relu": (ops.depthwise_conv2d(1, 5, 7, 13, 3, 3, padding=1, bias=True, activation="relu"),
                            "depthwise_conv2d"),
+        "wide_dilated": (ops.depthwise_conv2d(1, 4, 8, 37, 3, 5, padding=(2, 4), dilation=2, bias=True,
+                                              activation="relu"), "depthwise_conv2d"),
         "max_pool": (ops.pool2d(1, 3, 9, 10, 3, 1, padding=1), "pool_max"),
         "avg_pool_valid": (ops.pool2d(1, 3, 9, 10, 3, 1, padding=1, pool_type="avg", count_include_pad=False),
                            "pool_sum"),
         "float64": (ops.depthwise_conv2d(1, 4, 6, 6, 5, 3, padding=(2, 1), dtype="float64"), "depthwise_conv2d"),
         "residual": (_residual_depthwise(4, 6, 19), "y"),
     }[case]
-    kernel = build(op, "cpu", _planes(op, stage))
-    for seed in range(2):  # a second call reuses each thread's padded copy
+    kernel = build(op, "cpu", _planes(op, stage, **{f"{stage}.win_layout": layout}))
+    for seed in range(2):  # a second call reuses each thread's padded copy or column masks
         args = op.random_inputs(seed)
         assert_matches(op, kernel(*args), op.reference(*args), case)
