@@ -309,6 +309,25 @@ def test_measurer_times_a_slow_candidate_once_after_a_fast_one_was_seen():
     assert len(second.costs) == 1    # slower than 1e-9 x the best: timed once
 
 
+def test_a_candidate_is_warmed_up_again_after_its_correctness_check(monkeypatch):
+    """The check between the first run and the timing lets the kernel go cold; a first timed
+    call that is cold can cross the slow-candidate cut and leave one slow timing."""
+    import codegen
+    from tuner import measure
+    op = ops.matmul(8, 8, 8)
+    calls = []
+
+    class RecordingKernel:
+        def __call__(self, *arrays, out=None):
+            calls.append("timed or warm-up" if out is not None else "checked")
+            return op.reference(*arrays)
+    monkeypatch.setattr(codegen, "build", lambda *args, **kwargs: RecordingKernel())
+    opts = MeasureOptions(min_seconds=0.0, min_repeats=3)
+    kind, _, costs = measure._run_task(("run", op, as_target("cpu"), op.space("cpu").default(), opts, -1.0, None))
+    assert kind is None and len(costs) == 1  # given up after the first timed call
+    assert calls == ["checked", "timed or warm-up", "timed or warm-up"]
+
+
 def test_an_operator_with_constants_is_a_workload_of_its_own():
     from schedules import Operator
     op = ops.dense(8, 16, 32, bias=True, activation="gelu")
