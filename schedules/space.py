@@ -265,6 +265,24 @@ class Space:
                 return moved
         return config
 
+    def runtime_neighbors(self, config: Config) -> list:
+        """The configs one runtime choice away from `config`: each other value of each active
+        choice knob passed to the kernel as an argument (cache blocks, parallel split, window
+        chunks), within the target's limits. They share config's compiled kernel, so
+        measuring them costs no compile."""
+        values = dict(config.items())
+        out = []
+        for knob in self.knobs:
+            if not (isinstance(knob, ChoiceKnob) and knob.runtime and is_active(knob, values)):
+                continue
+            for choice in knob.choices:
+                if choice == values[knob.name]:
+                    continue
+                moved = self.canonical(config.replace(**{knob.name: choice}))
+                if moved not in out and (self.constraint is None or self.constraint(moved) is None):
+                    out.append(moved)
+        return out
+
     def _one_step(self, config: Config, rng) -> Config:
         values = dict(config.items())
         movable = [k for k in self.knobs if is_active(k, values)

@@ -9,6 +9,7 @@ import time
 from schedules.errors import AutoschedError
 
 from .confirm import CONFIRM_ROUNDS, CONFIRM_TOP
+from .polish import POLISH_TRIALS
 
 
 class UsageError(AutoschedError):
@@ -148,7 +149,7 @@ def cmd_tune(args) -> int:
             continue
         result = tune(op, args.target, database=db, trials=trials, seed=args.seed,
                       strategy=args.strategy, timeout=remaining, progress=not args.quiet,
-                      confirm=args.confirm, confirm_rounds=args.confirm_rounds)
+                      confirm=args.confirm, confirm_rounds=args.confirm_rounds, polish=args.polish)
         errors = sum(1 for t in result.history if t.error)
         best = "no correct candidate yet" if result.best_seconds is None else \
             f"best {result.best_seconds * 1e3:.4f} ms ({op.flops() / result.best_seconds / 1e9:.1f} GFLOPS)"
@@ -226,6 +227,10 @@ def add_commands(sub) -> None:
                         f"with the fastest median (default: {CONFIRM_TOP}; 0: keep the fastest single timing)")
     t.add_argument("--confirm-rounds", type=_non_negative, default=CONFIRM_ROUNDS,
                    help=f"rounds of that re-timing (default: {CONFIRM_ROUNDS})")
+    t.add_argument("--polish", type=_non_negative, default=POLISH_TRIALS,
+                   help="the last N trials (at most a quarter of --trials) measure the best record's "
+                        "runtime neighbours: each other cache block or parallel split, no compile "
+                        f"(default: {POLISH_TRIALS}; 0: search to the end)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tune)
 

@@ -25,18 +25,22 @@ class ConfirmResult:
     rounds: int             # rounds completed (fewer than asked when stopped)
 
 
-def candidates(db, op, tgt, space, top: int) -> list:
+def candidates(db, op, tgt, space, top: int, also=()) -> list:
     """(record id, config) of the records to compare: the `top` fastest within CONFIRM_WITHIN
-    of the fastest, and the default schedule's record when it is within that too, since it is
-    the floor any tuning must beat."""
+    of the fastest, then the default schedule's record and the records of the configs in
+    `also` when they are within that too. The default is the floor any tuning must beat; the
+    callers' extras are records a single lucky timing of another would otherwise keep out
+    (the pick built before, the best of its runtime neighbours)."""
     fastest = db.fastest(op, tgt, space.version, codegen_version(), top)
     if not fastest:
         return []
     limit = fastest[0][1].seconds * CONFIRM_WITHIN
     chosen = [(rid, r.config) for rid, r in fastest if r.seconds <= limit]
-    default = db.record_of(op, tgt, space.version, space.default())
-    if default is not None and default[0] not in {rid for rid, _ in chosen}:
-        rid, r = default
+    for config in (space.default(), *also):
+        found = db.record_of(op, tgt, space.version, config)
+        if found is None or found[0] in {rid for rid, _ in chosen}:
+            continue
+        rid, r = found
         if r.error is None and r.seconds is not None and r.seconds <= limit \
                 and r.codegen_version == codegen_version():
             chosen.append((rid, r.config))
@@ -44,13 +48,14 @@ def candidates(db, op, tgt, space, top: int) -> list:
 
 
 def confirm_best(db, op, tgt, space, measurer, run_id: int | None = None, top: int = CONFIRM_TOP,
-                 rounds: int = CONFIRM_ROUNDS, stop=lambda: False, on_round=None) -> ConfirmResult | None:
+                 rounds: int = CONFIRM_ROUNDS, stop=lambda: False, on_round=None,
+                 also=()) -> ConfirmResult | None:
     """Time the fastest records again in `rounds` interleaved rounds and store every timing,
     so Database.best() chooses among them by their medians (best_choice). Each round is
     committed whole as soon as it is measured. Returns None when there is nothing to compare
     (fewer than two records) or the newest confirmation already compared these records in
     `rounds` rounds."""
-    chosen = candidates(db, op, tgt, space, top)
+    chosen = candidates(db, op, tgt, space, top, also)
     if len(chosen) < 2 or rounds < 1:
         return None
     compared = db.newest_confirmation(op, tgt, space.version, codegen_version())

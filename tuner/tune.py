@@ -16,6 +16,7 @@ from schedules import Config, as_target
 
 from .confirm import CONFIRM_ROUNDS, CONFIRM_TOP, confirm_best
 from .measure import LocalMeasurer, MeasureOptions, MeasureResult
+from .polish import POLISH_TRIALS, polish_extras, runtime_neighbor_proposals
 from .records import Database, TuningRecord
 from .search import OptunaStrategy, Proposal
 
@@ -74,7 +75,8 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
          timeout: float | None = None, batch_size: int | None = None,
          measurer: Measurer | None = None, options: MeasureOptions | None = None,
          progress: bool = False, callbacks: tuple = (), transfer: bool = True,
-         confirm: int = CONFIRM_TOP, confirm_rounds: int = CONFIRM_ROUNDS) -> TuneResult:
+         confirm: int = CONFIRM_TOP, confirm_rounds: int = CONFIRM_ROUNDS,
+         polish: int = POLISH_TRIALS) -> TuneResult:
     """Measure up to `trials` distinct configs in total for (op, target), resuming earlier runs.
 
     The budget counts every config already recorded for this space version, so rerunning a
@@ -82,6 +84,10 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     this call's wall time in seconds. Callbacks get (op, Trial) after each measurement.
     strategy: "xgb" (cost-model guided, the default), "tpe" or "random". With transfer=True
     the "xgb" model also learns from records of other workloads on the same target.
+
+    The last min(polish, trials // 4) trials of the budget measure the runtime neighbours of
+    the best record (Space.runtime_neighbors), one knob at a time, re-centred on the best
+    after every batch; the search fills whatever they leave.
 
     At the end, the `confirm` fastest records (and the default schedule's, when close) are
     timed again in `confirm_rounds` interleaved rounds, and the best is the one with the
@@ -92,8 +98,9 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     """
     if trials < 0:
         raise ValueError(f"trials must be >= 0, got {trials}")
-    if confirm < 0 or confirm_rounds < 0:
-        raise ValueError(f"confirm and confirm_rounds must be >= 0, got {confirm} and {confirm_rounds}")
+    if confirm < 0 or confirm_rounds < 0 or polish < 0:
+        raise ValueError(f"confirm, confirm_rounds and polish must be >= 0, got {confirm}, {confirm_rounds} "
+                         f"and {polish}")
     tgt = as_target(target)
     if tgt.kind == "cuda" and measurer is None:
         from codegen.cuda_kernel import cupy_module
@@ -112,8 +119,10 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
     seeds = _plain_best(db, op, tgt, space)
     batch = batch_size or getattr(measurer, "parallelism", 1)
     deadline = None if timeout is None else time.monotonic() + timeout
+    polish_from = trials - min(polish, trials // 4)
     rng = np.random.default_rng(seed + 7919)
     history, interrupted = [], False
+    centres, polished = [], []  # the polish's centres and its measured neighbours (Trials)
     bar = _progress(progress, trials, len(measured), op)
     stop = _StopOnCtrlC()
     try:
@@ -135,7 +144,13 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
                 if config not in measured:
                     first.append(Proposal(config, None))
                     measured[config] = None
-            proposals = first + _unique_proposals(searcher, space, measured, want - len(first), rng)
+            polishing = []
+            if len(measured) >= polish_from:
+                centre, polishing = runtime_neighbor_proposals(db, op, tgt, space, measured, want - len(first))
+                if centre is not None:
+                    centres.append(centre)
+            proposals = first + polishing + _unique_proposals(searcher, space, measured,
+                                                              want - len(first) - len(polishing), rng)
             if not proposals:
                 log.info("%s: the space has no unmeasured configs left", op.name)
                 break
@@ -145,6 +160,8 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
                 measured[p.config] = None
                 searcher.observe(p, trial.seconds, trial.error)
                 history.append(trial)
+                if any(p is q for q in polishing):
+                    polished.append(trial)
                 for cb in callbacks:
                     cb(op, trial)
                 if bar is not None:
@@ -157,7 +174,8 @@ def tune(op, target="cpu", database=None, trials: int = 64, seed: int = 0, strat
                 if bar is not None:
                     bar.set_postfix_str(f"re-timing the fastest: round {done}/{total}")
             confirm_best(db, op, tgt, space, measurer, run_id, confirm, confirm_rounds,
-                         stop=lambda: stop.requested, on_round=on_round)
+                         stop=lambda: stop.requested, on_round=on_round,
+                         also=polish_extras(centres, polished) if polished else ())
             if stop.requested:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
