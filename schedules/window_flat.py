@@ -77,7 +77,8 @@ def emit_flat(low, st, tail, layout: PlaneLayout, geometry: tuple, block) -> lis
         if dc == 0:
             return value
         inside = Load(mask_of(dc), (add(at_t, Const(-r0 * cols, "int64")),))
-        return Select(inside, value, Const(node.default, node.dtype))
+        default = node.default if node.dtype.startswith("float") else int(node.default)
+        return Select(inside, value, Const(default, node.dtype))
 
     value = None
     for tap in itertools.product(*(range(r.extent) for r in raxes)):

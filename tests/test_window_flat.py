@@ -136,3 +136,16 @@ def test_every_border_point_is_written():
     kernel(*args, out=out)
     assert not np.isnan(out).any()
     assert_matches(op, out, op.reference(*args))
+
+
+def test_an_integer_window_in_place_matches_the_reference():
+    """Masked reads select an integer default for an int32 input."""
+    from schedules import te
+    x = te.placeholder((2, 5, 9), "int32", name="x")
+    r, s = te.reduce_axis(3, "r"), te.reduce_axis(3, "s")
+    y = te.compute((2, 5, 9), lambda c, h, w: te.sum(x[c, h + r - 1, w + s - 1], axis=(r, s)), name="y")
+    op = te.operator("box_sum_int", [x], [y])
+    args = op.random_inputs(0)
+    for jit in (False, True):
+        got = build(op, "cpu", _flat(op, "y"), jit=jit)(*args)
+        assert got.dtype == np.int32 and np.array_equal(got, op.reference(*args))
