@@ -3,14 +3,13 @@ plane where it lies, with the reads that wrap around a row's end masked, for win
 input and output rows are equally long (stride 1, 'same' padding)."""
 from __future__ import annotations
 
-import itertools
 import math
 
 from .bounds import interval
-from .expr import Const, Load, Select, Var, rebuild, reduce_combine, substitute, walk
+from .expr import Const, Load, Select, Var, substitute, walk
 from .loopnest import Allocate, Assign, Buffer, For, Store, add, flat_offset, mul
-from .window_plane import PlaneLayout, decode_outer
-from .window_points import OVERLAP_LANES, guarded_point, whole_vector_chunks
+from .window_plane import PlaneLayout, decode_outer, stores_at_point
+from .window_points import OVERLAP_LANES, guarded_point, unrolled_taps, whole_vector_chunks
 
 
 def flat_geometry(layout: PlaneLayout) -> tuple | None:
@@ -33,7 +32,8 @@ def emit_flat(low, st, tail, layout: PlaneLayout, geometry: tuple, block) -> lis
     the outer output axes; per plane, one vectorized loop over the flat positions from
     (r0, c0) to (r1 - 1, c1 - 1), reading each tap straight from the input plane at a fixed
     flat shift. A tap whose column leaves the row would read the neighbouring row there, so
-    its value goes through a select on a per-column mask (filled once per thread). The
+    its value goes through a select on a per-column mask (allocated once per thread, its
+    row ends cleared again on each plane: a few stores). The
     points outside that flat range (the border rows, and the corners of its first and last
     row) are computed after it with guarded reads.
 
@@ -80,20 +80,16 @@ def emit_flat(low, st, tail, layout: PlaneLayout, geometry: tuple, block) -> lis
         default = node.default if node.dtype.startswith("float") else int(node.default)
         return Select(inside, value, Const(default, node.dtype))
 
-    value = None
-    for tap in itertools.product(*(range(r.extent) for r in raxes)):
-        term = rebuild(substitute(body.source, {r: Const(v, "int64") for r, v in zip(raxes, tap)}), flat_read)
-        value = term if value is None else reduce_combine(body.combiner, value, term)
-    value = low._resolve(value, {})
+    value = low._resolve(unrolled_taps(body, raxes, flat_read), {})
 
     fused = tail(value)
-    if _stores_at_point(st, fused, {id(h), id(w)}):
+    if stores_at_point(st, fused, {id(h), id(w)}):
         def out_at(buffer, flat):
             base = flat_offset(buffer.shape, tuple(outer_axes) + (Const(0, "int64"), Const(0, "int64")))
             return low.flat_view(buffer), (add(base, flat),)
         flat_body = [Store(*out_at(s.buffer, at_t), s.value)
                      if isinstance(s, Store) else s for s in fused]
-        sink, raw, finish = tail, None, []
+        sink, finish = tail, []
     else:
         raw = Buffer(low.unique(f"{st.name}_raw"), (rows * cols,), st.tensor.dtype, "local", "local")
         flat_body = [Store(raw, (at_t,), value)]
@@ -161,19 +157,3 @@ def _border_points(low, body, axes, raxes, geometry, rows: int, cols: int, sink)
         out.append(For(x, Const(hi - lo, "int64"), "serial", (
             Assign(h, Const(row, "int64")), Assign(w, add(x, Const(lo, "int64")))) + tuple(point)))
     return out
-
-
-def _stores_at_point(st, stmts, plane_axes) -> bool:
-    """Whether the epilogue can run in the flat loop: nothing but the stores' indices
-    mentions h or w, and every store is at exactly the stage's point."""
-    for s in stmts:
-        if isinstance(s, Assign):
-            if any(isinstance(v, Var) and id(v) in plane_axes for v in walk(s.value)):
-                return False
-        elif isinstance(s, Store):
-            if len(s.indices) != len(st.axis) or any(i is not a for i, a in zip(s.indices, st.axis)) or \
-                    any(isinstance(v, Var) and id(v) in plane_axes for v in walk(s.value)):
-                return False
-        else:
-            return False
-    return True

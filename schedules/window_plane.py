@@ -2,14 +2,14 @@
 a padded copy of its input plane, for windows whose rows are too short to vectorize."""
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 from .bounds import affine_coefficient as _coefficient, interval
-from .expr import Const, Load, Var, rebuild, reduce_combine, substitute, walk
+from .expr import Const, Load, Var, substitute, walk
 from .loopnest import (Allocate, Assign, Buffer, For, Scalar, Store, VectorCopy, add, flat_offset, floordiv,
                        fmt, mod, mul)
+from .window_points import unrolled_taps
 
 # A plane's padded copy plus its flat result, in values; a larger plane would spill out of
 # the per-core caches, and its rows are long enough for the row layout anyway.
@@ -141,16 +141,13 @@ def emit_planes(low, st, tail, layout: PlaneLayout) -> list:
     stmts += _copy_in(low, layout, padded, width)
 
     j = Var(low.unique(f"{st.name}_flat"), None, "loop")
-    value = None
-    for tap in itertools.product(*(range(r.extent) for r in raxes)):
-        fixed = {r: Const(v, "int64") for r, v in zip(raxes, tap)}
-        term = rebuild(substitute(body.source, fixed), lambda n: _padded_read(n, layout, padded, j, h, w))
-        value = term if value is None else reduce_combine(body.combiner, value, term)
-    value = low._resolve(value, {})
+    value = low._resolve(unrolled_taps(body, raxes, lambda n: _padded_read(n, layout, padded, j, h, w)), {})
 
-    # The epilogue's statements as written for the flat loop; kept only if they fit there.
+    # The epilogue's statements as written for the flat loop; kept only if they fit there and
+    # every stored buffer is float32 (copied out by masked vector copies).
     fused = tail(value)
-    if _fits_flat_loop(st, fused, {id(h), id(w)}):
+    if stores_at_point(st, fused, {id(h), id(w)}) and \
+            all(s.buffer.dtype == "float32" for s in fused if isinstance(s, Store)):
         flats = {}
         for s in fused:
             if isinstance(s, Store):
@@ -226,17 +223,15 @@ def _padded_read(node, layout: PlaneLayout, padded, j, h, w):
     return Load(padded, (add(j, Const(shift, "int64")),))
 
 
-def _fits_flat_loop(st, stmts, plane_axes) -> bool:
-    """Whether the epilogue statements can run in the flat loop: nothing but the stores'
-    indices mentions h or w, every store is at exactly the stage's point, and every stored
-    buffer is float32 (copied out by masked vector copies)."""
+def stores_at_point(st, stmts, plane_axes) -> bool:
+    """Whether the epilogue statements can run in a flat loop over a plane: nothing but the
+    stores' indices mentions h or w, and every store is at exactly the stage's point."""
     for s in stmts:
         if isinstance(s, Assign):
             if any(isinstance(v, Var) and id(v) in plane_axes for v in walk(s.value)):
                 return False
         elif isinstance(s, Store):
-            if len(s.indices) != len(st.axis) or any(i is not a for i, a in zip(s.indices, st.axis)) \
-                    or s.buffer.dtype != "float32" or \
+            if len(s.indices) != len(st.axis) or any(i is not a for i, a in zip(s.indices, st.axis)) or \
                     any(isinstance(v, Var) and id(v) in plane_axes for v in walk(s.value)):
                 return False
         else:

@@ -13,15 +13,22 @@ from .loopnest import Assign, Scalar, floordiv, sub
 OVERLAP_LANES = 16
 
 
+def unrolled_taps(body, reduce_axes, read):
+    """The window reduction `body` with every tap written out and combined, each node of each
+    tap's term rewritten by `read` (a rebuild callback: a replacement, or None to keep it)."""
+    value = None
+    for tap in itertools.product(*(range(r.extent) for r in reduce_axes)):
+        term = rebuild(substitute(body.source, {r: Const(v, "int64") for r, v in zip(reduce_axes, tap)}), read)
+        value = term if value is None else reduce_combine(body.combiner, value, term)
+    return value
+
+
 def guarded_point(low, body, reduce_axes, ranges, sink) -> list:
     """Statements computing a window reduction at the point its axes are assigned to, then
     `sink(value)`: each placeholder read that the axes' intervals in `ranges` do not keep in
     bounds becomes a clamped load behind a select of its default."""
-    stmts, value = [], None
-    for tap in itertools.product(*(range(r.extent) for r in reduce_axes)):
-        term = substitute(body.source, {r: Const(v, "int64") for r, v in zip(reduce_axes, tap)})
-        term = rebuild(term, lambda n: _guarded(low, n, ranges, stmts))
-        value = term if value is None else reduce_combine(body.combiner, value, term)
+    stmts = []
+    value = unrolled_taps(body, reduce_axes, lambda n: _guarded(low, n, ranges, stmts))
     return stmts + sink(low._resolve(value, {}))
 
 

@@ -18,14 +18,14 @@ def runtime_neighbor_proposals(db, op, tgt, space, measured: dict, n: int) -> tu
     best = db.best(op, tgt, space.version, codegen_version())
     if best is None or n <= 0:
         return None, []
-    out = []
-    for config in space.runtime_neighbors(space.canonical(best.config)):
+    centre, out = space.canonical(best.config), []
+    for config in space.runtime_neighbors(centre):
         if len(out) == n:
             break
         if config not in measured:
             measured[config] = None
             out.append(Proposal(config, None))
-    return space.canonical(best.config), out
+    return centre, out
 
 
 def polish_extras(centres, polished) -> list:
