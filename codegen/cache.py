@@ -22,17 +22,21 @@ _lock = threading.Lock()
 def cache_key(source: str, target_key: str) -> str:
     import numba
     import numpy
-    material = "\n".join([CODEGEN_VERSION, _math_source_digest(), numba.__version__, numpy.__version__,
+    material = "\n".join([CODEGEN_VERSION, _inlined_source_digest(), numba.__version__, numpy.__version__,
                           sys.version.split()[0], target_key, source])
     return hashlib.sha256(material.encode()).hexdigest()[:24]
 
 
 @functools.lru_cache(maxsize=1)
-def _math_source_digest() -> str:
-    """Generated kernels inline numba_math's functions, and Numba's disk cache checks only the
-    kernel file's own timestamp: any edit there must give every kernel a new key."""
-    from . import numba_math
-    return hashlib.sha256(Path(numba_math.__file__).read_bytes()).hexdigest()[:16]
+def _inlined_source_digest() -> str:
+    """Generated kernels inline numba_math's functions and simd's intrinsics, and Numba's disk
+    cache checks only the kernel file's own timestamp: any edit there must give every kernel
+    a new key."""
+    from . import numba_math, simd
+    digest = hashlib.sha256()
+    for module in (numba_math, simd):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def compiled(source: str, target_key: str):

@@ -13,16 +13,21 @@ def python_cfunc(*args, **kwargs):
     return keep
 
 
-def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, direct: bool = False):
+def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, direct: bool = False,
+                         epilogue: tuple | None = None):
     """What codegen.simd.outer_product_kernel computes, in numpy (float32 accumulation)."""
     import numpy as np
+
+    from .simd import check_tile_epilogue
     cols = vecs * lanes
+    operands = check_tile_epilogue(epilogue) if epilogue is not None else 0
 
     def kernel(a, a_off, *rest):
         if direct:
-            row_at, k_at, k_off, b, b_off, c, c_off, ldc, kc, *flag = rest
+            row_at, k_at, k_off, b, b_off, c, c_off, ldc, kc, *more = rest
         else:
-            b, b_off, c, c_off, ldc, kc, *flag = rest
+            b, b_off, c, c_off, ldc, kc, *more = rest
+        flag, more = (more[:1], more[1:]) if accumulate == "runtime" else ((), more)
         flat = c.reshape(-1)
         tile = np.zeros((rows, cols), np.float32)
         if kc > 0:
@@ -33,11 +38,33 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, dir
                 pa = a[a_off:a_off + kc * rows].reshape(kc, rows)
             pb = b[b_off:b_off + kc * cols].reshape(kc, cols)
             tile = (pa.T.astype(np.float64) @ pb.astype(np.float64)).astype(np.float32)
+        add = bool(flag[0]) if accumulate == "runtime" else accumulate
         for i in range(rows):
             row = flat[c_off + i * ldc:c_off + i * ldc + cols]
-            add = bool(flag[0]) if accumulate == "runtime" else accumulate
-            row[:] = row + tile[i] if add else tile[i]
+            value = row + tile[i] if add else tile[i]
+            if epilogue is not None and more[0]:
+                xs = [(more[1 + 2 * q].reshape(-1), more[2 + 2 * q]) for q in range(operands)]
+                value = _python_tile_epilogue(epilogue, value, i, cols, xs)
+            row[:] = value
     return kernel
+
+
+def _python_tile_epilogue(program, value, i, cols, xs):
+    import numpy as np
+    value = np.asarray(value, np.float32)
+    for op, kind, *where in program:
+        if kind == "const":
+            x = np.float32(where[0])
+        elif kind == "row":
+            data, off = xs[where[0]]
+            x = data[off + where[1] * i]
+        else:
+            data, off = xs[where[0]]
+            x = data[off:off + cols]
+        value = {"add": lambda: value + x, "sub": lambda: value - x, "rsub": lambda: x - value,
+                 "mul": lambda: value * x, "max": lambda: np.maximum(value, x),
+                 "min": lambda: np.minimum(value, x)}[op]()
+    return value.astype(np.float32)
 
 
 def python_vector_copy(count: int, lanes: int = 8, stride: int = 1, masked: bool = False):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 import keyword
 import math
 
@@ -146,6 +147,10 @@ class _Printer:
                         self.name(s.c), self.expr(s.c_off), self.expr(s.ldc), self.expr(s.kc)]
                 if not isinstance(s.accumulate, bool):
                     args.append(self.expr(s.accumulate))
+                if s.epilogue is not None:
+                    args.append(self.expr(s.apply))
+                    for buf, off in s.epilogue_operands:
+                        args += [self.name(buf), self.expr(off)]
                 self.lines.append(f"{pad}{microkernel_name(s)}({', '.join(args)})")
             else:
                 raise TypeError(f"cannot generate code for {type(s).__name__}")
@@ -155,7 +160,10 @@ class _Printer:
 
 def microkernel_name(s: MicroKernel) -> str:
     mode = "acc" if s.accumulate is True else "set" if s.accumulate is False else "flag"
-    return f"mk_{s.rows}x{s.vecs}x{s.lanes}_{mode}" + ("_direct" if s.direct else "")
+    name = f"mk_{s.rows}x{s.vecs}x{s.lanes}_{mode}" + ("_direct" if s.direct else "")
+    if s.epilogue is not None:
+        name += "_ep" + hashlib.sha1(repr(s.epilogue).encode()).hexdigest()[:8]
+    return name
 
 
 def _hoistable_allocations(stmts, found=None) -> list:
@@ -187,7 +195,8 @@ def _binding(s) -> str:
         return f"{copy_name(s)} = transpose_copy({s.width})"
     mode = s.accumulate if isinstance(s.accumulate, bool) else repr("runtime")
     direct = ", direct=True" if s.direct else ""
-    return f"{microkernel_name(s)} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, {mode}{direct})"
+    epilogue = f", epilogue={s.epilogue!r}" if s.epilogue is not None else ""
+    return f"{microkernel_name(s)} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, {mode}{direct}{epilogue})"
 
 
 def _intrinsics(stmts, found: dict) -> dict:

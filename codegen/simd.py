@@ -20,14 +20,48 @@ def _require_float32(what: str, **arrays) -> None:
             raise TypeError(f"{what}: {name} must be a float32 array, got {arr}")
 
 
+# Operations an in-register tile epilogue applies (`outer_product_kernel(epilogue=...)`):
+# value = op(value, operand); "rsub" is operand - value.
+TILE_EPILOGUE_OPS = ("add", "sub", "rsub", "mul", "max", "min")
+
+
+def check_tile_epilogue(epilogue) -> int:
+    """The number of array operands a tile-epilogue program reads; ValueError if malformed.
+
+    A program is a tuple of steps, applied in order to each value of the finished tile:
+    (op, "const", c) with a float c; (op, "row", k, step): operand k read at its offset plus
+    step * (tile row), the same for every column; (op, "col", k): operand k read at its
+    offset plus the tile column (a contiguous run, one vector per vector of the tile)."""
+    used = set()
+    for st in epilogue:
+        if not (isinstance(st, tuple) and len(st) >= 3 and st[0] in TILE_EPILOGUE_OPS):
+            raise ValueError(f"tile epilogue step {st!r}: expected (op, kind, ...) with op in {TILE_EPILOGUE_OPS}")
+        kind = st[1]
+        if kind == "const" and len(st) == 3 and isinstance(st[2], float):
+            continue
+        if kind == "row" and len(st) == 4 and isinstance(st[2], int) and isinstance(st[3], int) and st[2] >= 0:
+            used.add(st[2])
+            continue
+        if kind == "col" and len(st) == 3 and isinstance(st[2], int) and st[2] >= 0:
+            used.add(st[2])
+            continue
+        raise ValueError(f"tile epilogue step {st!r} is not (op, 'const', float), (op, 'row', k, step) "
+                         f"or (op, 'col', k)")
+    count = max(used) + 1 if used else 0
+    if used != set(range(count)):
+        raise ValueError(f"tile epilogue {epilogue!r} skips operand numbers: {sorted(used)}")
+    return count
+
+
 @functools.lru_cache(maxsize=64)
-def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, direct: bool = False):
+def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, direct: bool = False,
+                         epilogue: tuple | None = None):
     """A Numba intrinsic `kernel(a, a_off, b, b_off, c, c_off, ldc, kc)` for float32 arrays:
 
         C[i, j] += sum_k A[k, i] * B[k, j]   for i < mr, j < nvec * lanes
         (C[i, j] = ... when accumulate is False: C's old values are ignored)
 
-    accumulate="runtime" adds a last argument, a flag choosing between the two per call.
+    accumulate="runtime" adds an argument, a flag choosing between the two per call.
 
     where A is a packed panel (a[a_off + k * mr + i]), B is a packed panel
     (b[b_off + k * nr + j], nr = nvec * lanes) and C is row-major with row stride ldc
@@ -38,35 +72,53 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
     tables: `kernel(a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc)` takes
     A[k, i] = a[a_off + rows[i] + ks[ks_off + k]] (a convolution's pixels read straight from
     its padded input: rows[i] is pixel i's offset, ks[k] the offset of filter tap k).
+
+    epilogue (a program, see check_tile_epilogue) adds the arguments `apply, x0, x0_off,
+    x1, x1_off, ...` after all others: when `apply` is true, the finished values (after
+    adding C's old ones) go through the program before they are stored, while the tile is
+    still in registers (a bias and a relu on the last k block).
     """
     if accumulate not in (True, False, "runtime"):
         raise ValueError(f"outer_product_kernel: accumulate must be True, False or 'runtime', got {accumulate!r}")
     if mr < 1 or nvec < 1 or lanes not in (4, 8, 16):
         raise ValueError(f"outer_product_kernel: mr={mr}, nvec={nvec}, lanes={lanes} is not a register tile")
+    operands = check_tile_epilogue(epilogue) if epilogue is not None else 0
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
     from numba.extending import intrinsic
     nr = nvec * lanes
+    tables = 3 if direct else 0
+    flagged = 1 if accumulate == "runtime" else 0
+    arity = 8 + tables + flagged + ((1 + 2 * operands) if epilogue is not None else 0)
 
-    def typing(a, a_off, *rest):
-        tables = rest[:3] if direct else ()
-        b, b_off, c, c_off, ldc, kc, *flag = rest[3:] if direct else rest
+    def typing(arg_types):
+        if len(arg_types) != arity:
+            raise TypeError(f"outer-product kernel {mr}x{nvec}x{lanes}: {len(arg_types)} arguments, "
+                            f"expected {arity}")
+        a, b, c = arg_types[0], arg_types[2 + tables], arg_types[4 + tables]
         _require_float32("outer-product kernel", a=a, b=b, c=c)
-        if direct and not all(isinstance(t, types.Array) and t.dtype == types.int64 for t in tables[:2]):
-            raise TypeError(f"outer-product kernel: row and k tables must be int64 arrays, got {tables[:2]}")
-        sig = types.void(a, a_off, *tables, b, b_off, c, c_off, ldc, kc, *flag)
-        skip = len(tables)
+        if direct and not all(isinstance(t, types.Array) and t.dtype == types.int64 for t in arg_types[2:4]):
+            raise TypeError(f"outer-product kernel: row and k tables must be int64 arrays, got {arg_types[2:4]}")
+        first_operand = 9 + tables + flagged
+        _require_float32("outer-product kernel epilogue",
+                         **{f"x{k}": arg_types[first_operand + 2 * k] for k in range(operands)})
+        sig = types.void(types.StarArgTuple(arg_types))
 
-        def codegen(context, builder, signature, args):
+        def codegen(context, builder, signature, packed_args):
+            arg_types = signature.args[0].types
+            args = cgutils.unpack_tuple(builder, packed_args[0])
             i32, i64 = ir.IntType(32), ir.IntType(64)
             vec = ir.VectorType(ir.FloatType(), lanes)
-            data = [context.make_array(signature.args[i])(context, builder, args[i]).data
-                    for i in (0, 2 + skip, 4 + skip)]
-            a_ptr, b_ptr, c_ptr = data
-            a_off, b_off, c_off, ldc, kc = (context.cast(builder, args[i], signature.args[i], types.int64)
-                                            for i in (1, 3 + skip, 5 + skip, 6 + skip, 7 + skip))
-            flag_at = 8 + skip
+
+            def data(i):
+                return context.make_array(arg_types[i])(context, builder, args[i]).data
+
+            def int_arg(i):
+                return context.cast(builder, args[i], arg_types[i], types.int64)
+
+            a_ptr, b_ptr, c_ptr = data(0), data(2 + tables), data(4 + tables)
+            a_off, b_off, c_off, ldc, kc = (int_arg(i) for i in (1, 3 + tables, 5 + tables, 6 + tables, 7 + tables))
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                                  f"llvm.fma.v{lanes}f32")
             zero, undef = ir.Constant(vec, None), ir.Constant(vec, ir.Undefined)
@@ -78,11 +130,14 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
             def vload(ptr, index):
                 return builder.load(builder.bitcast(builder.gep(ptr, [index]), vec.as_pointer()), align=4)
 
+            def splat(scalar):
+                return builder.shuffle_vector(builder.insert_element(undef, scalar, ir.Constant(i32, 0)),
+                                              undef, splat_mask)
+
             if direct:
                 # Each row's base pointer is fixed for the call; a k step adds one offset.
-                rows_ptr, ks_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data
-                                    for i in (2, 3))
-                ks_off = context.cast(builder, args[4], signature.args[4], types.int64)
+                rows_ptr, ks_ptr = data(2), data(3)
+                ks_off = int_arg(4)
                 row_bases = [builder.gep(a_ptr, [builder.add(a_off, builder.load(builder.gep(rows_ptr, [const(i)])))])
                              for i in range(mr)]
             entry = builder.block
@@ -103,10 +158,8 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
                 a_at = [builder.gep(a_ptr, [builder.add(a_row, const(i))]) for i in range(mr)]
             updated = []
             for i in range(mr):
-                scalar = builder.load(a_at[i])
-                splat = builder.shuffle_vector(builder.insert_element(undef, scalar, ir.Constant(i32, 0)),
-                                               undef, splat_mask)
-                updated.append([builder.call(fma, [splat, b_vecs[v], acc[i][v]]) for v in range(nvec)])
+                broadcast = splat(builder.load(a_at[i]))
+                updated.append([builder.call(fma, [broadcast, b_vecs[v], acc[i][v]]) for v in range(nvec)])
             k_next = builder.add(k, const(1))
             body_end = builder.block
             builder.cbranch(builder.icmp_signed("<", k_next, kc), loop, done)
@@ -126,7 +179,12 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
                     phi.add_incoming(updated[i][v], body_end)
                     finals.append(phi)
             if accumulate == "runtime":
-                add_to_c = context.cast(builder, args[flag_at], signature.args[flag_at], types.boolean)
+                add_to_c = context.cast(builder, args[8 + tables], arg_types[8 + tables], types.boolean)
+            if epilogue is not None:
+                at = 8 + tables + flagged
+                apply = context.cast(builder, args[at], arg_types[at], types.boolean)
+                x_ptrs = [data(at + 1 + 2 * q) for q in range(operands)]
+                x_offs = [int_arg(at + 2 + 2 * q) for q in range(operands)]
             for i in range(mr):
                 row = builder.add(c_off, builder.mul(const(i), ldc))
                 for v in range(nvec):
@@ -136,29 +194,47 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
                         value = builder.select(add_to_c, builder.fadd(builder.load(ptr, align=4), value), value)
                     elif accumulate:
                         value = builder.fadd(builder.load(ptr, align=4), value)
+                    if epilogue is not None:
+                        value = builder.select(apply, _tile_epilogue(
+                            builder, epilogue, value, i, v, lanes, x_ptrs, x_offs, vload, splat, const), value)
                     builder.store(value, ptr, align=4)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    # Numba's intrinsics take a fixed argument list, one per calling form.
-    if direct and accumulate == "runtime":
-        @intrinsic
-        def kernel(typingctx, a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc, flag):
-            return typing(a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc, flag)
-    elif direct:
-        @intrinsic
-        def kernel(typingctx, a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc):
-            return typing(a, a_off, rows, ks, ks_off, b, b_off, c, c_off, ldc, kc)
-    elif accumulate == "runtime":
-        @intrinsic
-        def kernel(typingctx, a, a_off, b, b_off, c, c_off, ldc, kc, flag):
-            return typing(a, a_off, b, b_off, c, c_off, ldc, kc, flag)
-    else:
-        @intrinsic
-        def kernel(typingctx, a, a_off, b, b_off, c, c_off, ldc, kc):
-            return typing(a, a_off, b, b_off, c, c_off, ldc, kc)
+    @intrinsic
+    def kernel(typingctx, *arg_types):
+        return typing(arg_types)
     return kernel
+
+
+def _tile_epilogue(builder, program, value, i, v, lanes, x_ptrs, x_offs, vload, splat, const):
+    """`value` (tile row i, vector v) through an epilogue program, in vector registers."""
+    from llvmlite import ir
+    from numba.core import cgutils
+    vec = value.type
+    max_f, min_f = (cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec]),
+                                                   f"llvm.{name}.v{lanes}f32") for name in ("maxnum", "minnum"))
+    for op, kind, *where in program:
+        if kind == "const":
+            operand = ir.Constant(vec, [where[0]] * lanes)
+        elif kind == "row":
+            k, step = where
+            at = builder.add(x_offs[k], const(step * i))
+            operand = splat(builder.load(builder.gep(x_ptrs[k], [at])))
+        else:
+            operand = vload(x_ptrs[where[0]], builder.add(x_offs[where[0]], const(v * lanes)))
+        if op == "add":
+            value = builder.fadd(value, operand)
+        elif op == "sub":
+            value = builder.fsub(value, operand)
+        elif op == "rsub":
+            value = builder.fsub(operand, value)
+        elif op == "mul":
+            value = builder.fmul(value, operand)
+        else:
+            value = builder.call(max_f if op == "max" else min_f, [value, operand])
+    return value
 
 
 @functools.lru_cache(maxsize=64)

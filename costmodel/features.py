@@ -191,6 +191,11 @@ class _Walker:
         self.local_bytes = max(self.local_bytes, s.rows * s.cols * 4)
         self.stmt_flops.append((0, inner))
         self.stmt_flops.append((s.total_flops, ()))
+        if s.epilogue is not None:  # the tile's epilogue steps, once per call
+            self.stmt_flops.append((len(s.epilogue) * s.rows * s.cols, stack))
+            for buf, off in s.epilogue_operands:
+                self.accesses.append((buf, self._flat(buf, (off,)) if len(buf.shape) == 1 else self._offset(off),
+                                      False, stack))
         for buf, off, step in ((s.a, s.a_off, s.rows), (s.b, s.b_off, s.cols)):
             # An unpacked A (read through its tables) is taken as walking its buffer along k.
             base = (self._offset(off) if buf is s.a and s.direct else self._flat(buf, (off,))) or {}

@@ -147,6 +147,12 @@ class MicroKernel:
     a_rows: Buffer | None = None
     a_ks: Buffer | None = None
     a_ks_off: Expr | None = None
+    # An in-register epilogue (codegen.simd.check_tile_epilogue): applied to the finished
+    # values when `apply` holds, reading operand k from buffer epilogue_operands[k][0] at
+    # flat offset epilogue_operands[k][1] (the tile's first point).
+    epilogue: tuple | None = None
+    apply: Expr | None = None
+    epilogue_operands: tuple = ()
 
     @property
     def cols(self) -> int:
@@ -329,7 +335,9 @@ def _dump(stmts, depth, lines):
             a = (f"{s.a.name}@{fmt(s.a_off)}[{s.a_rows.name}[i] + {s.a_ks.name}[{fmt(s.a_ks_off)} + k]]"
                  if s.direct else f"{s.a.name}@{fmt(s.a_off)}")
             lines.append(f"{pad}microkernel {s.rows}x{s.cols} {s.c.name}@{fmt(s.c_off)} ldc={fmt(s.ldc)} {op} "
-                         f"{a} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}")
+                         f"{a} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}"
+                         + (f", then {s.epilogue} on " + ", ".join(f"{b.name}@{fmt(o)}" for b, o in s.epilogue_operands)
+                            + f" if {fmt(s.apply)}" if s.epilogue is not None else ""))
         elif isinstance(s, TransposeCopy):
             lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[k<{fmt(s.kc)}, t<{s.width}] = "
                          f"{s.src.name}@{fmt(s.src_off)}[t*{s.ld} + k]")

@@ -12,6 +12,7 @@ class Options:
     disk_cache: bool       # AUTOSCHED_DISK_CACHE=0 keeps compiled kernels in memory only
     num_threads: int | None  # AUTOSCHED_NUM_THREADS caps the threads of parallel kernels
     pin_threads: bool      # AUTOSCHED_PIN_THREADS=1 pins each kernel worker thread to a core
+    tile_epilogue: bool    # AUTOSCHED_TILE_EPILOGUE=0 runs micro-kernel epilogues as a block pass
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -39,7 +40,7 @@ def options() -> Options:
         xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         cache = Path(xdg) / "autosched"
     return Options(cache_dir=cache, disk_cache=_flag("AUTOSCHED_DISK_CACHE", True),
-                   num_threads=num_threads(), pin_threads=pin_threads())
+                   num_threads=num_threads(), pin_threads=pin_threads(), tile_epilogue=tile_epilogue())
 
 
 def pin_threads() -> bool:
@@ -49,3 +50,10 @@ def pin_threads() -> bool:
     of five processes, against 0.60-0.70 ms unpinned). Unpinned workers are kept off the
     caller's current core instead (codegen/parallel.py)."""
     return _flag("AUTOSCHED_PIN_THREADS", False)
+
+
+def tile_epilogue() -> bool:
+    """AUTOSCHED_TILE_EPILOGUE alone: read when a micro-kernel stage is lowered. On by default:
+    bias and relu epilogues run on each tile in registers (schedules/tile_epilogue.py); 0
+    keeps the pass over each finished block, to compare the two (benchmarks/tile_epilogue.py)."""
+    return _flag("AUTOSCHED_TILE_EPILOGUE", True)

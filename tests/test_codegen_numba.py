@@ -160,16 +160,17 @@ def test_disk_cache_avoids_compiling_again_in_a_new_process(tmp_path):
     assert list(tmp_path.glob("kernels/k_*.py"))
 
 
-def test_cache_key_follows_the_inlined_math_functions(monkeypatch):
+def test_cache_key_follows_the_inlined_math_functions_and_intrinsics(monkeypatch):
     # Numba's disk cache checks only the kernel file's timestamp, so an edit to the functions
-    # kernels inline (numba_math) must change every kernel's key.
+    # kernels inline (numba_math) or to the intrinsics they call (simd) must change every
+    # kernel's key.
     import hashlib
 
-    from codegen import cache, numba_math
-    text = open(numba_math.__file__, "rb").read()
-    assert cache._math_source_digest() == hashlib.sha256(text).hexdigest()[:16]
+    from codegen import cache, numba_math, simd
+    text = open(numba_math.__file__, "rb").read() + open(simd.__file__, "rb").read()
+    assert cache._inlined_source_digest() == hashlib.sha256(text).hexdigest()[:16]
     before = cache.cache_key("source", "target")
-    monkeypatch.setattr(cache, "_math_source_digest", lambda: "edited")
+    monkeypatch.setattr(cache, "_inlined_source_digest", lambda: "edited")
     assert cache.cache_key("source", "target") != before
 
 

@@ -1,0 +1,113 @@
+"""Which fused epilogues a micro-kernel applies to its tile in registers, as a program of steps."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .bounds import affine_coefficient
+from .expr import Binary, Const, Load, Var, substitute, walk
+from .loopnest import Assign, Buffer, Scalar, Store, flat_offset
+
+# Expression ops an in-register epilogue can apply, by their name in a tile-epilogue program
+# (codegen.simd.TILE_EPILOGUE_OPS; "rsub" is operand - value).
+_STEP_OPS = {"add": "add", "sub": "sub", "mul": "mul", "maximum": "max", "minimum": "min"}
+_COMMUTATIVE = ("add", "mul", "maximum", "minimum")
+
+
+@dataclass(frozen=True, eq=False)
+class TileEpilogue:
+    """An epilogue as steps value = op(value, operand), with operands a constant, a value per
+    tile row (a conv's bias per filter) or a contiguous run along the tile's columns (a dense
+    layer's bias). `operands[k]` is (buffer, flat offset of operand k at the tile's first point
+    (rows i.., columns j..)); `program` is codegen.simd's form of the steps."""
+    program: tuple
+    operands: tuple
+
+
+def plan_tile_epilogue(tail, out: Buffer, axes, row_group, col_group, row0: Var, col0: Var):
+    """The TileEpilogue equal to `tail` (the statements storing a final point of the stage
+    and running its epilogues, see Lowering._tail), or None where it is not one.
+
+    It must store one value, into `out` at the stage's own axes, and that value must be a
+    chain of add / sub / mul / max / min steps on the point's value, each with a float
+    constant or a float32 load that moves with the row axes only (one row axis) or along the
+    single column axis with unit stride only. `row_group` and `col_group` are the positions
+    of the row and column axes among `axes`; row0 and col0 hold the tile's first row and
+    column, for the operands' offsets."""
+    point = Scalar("tile_value", out.dtype)
+    if out.dtype != "float32":
+        return None
+    values, stores = {}, []  # Scalars by identity (Expr's == builds an expression)
+    for s in tail(point):
+        if isinstance(s, Assign) and isinstance(s.var, Scalar):
+            values[s.var] = substitute(s.value, values)
+        elif isinstance(s, Store):
+            stores.append(s)
+        else:
+            return None
+    if len(stores) != 1 or stores[0].buffer is not out or len(stores[0].indices) != len(axes) \
+            or any(ix is not ax for ix, ax in zip(stores[0].indices, axes)):
+        return None
+    value = substitute(stores[0].value, values)
+    steps, operands = [], []
+    while value is not point:
+        step = _step(value, point, out, axes, row_group, col_group, row0, col0, operands)
+        if step is None:
+            return None
+        value, st = step
+        steps.append(st)
+    # Found outermost first: number the operands in the order the steps run.
+    last = len(operands) - 1
+    program = tuple(st if st[1] == "const" else (st[0], st[1], last - st[2]) + st[3:] for st in reversed(steps))
+    return TileEpilogue(program, tuple(reversed(operands)))
+
+
+def _holds(expr, point) -> bool:
+    return any(n is point for n in walk(expr))
+
+
+def _step(value, point, out, axes, row_group, col_group, row0, col0, operands):
+    """(the inner value, the step applied to it) for the outermost step of `value`."""
+    if not (isinstance(value, Binary) and value.op in _STEP_OPS):
+        return None
+    left, right = _holds(value.a, point), _holds(value.b, point)
+    if left == right:
+        return None
+    inner, other = (value.a, value.b) if left else (value.b, value.a)
+    if not left and value.op not in _COMMUTATIVE and value.op != "sub":
+        return None
+    op = _STEP_OPS[value.op] if left or value.op != "sub" else "rsub"
+    operand = _operand(other, out, axes, row_group, col_group, row0, col0, operands)
+    return None if operand is None else (inner, (op,) + operand)
+
+
+def _operand(e, out, axes, row_group, col_group, row0, col0, operands):
+    """The program form of one operand: ("const", c), ("row", k, step) or ("col", k)."""
+    if isinstance(e, Const):
+        value = float(e.value)
+        return ("const", value) if e.dtype.startswith("float") and math.isfinite(value) else None
+    if not (isinstance(e, Load) and isinstance(e.tensor, Buffer) and e.tensor.dtype == "float32"
+            and e.tensor is not out and e.indices and all(isinstance(d, int) for d in e.tensor.shape)):
+        return None
+    if any(isinstance(n, Load) for ix in e.indices for n in walk(ix)):
+        return None
+    flat = flat_offset(e.tensor.shape, e.indices)
+    rows = [affine_coefficient(flat, axes[d]) for d in row_group]
+    cols = [affine_coefficient(flat, axes[d]) for d in col_group]
+    if None in rows or None in cols:
+        return None
+    at = {axes[d]: Const(0, "int64") for d in list(row_group) + list(col_group)}
+    if all(c == 0 for c in cols):
+        moving = [(d, c) for d, c in zip(row_group, rows) if c]
+        if len(moving) > 1 or (moving and len(row_group) > 1):
+            return None  # flattened rows would need a decode per tile row
+        step = moving[0][1] if moving else 0
+        if moving:
+            at[axes[moving[0][0]]] = row0
+        operands.append((e.tensor, substitute(flat, at)))
+        return ("row", len(operands) - 1, int(step))
+    if len(col_group) == 1 and cols[0] == 1 and all(r == 0 for r in rows):
+        at[axes[col_group[0]]] = col0
+        operands.append((e.tensor, substitute(flat, at)))
+        return ("col", len(operands) - 1)
+    return None

@@ -1,0 +1,214 @@
+"""Fused epilogues applied to a micro-kernel's tile in registers (schedules/tile_epilogue.py)."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codegen import build
+from codegen.interpret import python_outer_product
+from codegen.simd import check_tile_epilogue, outer_product_kernel
+from helpers import assert_matches, avx2_cpu
+from schedules import ops, te
+from schedules.loopnest import For, If, MicroKernel
+from schedules.sketch import MICRO_KC, MICRO_MC, MICRO_NC, MICRO_PARTS, MICRO_ROWS, MICRO_VECS
+
+RELAXED = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _walk(stmts):
+    for s in stmts:
+        yield s
+        if isinstance(s, (For, If)):
+            yield from _walk(s.body)
+
+
+def _micro(op, stage, rows=4, vecs=1, lanes=8, mc=24, kc=64, nc=256, pm=1, pn=1, order="nk", transposed=False):
+    """A micro-kernel config; `transposed` applies where the space offers swapped tiles."""
+    space = op.space(avx2_cpu())
+    knobs = {f"{stage}.kernel": "micro", f"{stage}.mk_rows": rows, f"{stage}.mk_vecs": vecs,
+             f"{stage}.mk_lanes": lanes, f"{stage}.mc": mc, f"{stage}.kc": kc, f"{stage}.nc": nc,
+             f"{stage}.parts_m": pm, f"{stage}.parts_n": pn, f"{stage}.mk_order": order}
+    if f"{stage}.mk_transposed" in {k.name for k in space.knobs}:
+        knobs[f"{stage}.mk_transposed"] = transposed
+    return space.default().replace(**knobs)
+
+
+def _full_tile_calls(kernel):
+    return [s for s in _walk(kernel.loopnest.body) if isinstance(s, MicroKernel) and s.c.role != "local"]
+
+
+def _epilogue_op(M, N, K, relu6=True):
+    """A user operator whose epilogue uses every step kind: a per-column shift subtracted from
+    a constant side (rsub), a per-row scale, a clamp to [0, 6] and a constant offset."""
+    A = te.placeholder((M, K), "float32", name="A")
+    B = te.placeholder((K, N), "float32", name="B")
+    shift = te.placeholder((N,), "float32", name="shift")
+    scale = te.placeholder((M,), "float32", name="scale")
+    k = te.reduce_axis(K, "k")
+    C = te.compute((M, N), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
+    if relu6:
+        Y = te.compute((M, N), lambda i, j: te.minimum(te.maximum((shift[j] - C[i, j]) * scale[i], 0.0), 6.0) - 0.5,
+                       name="Y")
+    else:
+        Y = te.compute((M, N), lambda i, j: C[i, j] * 0.5 + shift[j], name="Y")
+    return te.operator("matmul_epilogue_steps", inputs=[A, B, shift, scale], outputs=[Y]), "C"
+
+
+def test_bias_and_relu_run_in_registers_with_the_right_program():
+    conv = ops.conv2d(1, 3, 9, 9, 16, 3, 3, stride=2, padding=1, bias=True, activation="relu")
+    calls = _full_tile_calls(build(conv, avx2_cpu(), _micro(conv, "conv2d"), jit=False))
+    assert calls and all(c.epilogue == (("add", "row", 0, 1), ("max", "const", 0.0)) for c in calls)
+    assert [b.name for b, _ in calls[0].epilogue_operands] == ["bias"]
+    dense = ops.dense(20, 40, 30, bias=True)
+    calls = _full_tile_calls(build(dense, avx2_cpu(), _micro(dense, "matmul"), jit=False))
+    assert calls and all(c.epilogue == (("add", "col", 0),) for c in calls)
+    op, stage = _epilogue_op(20, 40, 30)
+    calls = _full_tile_calls(build(op, avx2_cpu(), _micro(op, stage), jit=False))
+    assert calls[0].epilogue == (("rsub", "col", 0), ("mul", "row", 1, 1), ("max", "const", 0.0),
+                                 ("min", "const", 6.0), ("sub", "const", 0.5))
+    assert [b.name for b, _ in calls[0].epilogue_operands] == ["shift", "scale"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (ops.dense(20, 40, 30, bias=True, activation="gelu"), "matmul", {}),           # a gelu
+    lambda: (ops.matmul(20, 40, 30), "matmul", {}),                                         # no epilogue
+    lambda: (ops.conv2d(1, 8, 6, 6, 16, 3, 3, padding=1, bias=True, activation="relu"),    # swapped tile
+             "conv2d", {"transposed": True}),
+])
+def test_epilogues_the_tile_cannot_apply_keep_the_block_pass(make):
+    op, stage, extra = make()
+    kernel = build(op, avx2_cpu(), _micro(op, stage, **extra), jit=False)
+    assert all(c.epilogue is None for c in _full_tile_calls(kernel))
+    inputs = op.random_inputs(2)
+    assert_matches(op, kernel(*inputs), op.reference(*inputs))
+
+
+def test_a_stage_stored_beside_its_epilogue_keeps_the_block_pass():
+    A = te.placeholder((12, 20), "float32", name="A")
+    B = te.placeholder((20, 16), "float32", name="B")
+    k = te.reduce_axis(20, "k")
+    C = te.compute((12, 16), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
+    Y = te.compute((12, 16), lambda i, j: te.maximum(C[i, j], 0.0), name="Y")
+    R = te.placeholder((12, 16), "float32", name="R")
+    Z = te.compute((12, 16), lambda i, j: C[i, j] + R[i, j], name="Z")
+    for op in (te.operator("both", [A, B], [C, Y]), te.operator("residual", [A, B, R], [Z])):
+        kernel = build(op, avx2_cpu(), _micro(op, "C"), jit=False)
+        assert all(c.epilogue is None for c in _full_tile_calls(kernel)), op.name
+        inputs = op.random_inputs(1)
+        assert_matches(op, kernel(*inputs), op.reference(*inputs), op.name)
+
+
+def _shapes(draw):
+    kind = draw(st.sampled_from(["conv", "dense", "steps", "affine"]))
+    d = lambda lo, hi: draw(st.integers(lo, hi))  # noqa: E731
+    depth = draw(st.sampled_from([1, 7, 64, 65, 129, 200]))  # several k blocks, and the last one
+    if kind == "conv":
+        size = draw(st.sampled_from([1, 3]))
+        op = ops.conv2d(1, max(1, depth // (size * size)), d(3, 9), d(3, 9), d(1, 20), size, size,
+                        stride=d(1, 2), padding=d(0, 1), bias=True, activation=draw(st.sampled_from([None, "relu"])))
+        return op, "conv2d"
+    if kind == "dense":
+        return ops.dense(d(1, 20), d(1, 40), depth, bias=True,
+                         activation=draw(st.sampled_from([None, "relu"]))), "matmul"
+    return _epilogue_op(d(1, 20), d(1, 40), depth, relu6=kind == "steps")
+
+
+knob_values = st.tuples(st.sampled_from(MICRO_ROWS), st.sampled_from(MICRO_VECS), st.sampled_from((8, 4)),
+                        st.sampled_from(MICRO_MC), st.sampled_from(MICRO_KC), st.sampled_from(MICRO_NC),
+                        st.sampled_from(MICRO_PARTS), st.sampled_from(MICRO_PARTS), st.sampled_from(("nk", "kn")))
+
+
+@settings(max_examples=120, **RELAXED)
+@given(data=st.data(), knobs=knob_values)
+def test_tiles_finished_in_registers_match_the_reference(data, knobs):
+    """Interpreted: full tiles apply the program on the last k block only, edge tiles finish
+    point by point, and the output holds no value from before the call."""
+    op, stage = _shapes(data.draw)
+    space = op.space(avx2_cpu())
+    if f"{stage}.mk_rows" not in {k.name for k in space.knobs}:
+        return  # M or N of 1: no tile
+    cfg = _micro(op, stage, *knobs)
+    kernel = build(op, avx2_cpu(), cfg, jit=False)
+    inputs = op.random_inputs(5)
+    ref = op.reference(*inputs)
+    out = np.full_like(ref, np.nan)
+    kernel(*inputs, out=out)
+    assert_matches(op, out, ref, f"with config {cfg.to_json()}")
+
+
+@pytest.mark.parametrize("make,rows,vecs,lanes", [
+    (lambda: (ops.conv2d(1, 3, 23, 23, 20, 7, 7, stride=2, padding=3, bias=True, activation="relu"), "conv2d"),
+     4, 2, 8),
+    (lambda: (ops.conv2d(1, 24, 9, 9, 21, 1, 1, bias=True), "conv2d"), 6, 1, 8),
+    (lambda: (ops.dense(37, 45, 130, bias=True, activation="relu"), "matmul"), 8, 2, 4),
+    (lambda: _epilogue_op(19, 35, 70), 6, 2, 8),
+])
+def test_compiled_tile_epilogues_match_the_reference(make, rows, vecs, lanes):
+    """Compiled with Numba, over k blocks of 64 (the program runs on the last one only) and
+    a single k block, with edge tiles on both sides."""
+    op, stage = make()
+    inputs = op.random_inputs(7)
+    ref = op.reference(*inputs)
+    for kc in (64, 512):
+        kernel = build(op, avx2_cpu(), _micro(op, stage, rows, vecs, lanes, kc=kc, pn=2))
+        assert any(c.epilogue for c in _full_tile_calls(kernel))
+        out = np.full_like(ref, np.nan)
+        kernel(*inputs, out=out)
+        assert_matches(op, out, ref, f"kc {kc}")
+
+
+def _panels(rows, cols, kc, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(kc * rows).astype(np.float32), rng.standard_normal(kc * cols).astype(np.float32))
+
+
+@pytest.mark.parametrize("accumulate", [True, False, "runtime"])
+def test_the_intrinsic_applies_the_program_only_when_asked(accumulate):
+    from numba import njit
+    program = (("add", "row", 0, 2), ("mul", "col", 1), ("rsub", "const", 1.5), ("max", "const", -0.25),
+               ("min", "const", 3.0), ("sub", "col", 1))
+    rows, vecs, lanes, kc, ldc = 3, 2, 8, 5, 20
+    cols = vecs * lanes
+    a, b = _panels(rows, cols, kc, 0)
+    rowx = np.arange(10, dtype=np.float32) * 0.1
+    colx = np.linspace(-1, 1, 40).astype(np.float32)
+    flag = () if accumulate != "runtime" else (True,)
+    for mk, apply in ((outer_product_kernel(rows, vecs, lanes, accumulate, epilogue=program), True),
+                      (outer_product_kernel(rows, vecs, lanes, accumulate, epilogue=program), False)):
+        @njit
+        def call(c, apply):
+            mk(a, 0, b, 0, c, 2, ldc, kc, *flag, apply, rowx, 1, colx, 3)
+        c = np.full(4 * ldc, 0.5, np.float32)
+        want = c.copy()
+        python_outer_product(rows, vecs, lanes, accumulate, epilogue=program)(
+            a, 0, b, 0, want, 2, ldc, kc, *flag, apply, rowx, 1, colx, 3)
+        call(c, apply)
+        np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
+        tile = (a.reshape(kc, rows).T.astype(np.float64) @ b.reshape(kc, cols)).astype(np.float32)
+        plain = tile + (0.5 if accumulate is not False else 0.0)
+        got = want.reshape(-1)[2:2 + rows * ldc].reshape(rows, ldc)[:, :cols]
+        if apply:
+            x = (plain + rowx[1 + 2 * np.arange(rows)][:, None]) * colx[3:3 + cols]
+            x = np.minimum(np.maximum(1.5 - x, -0.25), 3.0) - colx[3:3 + cols]
+            np.testing.assert_allclose(got, x, rtol=1e-5, atol=1e-5)
+        else:
+            np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [(("add", "row", 0),), (("pow", "const", 2.0),), (("add", "col", 1),),
+                                 (("add", "const", 1),)])
+def test_malformed_programs_are_refused(bad):
+    with pytest.raises(ValueError):
+        check_tile_epilogue(bad)
+
+
+def test_the_option_keeps_the_block_pass(monkeypatch):
+    op = ops.dense(20, 40, 30, bias=True, activation="relu")
+    cfg = _micro(op, "matmul")
+    monkeypatch.setenv("AUTOSCHED_TILE_EPILOGUE", "0")
+    kernel = build(op, avx2_cpu(), cfg, jit=False)
+    assert all(c.epilogue is None for c in _full_tile_calls(kernel))
+    inputs = op.random_inputs(3)
+    assert_matches(op, kernel(*inputs), op.reference(*inputs))
+    monkeypatch.setenv("AUTOSCHED_TILE_EPILOGUE", "1")
+    assert all(c.epilogue for c in _full_tile_calls(build(op, avx2_cpu(), cfg, jit=False)))
