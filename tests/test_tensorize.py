@@ -11,8 +11,8 @@ from schedules.contraction import expand_inlined, find_contraction
 from schedules.errors import ScheduleError
 from schedules.loopnest import For, If, MicroKernel
 from schedules.schedule import Schedule
-from schedules.sketch import (MICRO_KC, MICRO_MC, MICRO_NC, MICRO_PARTS, MICRO_ROWS,
-                              MICRO_VECS)
+from schedules.sketch import (DEEP_KC_FROM, MICRO_KC, MICRO_KC_DEEP, MICRO_MC, MICRO_NC, MICRO_PARTS,
+                              MICRO_ROWS, MICRO_VECS)
 
 RELAXED = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -381,3 +381,16 @@ def test_pixels_in_rows_of_seven_may_tile_seven_rows(size, offered):
     space = op.space(avx2_cpu())
     assert (7 in space["conv2d.mk_rows"].choices) == offered
     assert (space.default()["conv2d.mk_rows"] == 7) == offered
+
+
+@pytest.mark.parametrize("depth,deep", [(DEEP_KC_FROM - 1, False), (DEEP_KC_FROM, True), (3072, True)])
+def test_deep_k_blocks_are_offered_only_for_long_reductions(depth, deep):
+    op = ops.dense(9, 20, depth, bias=True, activation="relu")
+    choices = op.space(avx2_cpu())["matmul.kc"].choices
+    assert set(MICRO_KC) <= set(choices)
+    assert bool(set(MICRO_KC_DEEP) & set(choices)) == deep
+    inputs = op.random_inputs(8)
+    ref = op.reference(*inputs)
+    for kc in [c for c in choices if c >= 512]:
+        cfg = _micro(op, "matmul", 4, 2, 8, 24, kc, 256, 1, 2)
+        assert_matches(op, build(op, avx2_cpu(), cfg, jit=False)(*inputs), ref, f"kc {kc}")
