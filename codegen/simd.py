@@ -249,11 +249,11 @@ def vector_copy(count: int, lanes: int = 8, stride: int = 1, masked: bool = Fals
     masked=True takes a fifth argument `length` <= count and copies only t < length (a run
     of a panel row that ends where a row of the image does), with masked vector loads and
     stores that touch nothing past it. Callable only from @njit code."""
-    if count < 1 or lanes not in (4, 8, 16) or stride < 1 or (masked and stride != 1):
+    if count < 1 or lanes not in (4, 8, 16) or stride < 1:
         raise ValueError(f"vector_copy: count={count}, lanes={lanes}, stride={stride}, "
                          f"masked={masked} is not a copy")
     if masked:
-        return _masked_copy(count, lanes)
+        return _masked_copy(count, lanes, stride)
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
@@ -293,8 +293,10 @@ def vector_copy(count: int, lanes: int = 8, stride: int = 1, masked: bool = Fals
     return copy
 
 
-def _masked_copy(count: int, lanes: int):
-    """vector_copy(count, lanes, masked=True): `copy(dst, dst_off, src, src_off, length)`."""
+def _masked_copy(count: int, lanes: int, stride: int = 1):
+    """vector_copy(count, lanes, stride, masked=True): `copy(dst, dst_off, src, src_off,
+    length)`. At a stride above 1, each output vector is shuffled out of masked loads of its
+    span, which read nothing past the run's last value (src_off + (length - 1) * stride)."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
@@ -319,14 +321,28 @@ def _masked_copy(count: int, lanes: int):
                 builder.module, ir.FunctionType(ir.VoidType(), [vec, ptr, i32, mask_type]),
                 f"llvm.masked.store.v{lanes}f32.p0")
             undef = ir.Constant(index_vec, ir.Undefined)
-            n_splat = builder.shuffle_vector(builder.insert_element(undef, n, ir.Constant(i32, 0)), undef,
-                                             ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+
+            def splat(value):
+                return builder.shuffle_vector(builder.insert_element(undef, value, ir.Constant(i32, 0)), undef,
+                                              ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+            n_splat = splat(n)
+            # Source values the run reads: (n - 1) * stride + 1 of them (none when n is 0).
+            src_end = splat(builder.select(builder.icmp_signed(">", n, ir.Constant(i64, 0)),
+                                           builder.add(builder.mul(builder.sub(n, ir.Constant(i64, 1)),
+                                                                   ir.Constant(i64, stride)), ir.Constant(i64, 1)),
+                                           ir.Constant(i64, 0)))
             align = ir.Constant(i32, 4)
+
+            def masked_load(at):
+                mask = builder.icmp_signed("<", ir.Constant(index_vec, [at + lane for lane in range(lanes)]), src_end)
+                src = builder.bitcast(builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, at))]), ptr)
+                return builder.call(load, [src, align, mask, ir.Constant(vec, None)])
+
             for t in range(0, count, lanes):
                 mask = builder.icmp_signed("<", ir.Constant(index_vec, [t + lane for lane in range(lanes)]), n_splat)
-                src = builder.bitcast(builder.gep(s_ptr, [builder.add(s_off, ir.Constant(i64, t))]), ptr)
                 dst = builder.bitcast(builder.gep(d_ptr, [builder.add(d_off, ir.Constant(i64, t))]), ptr)
-                value = builder.call(load, [src, align, mask, ir.Constant(vec, None)])
+                value = masked_load(t) if stride == 1 else \
+                    _strided_vector(builder, masked_load, t * stride, stride, lanes, i32)
                 builder.call(store, [value, dst, align, mask])
             return context.get_dummy_value()
         return sig, codegen

@@ -94,12 +94,6 @@ def _load_stride(value, var) -> int:
     return step if step and step > 0 and all(_coefficient(i, var) == 0 for i in outer) else 0
 
 
-def _unit_stride_load(value, var) -> bool:
-    """Whether value is a plain load whose address moves by exactly one element per step of
-    var (var only in the last index, with coefficient 1)."""
-    return _load_stride(value, var) == 1
-
-
 def _row_runs(seg, off, start, count, extent, seg_lo, seg_hi):
     """The runs of `count` flat positions from `start` that stay within one row of an
     innermost axis of `extent`: the assignment of `off` (start's place in its row), the run
@@ -264,19 +258,20 @@ def emit_microkernel(low, st, tail) -> list:
                 step = For(lane, Const(width, "int64"), "serial", read + (Store(buf, (idx,), value),))
                 return (Allocate(tab), fill, For(kk, kcur, "serial", tuple(k_assign) + (step,)))
             def run_rows():
-                """A whole panel across rows of the innermost axis whose values are contiguous
-                along it (a stride-1 conv's pixels): one masked vector copy per run of the
-                panel within a row, each run's position decoded once per panel."""
+                """A whole panel across rows of the innermost axis whose values are runs along
+                it (a conv's pixels, every stride-th value): one masked vector copy per run of
+                the panel within a row, each run's position decoded once per panel."""
                 off, seg = nm.var(f"{flat.name}_off", "index"), nm.var("seg")
                 seg_lo, seg_hi = nm.var("seg_lo", "index"), nm.var("seg_hi", "index")
                 at_off, count, bounds = _row_runs(seg, off, first, Const(width, "int64"), inner_ext,
                                                   seg_lo, seg_hi)
                 head = bounds + [Assign(flat, add(first, seg_lo))] + _decode(flat, axes, list(group))
                 copy = VectorCopy(buf, add(row_off, seg_lo), value.tensor, _flat_index(value),
-                                  min(width, inner_ext), 1, sub(seg_hi, seg_lo))
+                                  min(width, inner_ext), run_stride, sub(seg_hi, seg_lo))
                 return (at_off, For(seg, count, "serial", tuple(head) + (
                     For(kk, kcur, "serial", tuple(k_assign) + (copy,)),)))
-            across = run_rows if len(group) > 1 and _unit_stride_load(value, axes[group[-1]]) else table_rows
+            run_stride = _load_stride(value, axes[group[-1]]) if len(group) > 1 else 0
+            across = run_rows if 0 < run_stride <= MAX_COPY_STRIDE else table_rows
             if in_row is None:
                 cases = (If(whole, across()),)
             else:

@@ -211,21 +211,23 @@ def test_strided_vector_copy_matches_its_definition(copies, count, lanes, stride
         np.testing.assert_array_equal(dst, expected)
 
 
-@settings(max_examples=30, deadline=None)
-@given(count=st.sampled_from([1, 7, 14, 16, 24, 32]), lanes=st.sampled_from([4, 8, 16]), data=st.data())
-def test_masked_vector_copy_copies_only_its_length(count, lanes, data):
+@settings(max_examples=40, deadline=None)
+@given(count=st.sampled_from([1, 7, 14, 16, 24, 32]), lanes=st.sampled_from([4, 8, 16]),
+       stride=st.sampled_from([1, 1, 2, 3, 4]), data=st.data())
+def test_masked_vector_copy_copies_only_its_length(count, lanes, stride, data):
     from numba import njit
 
     from codegen.interpret import python_vector_copy
     from codegen.simd import vector_copy
     length = data.draw(st.integers(0, count))
-    copy = vector_copy(count, lanes, masked=True)
+    copy = vector_copy(count, lanes, stride, masked=True)
     fast = njit(lambda d, do, s, so, n: copy(d, do, s, so, n))
-    twin = python_vector_copy(count, lanes, masked=True)
-    src = np.arange(5, 5 + length + 3, dtype=np.float32)[:3 + length]  # the run ends the array
+    twin = python_vector_copy(count, lanes, stride, masked=True)
+    span = (length - 1) * stride + 1 if length else 0
+    src = np.arange(5, 5 + 3 + span, dtype=np.float32)  # the run ends the array
     for f in (fast, twin):
         dst = np.full(count + 6, -1, np.float32)
         f(dst, 2, src, 3, length)
         expected = np.full(count + 6, -1, np.float32)
-        expected[2:2 + length] = src[3:3 + length]
+        expected[2:2 + length] = src[3:3 + span:stride]
         np.testing.assert_array_equal(dst, expected)

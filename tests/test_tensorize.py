@@ -187,16 +187,19 @@ def test_conv_panels_within_an_output_row_pack_by_vector_copy(stride, padding, v
     _check_both_ways(op, config, 3, lambda src: copy in src, f"stride {stride}, panel {vecs}x{lanes}")
 
 
-@pytest.mark.parametrize("width,vecs,lanes,stride", [(5, 2, 8, 1), (7, 3, 8, 1), (20, 2, 8, 1), (9, 2, 8, 2)])
+@pytest.mark.parametrize("width,vecs,lanes,stride", [(5, 2, 8, 1), (7, 3, 8, 1), (20, 2, 8, 1), (9, 2, 8, 2),
+                                                       (20, 2, 8, 2), (7, 3, 4, 3)])
 def test_conv_panels_across_output_rows_copy_runs_within_rows(width, vecs, lanes, stride):
     # Panels of 16-24 pixels over output rows of 5-20: whole panels cross rows (all of them
-    # when rows are narrower than a panel). At stride 1 each run within a row is one masked
-    # vector copy; at stride 2 each lane's (oh, ow) is read from a table made per panel.
-    op = ops.conv2d(1, 4, 6, width, 5, 3, 3, stride=stride, padding=1, bias=True, activation="relu")
+    # when rows are narrower than a panel). Each run within a row is one masked vector copy,
+    # of every other value at stride 2; no table of lane positions is made.
+    op = ops.conv2d(1, 4, 6 * stride, width * stride, 5, 3, 3, stride=stride, padding=1, bias=True,
+                    activation="relu")
     config = _micro(op, "conv2d", 4, vecs, lanes, 24, 64, 256, 1, 2)
-    runs = f"vcopy_{min(vecs * lanes, width)}_m("
-    _check_both_ways(op, config, 4, lambda src: (runs in src) == (stride == 1) and
-                     ("_lanes = np.empty" in src) == (stride == 2), f"width {width}, panel {vecs}x{lanes}")
+    out_width = (width * stride + 2 - 3) // stride + 1
+    runs = f"vcopy_{min(vecs * lanes, out_width)}" + (f"_s{stride}" if stride > 1 else "") + "_m("
+    _check_both_ways(op, config, 4, lambda src: runs in src and "_lanes = np.empty" not in src,
+                     f"width {width}, panel {vecs}x{lanes}")
 
 
 def _innermost_loop_of(source: str, marker: str) -> list:
