@@ -49,6 +49,11 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, dir
     return kernel
 
 
+# The numpy ufunc of each tile-epilogue op; "rsub" takes its arguments the other way round.
+_EPILOGUE_UFUNCS = {"add": "add", "sub": "subtract", "rsub": "subtract", "mul": "multiply",
+                    "max": "maximum", "min": "minimum"}
+
+
 def _python_tile_epilogue(program, value, i, cols, xs):
     import numpy as np
     value = np.asarray(value, np.float32)
@@ -61,9 +66,7 @@ def _python_tile_epilogue(program, value, i, cols, xs):
         else:
             data, off = xs[where[0]]
             x = data[off:off + cols]
-        value = {"add": lambda: value + x, "sub": lambda: value - x, "rsub": lambda: x - value,
-                 "mul": lambda: value * x, "max": lambda: np.maximum(value, x),
-                 "min": lambda: np.minimum(value, x)}[op]()
+        value = getattr(np, _EPILOGUE_UFUNCS[op])(*((x, value) if op == "rsub" else (value, x)))
     return value.astype(np.float32)
 
 

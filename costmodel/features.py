@@ -194,15 +194,18 @@ class _Walker:
         if s.epilogue is not None:  # the tile's epilogue steps, once per call
             self.stmt_flops.append((len(s.epilogue) * s.rows * s.cols, stack))
             for buf, off in s.epilogue_operands:
-                self.accesses.append((buf, self._flat(buf, (off,)) if len(buf.shape) == 1 else self._offset(off),
-                                      False, stack))
+                self.accesses.append((buf, self._flat_offset(buf, off), False, stack))
         for buf, off, step in ((s.a, s.a_off, s.rows), (s.b, s.b_off, s.cols)):
             # An unpacked A (read through its tables) is taken as walking its buffer along k.
             base = (self._offset(off) if buf is s.a and s.direct else self._flat(buf, (off,))) or {}
             self.accesses.append((buf, {**base, id(k): 1}, False, inner))
-        c = self._flat(s.c, (s.c_off,)) if len(s.c.shape) == 1 else self._offset(s.c_off)
+        c = self._flat_offset(s.c, s.c_off)
         self.accesses.append((s.c, c, False, stack))
         self.accesses.append((s.c, c, True, stack))
+
+    def _flat_offset(self, buf, off):
+        """Strides of an access at flat element offset `off` into buf's C-contiguous data."""
+        return self._flat(buf, (off,)) if len(buf.shape) == 1 else self._offset(off)
 
     def _offset(self, off):
         aff = self.affine(off)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 from .bounds import affine_coefficient
 from .contraction import expand_inlined, find_contraction
@@ -424,9 +425,7 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
     cores = max(1, sch.target.cores)
     split_m = batch < cores and m >= n
     mc = sch.knob(f"{name}.mc", MICRO_MC, default=96, runtime=True)
-    depth = 1
-    for r in st.reduce_axis:
-        depth *= r.extent
+    depth = math.prod(r.extent for r in st.reduce_axis)
     kc = sch.knob(f"{name}.kc", MICRO_KC + (MICRO_KC_DEEP if depth >= DEEP_KC_FROM else ()), default=256,
                   runtime=True)
     nc = sch.knob(f"{name}.nc", MICRO_NC, default=2048, runtime=True)

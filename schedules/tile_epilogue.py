@@ -11,7 +11,6 @@ from .loopnest import Assign, Buffer, Scalar, Store, flat_offset
 # Expression ops an in-register epilogue can apply, by their name in a tile-epilogue program
 # (codegen.simd.TILE_EPILOGUE_OPS; "rsub" is operand - value).
 _STEP_OPS = {"add": "add", "sub": "sub", "mul": "mul", "maximum": "max", "minimum": "min"}
-_COMMUTATIVE = ("add", "mul", "maximum", "minimum")
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,40 +48,43 @@ def plan_tile_epilogue(tail, out: Buffer, axes, row_group, col_group, row0: Var,
             or any(ix is not ax for ix, ax in zip(stores[0].indices, axes)):
         return None
     value = substitute(stores[0].value, values)
-    steps, operands = [], []
+    steps = []  # outermost first
     while value is not point:
-        step = _step(value, point, out, axes, row_group, col_group, row0, col0, operands)
+        step = _step(value, point, out, axes, row_group, col_group, row0, col0)
         if step is None:
             return None
-        value, st = step
-        steps.append(st)
-    # Found outermost first: number the operands in the order the steps run.
-    last = len(operands) - 1
-    program = tuple(st if st[1] == "const" else (st[0], st[1], last - st[2]) + st[3:] for st in reversed(steps))
-    return TileEpilogue(program, tuple(reversed(operands)))
+        value, op, operand = step
+        steps.append((op, operand))
+    program, operands = [], []
+    for op, (kind, *rest) in reversed(steps):
+        if kind == "const":
+            program.append((op, kind, rest[0]))
+        else:
+            operands.append(rest[0])
+            program.append((op, kind, len(operands) - 1, *rest[1:]))
+    return TileEpilogue(tuple(program), tuple(operands))
 
 
 def _holds(expr, point) -> bool:
     return any(n is point for n in walk(expr))
 
 
-def _step(value, point, out, axes, row_group, col_group, row0, col0, operands):
-    """(the inner value, the step applied to it) for the outermost step of `value`."""
+def _step(value, point, out, axes, row_group, col_group, row0, col0):
+    """(the inner value, the step's op, its operand) for the outermost step of `value`."""
     if not (isinstance(value, Binary) and value.op in _STEP_OPS):
         return None
     left, right = _holds(value.a, point), _holds(value.b, point)
     if left == right:
         return None
     inner, other = (value.a, value.b) if left else (value.b, value.a)
-    if not left and value.op not in _COMMUTATIVE and value.op != "sub":
-        return None
-    op = _STEP_OPS[value.op] if left or value.op != "sub" else "rsub"
-    operand = _operand(other, out, axes, row_group, col_group, row0, col0, operands)
-    return None if operand is None else (inner, (op,) + operand)
+    op = "rsub" if value.op == "sub" and not left else _STEP_OPS[value.op]
+    operand = _operand(other, out, axes, row_group, col_group, row0, col0)
+    return None if operand is None else (inner, op, operand)
 
 
-def _operand(e, out, axes, row_group, col_group, row0, col0, operands):
-    """The program form of one operand: ("const", c), ("row", k, step) or ("col", k)."""
+def _operand(e, out, axes, row_group, col_group, row0, col0):
+    """One operand: ("const", c), ("row", (buffer, offset), step) or ("col", (buffer, offset)),
+    the offset at the tile's first point."""
     if isinstance(e, Const):
         value = float(e.value)
         return ("const", value) if e.dtype.startswith("float") and math.isfinite(value) else None
@@ -104,10 +106,8 @@ def _operand(e, out, axes, row_group, col_group, row0, col0, operands):
         step = moving[0][1] if moving else 0
         if moving:
             at[axes[moving[0][0]]] = row0
-        operands.append((e.tensor, substitute(flat, at)))
-        return ("row", len(operands) - 1, int(step))
+        return ("row", (e.tensor, substitute(flat, at)), int(step))
     if len(col_group) == 1 and cols[0] == 1 and all(r == 0 for r in rows):
         at[axes[col_group[0]]] = col0
-        operands.append((e.tensor, substitute(flat, at)))
-        return ("col", len(operands) - 1)
+        return ("col", (e.tensor, substitute(flat, at)))
     return None
