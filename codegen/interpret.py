@@ -14,7 +14,7 @@ def python_cfunc(*args, **kwargs):
 
 
 def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, direct: bool = False,
-                         epilogue: tuple | None = None):
+                         epilogue: tuple | None = None, transposed_out: bool = False):
     """What codegen.simd.outer_product_kernel computes, in numpy (float32 accumulation)."""
     import numpy as np
 
@@ -39,13 +39,19 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, dir
             pb = b[b_off:b_off + kc * cols].reshape(kc, cols)
             tile = (pa.T.astype(np.float64) @ pb.astype(np.float64)).astype(np.float32)
         add = bool(flag[0]) if accumulate == "runtime" else accumulate
+        apply = epilogue is not None and bool(more[0])
+        d, d_off, ldd = more[1:4] if transposed_out else (None, 0, 0)
+        first = 4 if transposed_out else 1
+        xs = [(more[first + 2 * q].reshape(-1), more[first + 1 + 2 * q]) for q in range(operands)]
         for i in range(rows):
             row = flat[c_off + i * ldc:c_off + i * ldc + cols]
             value = row + tile[i] if add else tile[i]
-            if epilogue is not None and more[0]:
-                xs = [(more[1 + 2 * q].reshape(-1), more[2 + 2 * q]) for q in range(operands)]
+            if apply:
                 value = _python_tile_epilogue(epilogue, value, i, cols, xs)
-            row[:] = value
+            if apply and transposed_out:
+                d.reshape(-1)[d_off + i + ldd * np.arange(cols)] = value
+            else:
+                row[:] = value
     return kernel
 
 

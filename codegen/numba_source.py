@@ -149,6 +149,9 @@ class _Printer:
                     args.append(self.expr(s.accumulate))
                 if s.epilogue is not None:
                     args.append(self.expr(s.apply))
+                if s.transposed_out is not None:
+                    args += [self.name(s.transposed_out), self.expr(s.transposed_off), self.expr(s.transposed_ld)]
+                if s.epilogue is not None:
                     for buf, off in s.epilogue_operands:
                         args += [self.name(buf), self.expr(off)]
                 self.lines.append(f"{pad}{microkernel_name(s)}({', '.join(args)})")
@@ -163,6 +166,8 @@ def microkernel_name(s: MicroKernel) -> str:
     name = f"mk_{s.rows}x{s.vecs}x{s.lanes}_{mode}" + ("_direct" if s.direct else "")
     if s.epilogue is not None:
         name += "_ep" + hashlib.sha1(repr(s.epilogue).encode()).hexdigest()[:8]
+    if s.transposed_out is not None:
+        name += "_t"
     return name
 
 
@@ -196,6 +201,7 @@ def _binding(s) -> str:
     mode = s.accumulate if isinstance(s.accumulate, bool) else repr("runtime")
     direct = ", direct=True" if s.direct else ""
     epilogue = f", epilogue={s.epilogue!r}" if s.epilogue is not None else ""
+    epilogue += ", transposed_out=True" if s.transposed_out is not None else ""
     return f"{microkernel_name(s)} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, {mode}{direct}{epilogue})"
 
 

@@ -55,7 +55,7 @@ def check_tile_epilogue(epilogue) -> int:
 
 @functools.lru_cache(maxsize=64)
 def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, direct: bool = False,
-                         epilogue: tuple | None = None):
+                         epilogue: tuple | None = None, transposed_out: bool = False):
     """A Numba intrinsic `kernel(a, a_off, b, b_off, c, c_off, ldc, kc)` for float32 arrays:
 
         C[i, j] += sum_k A[k, i] * B[k, j]   for i < mr, j < nvec * lanes
@@ -77,12 +77,20 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
     x1, x1_off, ...` after all others: when `apply` is true, the finished values (after
     adding C's old ones) go through the program before they are stored, while the tile is
     still in registers (a bias and a relu on the last k block).
+
+    transposed_out=True (with an epilogue program, which may be empty) adds `d, d_off, ldd`
+    right after `apply`: when `apply` is true the finished tile is stored transposed,
+    D[d_off + j * ldd + i] for tile row i and column j, instead of into C (a swapped tile,
+    filters on the lanes and pixels on the rows, written straight to an NCHW output); when
+    it is false the tile goes to C as usual.
     """
     if accumulate not in (True, False, "runtime"):
         raise ValueError(f"outer_product_kernel: accumulate must be True, False or 'runtime', got {accumulate!r}")
     if mr < 1 or nvec < 1 or lanes not in (4, 8, 16):
         raise ValueError(f"outer_product_kernel: mr={mr}, nvec={nvec}, lanes={lanes} is not a register tile")
     operands = check_tile_epilogue(epilogue) if epilogue is not None else 0
+    if transposed_out and epilogue is None:
+        raise ValueError("outer_product_kernel: transposed_out needs an epilogue program (an empty one will do)")
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
@@ -90,7 +98,8 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
     nr = nvec * lanes
     tables = 3 if direct else 0
     flagged = 1 if accumulate == "runtime" else 0
-    arity = 8 + tables + flagged + ((1 + 2 * operands) if epilogue is not None else 0)
+    out_args = 3 if transposed_out else 0
+    arity = 8 + tables + flagged + ((1 + out_args + 2 * operands) if epilogue is not None else 0)
 
     def typing(arg_types):
         if len(arg_types) != arity:
@@ -100,7 +109,9 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
         _require_float32("outer-product kernel", a=a, b=b, c=c)
         if direct and not all(isinstance(t, types.Array) and t.dtype == types.int64 for t in arg_types[2:4]):
             raise TypeError(f"outer-product kernel: row and k tables must be int64 arrays, got {arg_types[2:4]}")
-        first_operand = 9 + tables + flagged
+        first_operand = 9 + tables + flagged + out_args
+        if transposed_out:
+            _require_float32("outer-product kernel", d=arg_types[9 + tables + flagged])
         _require_float32("outer-product kernel epilogue",
                          **{f"x{k}": arg_types[first_operand + 2 * k] for k in range(operands)})
         sig = types.void(types.StarArgTuple(arg_types))
@@ -183,8 +194,15 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
             if epilogue is not None:
                 at = 8 + tables + flagged
                 apply = context.cast(builder, args[at], arg_types[at], types.boolean)
-                x_ptrs = [data(at + 1 + 2 * q) for q in range(operands)]
-                x_offs = [int_arg(at + 2 + 2 * q) for q in range(operands)]
+                x_ptrs = [data(at + 1 + out_args + 2 * q) for q in range(operands)]
+                x_offs = [int_arg(at + 2 + out_args + 2 * q) for q in range(operands)]
+            if transposed_out:
+                _finish_transposed(builder, finals, mr, nvec, lanes, accumulate,
+                                   add_to_c if accumulate == "runtime" else None, apply,
+                                   (data(at + 1), int_arg(at + 2), int_arg(at + 3)), (c_ptr, c_off, ldc),
+                                   lambda value, i, v: _tile_epilogue(builder, epilogue, value, i, v, lanes,
+                                                                      x_ptrs, x_offs, vload, splat, const))
+                return context.get_dummy_value()
             for i in range(mr):
                 row = builder.add(c_off, builder.mul(const(i), ldc))
                 for v in range(nvec):
@@ -206,6 +224,138 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
     def kernel(typingctx, *arg_types):
         return typing(arg_types)
     return kernel
+
+
+def _finish_transposed(builder, finals, mr, nvec, lanes, accumulate, add_to_c, apply, d, c, finish):
+    """The end of a transposed_out kernel: C's old values are added (loaded only when they
+    count: a swapped tile's C is a scratch nothing else reads, and its misses cost as much as
+    the store), then the tile goes through `finish` and transposed into D when `apply`
+    holds, or back into C when it does not."""
+    from llvmlite import ir
+    i64 = ir.IntType(64)
+    c_ptr, c_off, ldc = c
+    vec = finals[0].type
+    ptrs = [[builder.bitcast(builder.gep(c_ptr, [builder.add(builder.add(c_off, builder.mul(ir.Constant(i64, i), ldc)),
+                                                            ir.Constant(i64, v * lanes))]), vec.as_pointer())
+             for v in range(nvec)] for i in range(mr)]
+    values = [finals[i * nvec:(i + 1) * nvec] for i in range(mr)]
+    if accumulate is True:
+        values = [[builder.fadd(builder.load(ptrs[i][v], align=4), values[i][v]) for v in range(nvec)]
+                  for i in range(mr)]
+    elif accumulate == "runtime":
+        before = builder.block
+        with builder.if_then(add_to_c):
+            summed = [[builder.fadd(builder.load(ptrs[i][v], align=4), values[i][v]) for v in range(nvec)]
+                      for i in range(mr)]
+            summed_end = builder.block
+        merged = []
+        for i in range(mr):
+            row = []
+            for v in range(nvec):
+                phi = builder.phi(vec)
+                phi.add_incoming(values[i][v], before)
+                phi.add_incoming(summed[i][v], summed_end)
+                row.append(phi)
+            merged.append(row)
+        values = merged
+    with builder.if_else(apply) as (to_d, to_c):
+        with to_d:
+            _transposed_store(builder, [[finish(values[i][v], i, v) for v in range(nvec)] for i in range(mr)],
+                              *d, lanes)
+        with to_c:
+            for i in range(mr):
+                for v in range(nvec):
+                    builder.store(values[i][v], ptrs[i][v], align=4)
+
+
+def _transposed_store(builder, tile, d_ptr, d_off, ldd, lanes):
+    """D[d_off + (v * lanes + l) * ldd + i] = tile[i][v][l]: each tile column's rows are one
+    contiguous run of D, gathered out of the row vectors by a butterfly of two-source
+    shuffles (rows in groups of at most 8, padded to a power of two with zeros)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+    i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+    vec = tile[0][0].type
+    zero = ir.Constant(vec, None)
+    group = min(lanes, 8)
+    for r0 in range(0, len(tile), group):
+        count = min(group, len(tile) - r0)
+        width = 1 << (count - 1).bit_length()
+        for v in range(len(tile[0])):
+            rows = [tile[r0 + t][v] for t in range(count)] + [zero] * (width - count)
+            for value, lane, position in _butterfly(builder, rows, lanes, width):
+                at = builder.add(builder.add(d_off, builder.mul(ir.Constant(i64, v * lanes + lane), ldd)),
+                                 ir.Constant(i64, r0))
+                ptr = builder.gep(d_ptr, [at])
+                if width == 1:
+                    builder.store(builder.extract_element(value, ir.Constant(i32, position)), ptr)
+                    continue
+                piece_type = ir.VectorType(ir.FloatType(), width)
+                piece = builder.shuffle_vector(value, ir.Constant(vec, ir.Undefined), ir.Constant(
+                    ir.VectorType(i32, width), [position + t for t in range(width)]))
+                ptr = builder.bitcast(ptr, piece_type.as_pointer())
+                if count == width:
+                    builder.store(piece, ptr, align=4)
+                    continue
+                # A run shorter than its vector (7 rows): a masked store writes only its own.
+                store = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [piece_type, piece_type.as_pointer(), i32,
+                                                                    ir.VectorType(i1, width)]),
+                    f"llvm.masked.store.v{width}f32.p0")
+                mask = ir.Constant(ir.VectorType(i1, width), [int(t < count) for t in range(width)])
+                builder.call(store, [piece, ptr, ir.Constant(i32, 4), mask])
+
+
+def _butterfly(builder, rows, lanes, width):
+    """(vector, lane, position) for each lane: the vector holding rows[0..width)[lane] at
+    positions position.. position + width - 1. Each level interleaves units of two vectors
+    (rows b.. and b + u.. over the same lanes) into units twice as long: log2(width) levels
+    of `width` shuffles; 8 rows of 8 lanes take the AVX in-lane 8x8 transpose instead."""
+    from llvmlite import ir
+    i32 = ir.IntType(32)
+    if width == 8 and lanes == 8:
+        return [(column, q, 0) for q, column in enumerate(_transpose_8x8(builder, rows))]
+    # Entries: (first row, lanes in unit order, vector); unit q of a vector holds `unit` rows
+    # from the first one, of lane order[q].
+    entries = [(t, tuple(range(lanes)), rows[t]) for t in range(width)]
+    unit = 1
+    while unit < width:
+        by_start = {(first, order): value for first, order, value in entries}
+        merged = []
+        for first, order, value in entries:
+            if first % (2 * unit):
+                continue
+            partner = by_start[(first + unit, order)]
+            half = len(order) // 2
+            for units in (range(half), range(half, len(order))):
+                mask = [p for q in units for p in [q * unit + e for e in range(unit)]
+                        + [lanes + q * unit + e for e in range(unit)]]
+                merged.append((first, tuple(order[q] for q in units), builder.shuffle_vector(
+                    value, partner, ir.Constant(ir.VectorType(i32, lanes), mask))))
+        entries, unit = merged, unit * 2
+    return [(value, lane, q * width) for _, order, value in entries for q, lane in enumerate(order)]
+
+
+def _shuffle(builder, a, b, mask):
+    from llvmlite import ir
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), mask))
+
+
+# Shuffle masks over two concatenated <8 x float> (AVX unpacklo/hi, shuffle 0x44/0xEE,
+# permute2f128 0x20/0x31): the three stages of an 8x8 transpose.
+_UNPACK = ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])
+_PAIRS = ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
+_HALVES = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
+
+
+def _transpose_8x8(builder, rows) -> list:
+    """The 8 columns of 8 <8 x float> rows (column q holds rows[r][q] at r): 24 in-lane
+    shuffles and cross-lane permutes, each one AVX instruction."""
+    t = [_shuffle(builder, rows[2 * (q // 2)], rows[2 * (q // 2) + 1], _UNPACK[q % 2]) for q in range(8)]
+    u = []
+    for half in (0, 4):
+        u += [_shuffle(builder, t[half + a], t[half + 2 + a], _PAIRS[p]) for a in (0, 1) for p in (0, 1)]
+    return [_shuffle(builder, u[q % 4], u[q % 4 + 4], _HALVES[q // 4]) for q in range(8)]
 
 
 def _tile_epilogue(builder, program, value, i, v, lanes, x_ptrs, x_offs, vload, splat, const):
@@ -379,13 +529,6 @@ def _strided_vector(builder, load_vec, start: int, stride: int, lanes: int, i32)
     return builder.shuffle_vector(level[0], ir.Constant(level[0].type, ir.Undefined), pick)
 
 
-# Shuffle masks over two concatenated <8 x float> (AVX unpacklo/hi, shuffle 0x44/0xEE,
-# permute2f128 0x20/0x31): the three stages of an 8x8 transpose.
-_UNPACK = ([0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15])
-_PAIRS = ([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
-_HALVES = ([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
-
-
 @functools.lru_cache(maxsize=16)
 def transpose_copy(width: int):
     """A Numba intrinsic `copy(dst, dst_off, src, src_off, ld, kc)` for float32 arrays in flat
@@ -404,16 +547,13 @@ def transpose_copy(width: int):
         sig = types.void(dst, dst_off, src, src_off, ld, kc)
 
         def codegen(context, builder, signature, args):
-            i32, i64 = ir.IntType(32), ir.IntType(64)
+            i64 = ir.IntType(64)
             vec = ir.VectorType(ir.FloatType(), 8)
             d_ptr, s_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data
                             for i in (0, 2))
             d_off, s_off, ld_, kc_ = (context.cast(builder, args[i], signature.args[i], types.int64)
                                       for i in (1, 3, 4, 5))
             blocks = builder.sdiv(kc_, ir.Constant(i64, 8))
-
-            def shuffle(a, b, mask):
-                return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, 8), mask))
 
             def at(ptr, offset):
                 return builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
@@ -430,12 +570,7 @@ def transpose_copy(width: int):
                 for r in range(8):
                     off = builder.add(builder.add(s_off, builder.mul(ir.Constant(i64, g * 8 + r), ld_)), k0)
                     rows.append(builder.load(at(s_ptr, off), align=4))
-                t = [shuffle(rows[2 * (q // 2)], rows[2 * (q // 2) + 1], _UNPACK[q % 2]) for q in range(8)]
-                u = []
-                for half in (0, 4):
-                    u += [shuffle(t[half], t[half + 2], _PAIRS[0]), shuffle(t[half], t[half + 2], _PAIRS[1]),
-                          shuffle(t[half + 1], t[half + 3], _PAIRS[0]), shuffle(t[half + 1], t[half + 3], _PAIRS[1])]
-                out = [shuffle(u[q % 4], u[q % 4 + 4], _HALVES[q // 4]) for q in range(8)]
+                out = _transpose_8x8(builder, rows)
                 for q in range(8):  # out[q] holds k = k0 + q for the 8 rows of group g
                     off = builder.add(builder.add(d_off, builder.mul(builder.add(k0, ir.Constant(i64, q)),
                                                                      ir.Constant(i64, width))),

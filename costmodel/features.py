@@ -195,6 +195,8 @@ class _Walker:
             self.stmt_flops.append((len(s.epilogue) * s.rows * s.cols, stack))
             for buf, off in s.epilogue_operands:
                 self.accesses.append((buf, self._flat_offset(buf, off), False, stack))
+        if s.transposed_out is not None:  # one column of the tile per store, rows contiguous
+            self.accesses.append((s.transposed_out, self._flat_offset(s.transposed_out, s.transposed_off), True, stack))
         for buf, off, step in ((s.a, s.a_off, s.rows), (s.b, s.b_off, s.cols)):
             # An unpacked A (read through its tables) is taken as walking its buffer along k.
             base = (self._offset(off) if buf is s.a and s.direct else self._flat(buf, (off,))) or {}

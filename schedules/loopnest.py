@@ -153,6 +153,12 @@ class MicroKernel:
     epilogue: tuple | None = None
     apply: Expr | None = None
     epilogue_operands: tuple = ()
+    # With an epilogue: when `apply` holds, the finished tile goes transposed into this
+    # buffer instead of c, value (i, j) at flat offset transposed_off + j * transposed_ld + i
+    # (a swapped tile written straight to its NCHW output).
+    transposed_out: Buffer | None = None
+    transposed_off: Expr | None = None
+    transposed_ld: Expr | None = None
 
     @property
     def cols(self) -> int:
@@ -337,7 +343,9 @@ def _dump(stmts, depth, lines):
             lines.append(f"{pad}microkernel {s.rows}x{s.cols} {s.c.name}@{fmt(s.c_off)} ldc={fmt(s.ldc)} {op} "
                          f"{a} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}"
                          + (f", then {s.epilogue} on " + ", ".join(f"{b.name}@{fmt(o)}" for b, o in s.epilogue_operands)
-                            + f" if {fmt(s.apply)}" if s.epilogue is not None else ""))
+                            + f" if {fmt(s.apply)}" if s.epilogue is not None else "")
+                         + (f", stored transposed to {s.transposed_out.name}@{fmt(s.transposed_off)} "
+                            f"ld={fmt(s.transposed_ld)}" if s.transposed_out is not None else ""))
         elif isinstance(s, TransposeCopy):
             lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[k<{fmt(s.kc)}, t<{s.width}] = "
                          f"{s.src.name}@{fmt(s.src_off)}[t*{s.ld} + k]")

@@ -202,6 +202,7 @@ class _Lowering:
                 plan = self.pads.get(key) or padding.PadPlan(t, node.default)
                 if plan.try_widen(node, ranges):
                     self.pads[key] = plan
+                    plan.direct_readers_only &= st.microkernel is not None and st.microkernel.direct
                     return padding.padded_read(plan, node)
                 value = node
             else:

@@ -57,3 +57,11 @@ def tile_epilogue() -> bool:
     bias and relu epilogues run on each tile in registers (schedules/tile_epilogue.py); 0
     keeps the pass over each finished block, to compare the two (benchmarks/tile_epilogue.py)."""
     return _flag("AUTOSCHED_TILE_EPILOGUE", True)
+
+
+def pad_rows() -> bool:
+    """AUTOSCHED_PAD_ROWS alone: read when a padded copy is planned. On by default: a copy only
+    micro-kernels read unpacked is split between threads over image rows, as they split
+    pixels (schedules/padding.py); 0 splits it over channels as every other copy is, to
+    compare (benchmarks/option_ab.py)."""
+    return _flag("AUTOSCHED_PAD_ROWS", True)

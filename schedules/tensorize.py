@@ -11,7 +11,7 @@ from .expr import Binary, Const, Load, Select, Var, substitute, walk
 from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, TransposeCopy, VectorCopy,
                        add, ceildiv, flat_offset, floordiv, is_const, minimum, mod, mul, sub)
 from .options import tile_epilogue
-from .tile_epilogue import plan_tile_epilogue
+from .tile_epilogue import plan_tile_epilogue, transposed_target
 
 
 # Strided panel rows up to this stride are copied by vector loads and shuffles (a stride-s
@@ -396,11 +396,20 @@ def emit_microkernel(low, st, tail) -> list:
     # full tiles in registers as the last k block stores them, instead of a pass over each
     # finished block (1x1 conv 64x56x56 -> 256 spent 11% of its time in that pass).
     names = set(low._names)  # the analysis's scalars are dropped: keep their names free
-    in_registers = (plan_tile_epilogue(tail, cbuf, axes, con.m, con.n, i, j)
-                    if epilogues and not plan.transposed and tile_epilogue() else None)
+    in_registers = (plan_tile_epilogue(tail, None if plan.transposed else cbuf, axes, con.m, con.n, i, j)
+                    if epilogues and tile_epilogue() else None)
     low._names = names
     fused = {} if in_registers is None else dict(
         epilogue=in_registers.program, apply=last, epilogue_operands=in_registers.operands)
+    if in_registers is not None and plan.transposed:
+        # A swapped tile's last k block stores each of its columns (filters) as one run of
+        # the output's rows (pixels), transposed in registers: no pass over the scratch.
+        target = transposed_target(in_registers.out, axes, con.m, con.n, i, j)
+        if target is None:
+            in_registers, fused = None, {}
+        else:
+            fused.update(transposed_out=in_registers.out, transposed_off=target[0],
+                         transposed_ld=Const(target[1], "int64"))
 
     def mk(acc, into_tile):
         if into_tile:

@@ -1,4 +1,5 @@
-"""Which fused epilogues a micro-kernel applies to its tile in registers, as a program of steps."""
+"""Which fused epilogues a micro-kernel applies to its tile in registers, as a program of steps,
+and where a swapped tile stores its finished values transposed."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 from .bounds import affine_coefficient
 from .expr import Binary, Const, Load, Var, substitute, walk
-from .loopnest import Assign, Buffer, Scalar, Store, flat_offset
+from .loopnest import Assign, Buffer, Scalar, Store, add, flat_offset, mul
 
 # Expression ops an in-register epilogue can apply, by their name in a tile-epilogue program
 # (codegen.simd.TILE_EPILOGUE_OPS; "rsub" is operand - value).
@@ -18,12 +19,14 @@ class TileEpilogue:
     """An epilogue as steps value = op(value, operand), with operands a constant, a value per
     tile row (a conv's bias per filter) or a contiguous run along the tile's columns (a dense
     layer's bias). `operands[k]` is (buffer, flat offset of operand k at the tile's first point
-    (rows i.., columns j..)); `program` is codegen.simd's form of the steps."""
+    (rows i.., columns j..)); `program` is codegen.simd's form of the steps. `out` is the
+    buffer the finished values go to, at the stage's axes."""
     program: tuple
     operands: tuple
+    out: Buffer
 
 
-def plan_tile_epilogue(tail, out: Buffer, axes, row_group, col_group, row0: Var, col0: Var):
+def plan_tile_epilogue(tail, out: Buffer | None, axes, row_group, col_group, row0: Var, col0: Var):
     """The TileEpilogue equal to `tail` (the statements storing a final point of the stage
     and running its epilogues, see Lowering._tail), or None where it is not one.
 
@@ -32,10 +35,9 @@ def plan_tile_epilogue(tail, out: Buffer, axes, row_group, col_group, row0: Var,
     constant or a float32 load that moves with the row axes only (one row axis) or along the
     single column axis with unit stride only. `row_group` and `col_group` are the positions
     of the row and column axes among `axes`; row0 and col0 hold the tile's first row and
-    column, for the operands' offsets."""
-    point = Scalar("tile_value", out.dtype)
-    if out.dtype != "float32":
-        return None
+    column, for the operands' offsets. out=None takes whichever buffer the tail stores into
+    (a swapped tile, whose accumulator is a scratch and not the stage's output)."""
+    point = Scalar("tile_value", "float32")
     values, stores = {}, []  # Scalars by identity (Expr's == builds an expression)
     for s in tail(point):
         if isinstance(s, Assign) and isinstance(s.var, Scalar):
@@ -44,9 +46,11 @@ def plan_tile_epilogue(tail, out: Buffer, axes, row_group, col_group, row0: Var,
             stores.append(s)
         else:
             return None
-    if len(stores) != 1 or stores[0].buffer is not out or len(stores[0].indices) != len(axes) \
+    if len(stores) != 1 or (out is not None and stores[0].buffer is not out) \
+            or stores[0].buffer.dtype != "float32" or len(stores[0].indices) != len(axes) \
             or any(ix is not ax for ix, ax in zip(stores[0].indices, axes)):
         return None
+    out = stores[0].buffer
     value = substitute(stores[0].value, values)
     steps = []  # outermost first
     while value is not point:
@@ -62,7 +66,32 @@ def plan_tile_epilogue(tail, out: Buffer, axes, row_group, col_group, row0: Var,
         else:
             operands.append(rest[0])
             program.append((op, kind, len(operands) - 1, *rest[1:]))
-    return TileEpilogue(tuple(program), tuple(operands))
+    return TileEpilogue(tuple(program), tuple(operands), out)
+
+
+def transposed_target(out: Buffer, axes, row_group, col_group, row0: Var, col0: Var):
+    """(offset, ld) with the stage's point at flattened tile row r and column c at flat
+    offset + r + c * ld of `out`, offset being that of the tile's first point (rows row0..,
+    columns col0..): the rows run contiguously (an NCHW output's pixels) and the columns
+    at a constant stride (its channels). None where `out` is not laid out so."""
+    if not all(isinstance(d, int) for d in out.shape):
+        return None
+    flat = flat_offset(out.shape, axes)
+    ld = None
+    for group, first in ((row_group, 1), (col_group, None)):
+        step = first
+        for d in reversed(group):
+            coefficient = affine_coefficient(flat, axes[d])
+            if step is None:  # the columns' stride is whatever the innermost one has
+                step = coefficient
+                ld = coefficient
+            if not coefficient or coefficient != step:
+                return None
+            step *= axes[d].extent
+    if ld is None or ld < 1:
+        return None
+    at = {axes[d]: Const(0, "int64") for d in list(row_group) + list(col_group)}
+    return add(add(substitute(flat, at), row0), mul(col0, Const(ld, "int64"))), ld
 
 
 def _holds(expr, point) -> bool:

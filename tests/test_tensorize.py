@@ -397,3 +397,20 @@ def test_deep_k_blocks_are_offered_only_for_long_reductions(depth, deep):
     for kc in [c for c in choices if c >= 512]:
         cfg = _micro(op, "matmul", 4, 2, 8, 24, kc, 256, 1, 2)
         assert_matches(op, build(op, avx2_cpu(), cfg, jit=False)(*inputs), ref, f"kc {kc}")
+
+
+@pytest.mark.parametrize("width,transposed,split", [(30, True, "rows"), (30, False, "channels"),
+                                                    (13, True, "channels")])
+def test_a_conv_reading_pixels_unpacked_pads_its_input_split_over_image_rows(width, transposed, split):
+    """Swapped conv tiles read their pixels unpacked from the padded copy and split them
+    between threads, so the copy is split over its 9 padded image rows (when a row holds at
+    least 128 bytes: 32 floats at width 30); packed pixels and narrow rows keep the split over
+    the 6 channels. Either way every margin is filled (the interpreter starts scratch as NaN)."""
+    op = ops.conv2d(1, 6, 7, width, 16, 3, 3, padding=1, bias=True, activation="relu")
+    config = _micro(op, "conv2d", 4, 1, 8, 24, 64, 256, 2, 1, transposed=transposed)
+    assert config["conv2d.mk_transposed"] is transposed
+    kernel = build(op, avx2_cpu(), config, jit=False)
+    pad_step = next(e for _, e in kernel.steps if e is not None)
+    assert pad_step == {"rows": 9, "channels": 6}[split]
+    inputs = op.random_inputs(3)
+    assert_matches(op, kernel(*inputs), op.reference(*inputs))

@@ -72,8 +72,6 @@ def test_bias_and_relu_run_in_registers_with_the_right_program():
 @pytest.mark.parametrize("make", [
     lambda: (ops.dense(20, 40, 30, bias=True, activation="gelu"), "matmul", {}),           # a gelu
     lambda: (ops.matmul(20, 40, 30), "matmul", {}),                                         # no epilogue
-    lambda: (ops.conv2d(1, 8, 6, 6, 16, 3, 3, padding=1, bias=True, activation="relu"),    # swapped tile
-             "conv2d", {"transposed": True}),
 ])
 def test_epilogues_the_tile_cannot_apply_keep_the_block_pass(make):
     op, stage, extra = make()
@@ -81,6 +79,40 @@ def test_epilogues_the_tile_cannot_apply_keep_the_block_pass(make):
     assert all(c.epilogue is None for c in _full_tile_calls(kernel))
     inputs = op.random_inputs(2)
     assert_matches(op, kernel(*inputs), op.reference(*inputs))
+
+
+def test_swapped_tiles_store_their_columns_transposed_into_the_output():
+    """A swapped conv tile (pixels on the rows, filters on the lanes) applies bias and relu in
+    registers and writes each filter's run of pixels straight into the NCHW output."""
+    conv = ops.conv2d(1, 16, 7, 7, 24, 3, 3, padding=1, bias=True, activation="relu")
+    for kc in (64, 512):
+        kernel = build(conv, avx2_cpu(), _micro(conv, "conv2d", rows=7, vecs=1, kc=kc, transposed=True), jit=False)
+        calls = _full_tile_calls(kernel)
+        assert calls and all(c.epilogue == (("add", "col", 0), ("max", "const", 0.0)) for c in calls)
+        assert all(c.transposed_out.role == "output" and c.transposed_ld.value == 49 for c in calls)
+        inputs = conv.random_inputs(4)
+        ref = conv.reference(*inputs)
+        out = np.full_like(ref, np.nan)
+        kernel(*inputs, out=out)
+        assert_matches(conv, out, ref, f"kc {kc}")
+
+
+def test_transposed_targets_need_contiguous_rows():
+    from schedules.bounds import interval
+    from schedules.expr import Var
+    from schedules.loopnest import Buffer
+    from schedules.tile_epilogue import transposed_target
+    n, f, y, x = (Var(name, extent) for name, extent in (("n", 2), ("f", 8), ("y", 5), ("x", 6)))
+    i, j = Var("i", None, "index"), Var("j", None, "index")
+    nchw = Buffer("out", (2, 8, 5, 6), "float32", "global", "output")
+    offset, ld = transposed_target(nchw, (n, f, y, x), (2, 3), (1,), i, j)
+    assert ld == 30
+    # Batch 1, tile starting at pixel 13 (y 2, x 1) and filter 3: out[1, 3, 2, 1].
+    at = {id(n): (1, 1), id(i): (13, 13), id(j): (3, 3)}
+    assert interval(offset, at) == (np.ravel_multi_index((1, 3, 2, 1), nchw.shape),) * 2
+    assert transposed_target(nchw, (n, f, y, x), (3, 2), (1,), i, j) is None  # rows flattened x-major
+    nhwc = Buffer("out", (2, 5, 6, 8), "float32", "global", "output")
+    assert transposed_target(nhwc, (n, y, x, f), (1, 2), (3,), i, j) is None  # pixels 8 apart
 
 
 def test_a_stage_stored_beside_its_epilogue_keeps_the_block_pass():
@@ -121,13 +153,15 @@ knob_values = st.tuples(st.sampled_from(MICRO_ROWS), st.sampled_from(MICRO_VECS)
 @settings(max_examples=120, **RELAXED)
 @given(data=st.data(), knobs=knob_values)
 def test_tiles_finished_in_registers_match_the_reference(data, knobs):
-    """Interpreted: full tiles apply the program on the last k block only, edge tiles finish
-    point by point, and the output holds no value from before the call."""
+    """Interpreted: full tiles apply the program on the last k block only (swapped ones storing
+    it transposed), edge tiles finish point by point, and the output holds no value from
+    before the call."""
     op, stage = _shapes(data.draw)
     space = op.space(avx2_cpu())
     if f"{stage}.mk_rows" not in {k.name for k in space.knobs}:
         return  # M or N of 1: no tile
-    cfg = _micro(op, stage, *knobs)
+    rows = data.draw(st.sampled_from(space[f"{stage}.mk_rows"].choices))  # 7 where offered
+    cfg = _micro(op, stage, rows, *knobs[1:], transposed=data.draw(st.booleans()))
     kernel = build(op, avx2_cpu(), cfg, jit=False)
     inputs = op.random_inputs(5)
     ref = op.reference(*inputs)
@@ -142,16 +176,23 @@ def test_tiles_finished_in_registers_match_the_reference(data, knobs):
     (lambda: (ops.conv2d(1, 24, 9, 9, 21, 1, 1, bias=True), "conv2d"), 6, 1, 8),
     (lambda: (ops.dense(37, 45, 130, bias=True, activation="relu"), "matmul"), 8, 2, 4),
     (lambda: _epilogue_op(19, 35, 70), 6, 2, 8),
+    (lambda: (ops.conv2d(1, 9, 14, 14, 40, 3, 3, padding=1, bias=True, activation="relu"), "conv2d"), 7, 2, 8),
+    (lambda: (ops.conv2d(1, 8, 11, 9, 20, 3, 3, padding=1, bias=True), "conv2d"), 6, 1, 8),
+    (lambda: (ops.conv2d(1, 8, 9, 9, 20, 3, 3, padding=1), "conv2d"), 8, 1, 4),
 ])
 def test_compiled_tile_epilogues_match_the_reference(make, rows, vecs, lanes):
     """Compiled with Numba, over k blocks of 64 (the program runs on the last one only) and
-    a single k block, with edge tiles on both sides."""
+    a single k block, with edge tiles on both sides; convs with swapped tiles where their
+    space offers them (the last three: stored transposed, one with no epilogue at all)."""
     op, stage = make()
     inputs = op.random_inputs(7)
     ref = op.reference(*inputs)
     for kc in (64, 512):
-        kernel = build(op, avx2_cpu(), _micro(op, stage, rows, vecs, lanes, kc=kc, pn=2))
-        assert any(c.epilogue for c in _full_tile_calls(kernel))
+        kernel = build(op, avx2_cpu(), _micro(op, stage, rows, vecs, lanes, kc=kc, pn=2, transposed=True))
+        calls = _full_tile_calls(kernel)
+        assert calls and all(c.epilogue is not None for c in calls)
+        swapped = kernel.config.get(f"{stage}.mk_transposed", False)
+        assert all((c.transposed_out is not None) == swapped for c in calls)
         out = np.full_like(ref, np.nan)
         kernel(*inputs, out=out)
         assert_matches(op, out, ref, f"kc {kc}")
@@ -193,6 +234,48 @@ def test_the_intrinsic_applies_the_program_only_when_asked(accumulate):
             np.testing.assert_allclose(got, x, rtol=1e-5, atol=1e-5)
         else:
             np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows,vecs,lanes,accumulate", [
+    (7, 1, 16, "runtime"), (8, 2, 8, "runtime"), (3, 2, 8, True), (6, 1, 4, False), (1, 1, 8, "runtime"),
+    (8, 1, 4, True),
+])
+def test_the_intrinsic_stores_a_finished_tile_transposed(rows, vecs, lanes, accumulate):
+    """transposed_out: with `apply` the tile (plus C's old values when accumulating) goes
+    through the program into D column by column, each column a run of D, touching nothing
+    else of D or C; without it the tile goes to C as usual."""
+    from numba import njit
+    program = (("add", "col", 0), ("max", "const", 0.0), ("mul", "row", 1, 1))
+    kc, ldc, ldd, d_off = 5, 40, 11, 2
+    cols = vecs * lanes
+    a, b = _panels(rows, cols, kc, rows * 10 + vecs)
+    rng = np.random.default_rng(lanes)
+    colx, rowx = rng.standard_normal(40).astype(np.float32), rng.standard_normal(12).astype(np.float32)
+    mk = outer_product_kernel(rows, vecs, lanes, accumulate, epilogue=program, transposed_out=True)
+    tile = (a.reshape(kc, rows).T.astype(np.float64) @ b.reshape(kc, cols)).astype(np.float32)
+    for flag in ((True,), (False,)) if accumulate == "runtime" else ((),):
+        for apply in (True, False):
+            @njit
+            def call(c, d):
+                mk(a, 0, b, 0, c, 3, ldc, kc, *flag, apply, d, d_off, ldd, colx, 5, rowx, 2)
+            c = rng.standard_normal(rows * ldc + 8).astype(np.float32)
+            d = np.full(ldd * cols + 8, np.nan, np.float32)
+            c0 = c.copy()
+            call(c, d)
+            old = np.stack([c0[3 + i * ldc:3 + i * ldc + cols] for i in range(rows)])
+            value = tile + old if accumulate is True or (flag and flag[0]) else tile
+            where = d_off + np.arange(rows)[:, None] + ldd * np.arange(cols)[None, :]
+            if apply:
+                want = np.maximum(value + colx[5:5 + cols], 0.0) * rowx[2:2 + rows][:, None]
+                np.testing.assert_allclose(d[where], want, rtol=1e-5, atol=1e-5)
+                untouched = np.ones(d.size, bool)
+                untouched[where.ravel()] = False
+                assert np.isnan(d[untouched]).all()
+                np.testing.assert_array_equal(c, c0)
+            else:
+                assert np.isnan(d).all()
+                got = np.stack([c[3 + i * ldc:3 + i * ldc + cols] for i in range(rows)])
+                np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", [(("add", "row", 0),), (("pow", "const", 2.0),), (("add", "col", 1),),
