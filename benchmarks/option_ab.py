@@ -10,6 +10,8 @@ tile-epilogue (AUTOSCHED_TILE_EPILOGUE): a pass over each finished block against
 the micro-kernel's registers (swapped conv tiles: their transposed store from registers).
 pad-rows (AUTOSCHED_PAD_ROWS): a micro-kernel's padded input copied by threads split over
 channels against split over image rows.
+skip-padding-taps (AUTOSCHED_SKIP_PADDING_TAPS): swapped conv tiles running every tap against
+skipping the row taps that read only padding.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pathlib import Path
 OPTIONS = {
     "tile-epilogue": ("AUTOSCHED_TILE_EPILOGUE", "block pass", "in registers"),
     "pad-rows": ("AUTOSCHED_PAD_ROWS", "pad by channels", "pad by rows"),
+    "skip-padding-taps": ("AUTOSCHED_SKIP_PADDING_TAPS", "every tap", "padding taps skipped"),
 }
 
 

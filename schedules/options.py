@@ -65,3 +65,10 @@ def pad_rows() -> bool:
     pixels (schedules/padding.py); 0 splits it over channels as every other copy is, to
     compare (benchmarks/option_ab.py)."""
     return _flag("AUTOSCHED_PAD_ROWS", True)
+
+
+def skip_padding_taps() -> bool:
+    """AUTOSCHED_SKIP_PADDING_TAPS alone: read when a micro-kernel stage is lowered. On by
+    default: swapped conv tiles skip the row taps that read only padding (schedules/
+    tensorize.py); 0 runs every tap, to compare (benchmarks/option_ab.py)."""
+    return _flag("AUTOSCHED_SKIP_PADDING_TAPS", True)

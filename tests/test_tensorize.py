@@ -1,5 +1,6 @@
 """Tensorized contractions: detection, and the micro-kernel schedule against the reference for
 every knob value (tile shapes, vector widths, cache blocks, parallel parts), remainders included."""
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -348,6 +349,93 @@ def test_transposed_convs_read_pixels_unpacked_and_match_the_reference(data, kno
     assert tiles and all(s.direct and s.a.name in ("data", "data_pad") for s in tiles)
     assert "_apack" not in kernel.source
     assert_matches(op, kernel(*inputs), op.reference(*inputs), f"with config {cfg.to_json()}")
+
+
+@settings(max_examples=60, **RELAXED)
+@given(data=st.data(), knobs=knob_values)
+def test_tiles_skip_the_row_taps_that_read_padding(data, knobs):
+    """Interpreted, weights bound: a swapped tile runs only the k range of the row taps that
+    read an image row for one of its pixels (the row tap leads the reduction), across k
+    blocks, edge tiles and both epilogue paths; scratch starts as NaN, so a tile that skipped
+    its first taps and then added to its scratch shows up."""
+    op = _direct_conv(data.draw)
+    assume("conv2d.mk_transposed" in {k.name for k in op.space(avx2_cpu()).knobs})
+    cfg = _micro(op, "conv2d", *knobs[:-1], True)
+    inputs = op.random_inputs(6)
+    kernel = build(op, avx2_cpu(), cfg, jit=False, constants=("weight",))
+    assert "conv2d_k_lo" not in kernel.source or "data_pad" in kernel.source
+    assert_matches(op, kernel(*inputs), op.reference(*inputs), f"with config {cfg.to_json()}")
+
+
+@pytest.mark.parametrize("channels,kc", [(16, 512), (16, 64), (32, 64)])
+def test_border_tiles_run_fewer_taps(monkeypatch, channels, kc):
+    """7x7 conv at 7-row tiles (one output row each): the top and bottom rows skip the row
+    tap that reads padding, a third of the reduction, block by block; a block holding none
+    of a tile's taps is skipped unless it is the last (which finishes the tile). With 32
+    channels the top row's taps start past the first 64-wide block, so its first call must
+    overwrite its scratch, not add to it (scratch starts as NaN here)."""
+    import codegen.interpret as interpret
+    calls = []
+    plain = interpret.python_outer_product
+
+    def recording(rows, vecs, lanes, accumulate, direct=False, **options):
+        kernel = plain(rows, vecs, lanes, accumulate, direct, **options)
+
+        def run(*args):
+            calls.append((args[4], args[10]))  # a direct call's first k and k count
+            return kernel(*args)
+        return run
+    monkeypatch.setattr(interpret, "python_outer_product", recording)
+    op = ops.conv2d(1, channels, 7, 7, 16, 3, 3, padding=1, bias=True, activation="relu")
+    cfg = _micro(op, "conv2d", 7, 1, 8, 24, kc, 256, 1, 1, "kn", True)
+    kernel = build(op, avx2_cpu(), cfg, jit=False, constants=("weight", "bias"))
+    inputs = op.random_inputs(1)
+    assert_matches(op, kernel(*inputs), op.reference(*inputs))
+    depth, per_tap = channels * 9, channels * 3
+    want = []
+    for lo, hi in [(per_tap, depth)] + [(0, depth)] * 5 + [(0, 2 * per_tap)]:  # output rows 0..6
+        for p0 in range(0, depth, kc):
+            start, end = max(p0, lo), min(p0 + kc, depth, hi)
+            if end > start or p0 + kc >= depth:
+                want.append((start, max(0, end - start)))
+    assert sorted(calls) == sorted(want * 2)  # 2 column panels of 8 filters
+
+
+@pytest.mark.parametrize("size,skips", [(14, True), (40, False)])
+def test_taps_are_skipped_where_padding_is_a_real_share_of_them(size, skips):
+    """14 output rows of a 3x3 conv read padding in 2 of 42 (row, tap) pairs (4.8%): skipped;
+    40 rows in 2 of 120 (1.7%): the reduction keeps its order, channels outermost."""
+    op = ops.conv2d(1, 8, size, size, 16, 3, 3, padding=1, bias=True, activation="relu")
+    cfg = _micro(op, "conv2d", 8, 1, 8, 24, 64, 256, 1, 1, "kn", True)
+    source = build(op, avx2_cpu(), cfg, jit=False, constants=("weight", "bias")).source
+    assert ("conv2d_k_lo" in source) is skips
+
+
+@pytest.mark.parametrize("rows,kc", [(7, 64), (8, 512)])
+def test_compiled_tiles_skipping_padding_taps_match_the_reference(rows, kc):
+    """Compiled: 7-row tiles (one output row each) over several k blocks, and 8-row tiles that
+    cross output rows, skipping the union of their rows' padding taps, in one block."""
+    op = ops.conv2d(1, 24, 7, 7, 24, 3, 3, padding=1, bias=True, activation="relu")
+    cfg = _micro(op, "conv2d", rows, 1, 8, 24, kc, 256, 2, 1, "kn", True)
+    kernel = build(op, avx2_cpu(), cfg, constants=("weight", "bias"))
+    assert "conv2d_k_lo" in kernel.source
+    inputs = op.random_inputs(4)
+    reference = op.reference(*inputs)
+    out = np.full_like(reference, np.nan)
+    kernel(*inputs, out=out)
+    assert_matches(op, out, reference)
+
+
+def test_tiles_whose_taps_all_read_padding_finish_with_the_epilogue_alone():
+    """A padded 1x1 conv: the output's border rows read only padding, so their tiles skip
+    every block but the last, which runs no tap, overwrites the NaN-filled scratch tile with
+    zeros and applies the bias."""
+    op = ops.conv2d(1, 80, 5, 5, 16, 1, 1, padding=1, bias=True)
+    cfg = _micro(op, "conv2d", 7, 1, 8, 24, 64, 256, 1, 1, "kn", True)
+    kernel = build(op, avx2_cpu(), cfg, jit=False, constants=("weight", "bias"))
+    assert "conv2d_k_lo" in kernel.source
+    inputs = op.random_inputs(2)
+    assert_matches(op, kernel(*inputs), op.reference(*inputs))
 
 
 @pytest.mark.parametrize("size,stride,padding,rows", [(7, 1, 1, 8), (11, 2, 0, 6), (9, 1, 0, 4), (7, 1, 1, 7)])
