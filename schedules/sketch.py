@@ -402,13 +402,15 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
     lanes = sch.target.vector_lanes(st.tensor.dtype)
     batch, m, n = con.extents(st.axis)
     transposed, row_choices = False, MICRO_ROWS
-    windows = _unit_stride_windows(st, con)
+    windows = _sliding_windows(st, con)
     if _lane_fill(m, lanes) > _lane_fill(n, lanes) or windows:
-        # Declared only here, so other spaces keep their version. Transposed, a stride-1
-        # conv's pixels are read from the padded input unpacked, where packing copied each
-        # value once per tap: 128x28x28 3x3 1.25 -> 1.09 ms and 64x56x56 1.22 -> 1.15 ms at
-        # untuned tiles. The 7x7 stride-2 stem and 1x1 convs lost (1.36 -> 1.54, 0.57 ->
-        # 0.74 ms), so they keep their packed-pixel spaces.
+        # Declared only here, so other spaces keep their version. Transposed, a conv's pixels
+        # are read from the padded input unpacked, where packing copied each value once per
+        # tap: 128x28x28 3x3 1.25 -> 1.09 ms and 64x56x56 1.22 -> 1.15 ms at untuned tiles.
+        # Strided windows joined once swapped tiles stored their output from registers (the
+        # 7x7 stride-2 stem, untuned: 1.425 -> 1.14 ms; it had lost, 1.36 -> 1.54, while the
+        # whole output went through the swapped scratch). 1x1 convs, no window, measured the
+        # same either way (0.535 -> 0.540 ms) and keep their space.
         gain = _lane_fill(m, lanes) - _lane_fill(n, lanes)
         transposed = sch.knob(f"{name}.mk_transposed", (False, True), default=gain > TRANSPOSE_GAIN or windows)
         if n % 8 and n % 7 == 0:
@@ -443,14 +445,14 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
 TRANSPOSE_GAIN = 0.1
 
 
-def _unit_stride_windows(st, con) -> bool:
-    """Whether the column operand is a sliding window at unit stride (a stride-1 conv's
-    pixels): one of its indices moves by one with an output column axis and also moves with
-    a reduce axis (a tap), so an im2col packing would copy each value once per tap."""
+def _sliding_windows(st, con) -> bool:
+    """Whether the column operand is a sliding window (a conv's pixels, at any stride): one of
+    its indices moves with an output column axis and also moves with a reduce axis (a tap), so
+    an im2col packing would copy each value once per tap (stride 1) or gather it strided."""
     cols = [st.axis[d] for d in con.n]
     for load in (x for x in walk(con.b) if isinstance(x, Load)):
         for index in load.indices:
-            if any(affine_coefficient(index, a) == 1 for a in cols) and \
+            if any((affine_coefficient(index, a) or 0) > 0 for a in cols) and \
                     any(r.extent > 1 and affine_coefficient(index, r) not in (0, None) for r in st.reduce_axis):
                 return True
     return False

@@ -278,9 +278,8 @@ def test_rows_that_fill_vectors_better_than_columns_offer_the_transposed_kernel(
     swapped = con.swapped()
     assert (swapped.m, swapped.n, swapped.a, swapped.b) == (con.n, con.m, con.b, con.a)
     # Columns that fill whole vectors keep the space (and its version) as it was, unless
-    # they are a stride-1 conv's pixels (below).
-    for op in (ops.matmul(64, 64, 64), ops.conv2d(1, 16, 8, 8, 20, 3, 3, stride=2, padding=1),
-               ops.conv2d(1, 16, 8, 8, 20, 1, 1)):
+    # they are a conv's sliding window of pixels (below).
+    for op in (ops.matmul(64, 64, 64), ops.conv2d(1, 16, 8, 8, 20, 1, 1)):
         assert not any(k.name.endswith("mk_transposed") for k in op.space(avx2_cpu()).knobs)
 
 
@@ -288,13 +287,16 @@ def test_rows_that_fill_vectors_better_than_columns_offer_the_transposed_kernel(
     (lambda: ops.conv2d(1, 16, 8, 8, 24, 3, 3, padding=1, bias=True, activation="relu"), True),
     (lambda: ops.conv2d(1, 16, 10, 10, 24, 3, 3, dilation=2, bias=True), True),
     (lambda: ops.conv2d(1, 16, 8, 8, 24, 1, 3, padding=(0, 1)), True),
-    (lambda: ops.conv2d(1, 16, 16, 16, 24, 3, 3, stride=2, padding=1), False),
+    (lambda: ops.conv2d(1, 16, 16, 16, 24, 3, 3, stride=2, padding=1), True),
+    (lambda: ops.conv2d(1, 3, 23, 23, 16, 7, 7, stride=2, padding=3, bias=True, activation="relu"), True),
     (lambda: ops.conv2d(1, 16, 8, 8, 24, 1, 1, bias=True), False),
+    (lambda: ops.conv2d(1, 16, 15, 15, 24, 1, 1, stride=2), False),
 ])
-def test_stride_one_windows_offer_lanes_along_the_filters_by_default(make, offered):
-    """64 pixels fill 8-lane vectors as well as 24 filters do; a stride-1 window's pixels are
-    still worth putting on the rows, where they are read unpacked instead of copied once per
-    tap. Strided and 1x1 convs keep their spaces."""
+def test_windows_offer_lanes_along_the_filters_by_default(make, offered):
+    """64 pixels fill 8-lane vectors as well as 24 filters do; a window's pixels, at any
+    stride, are still worth putting on the rows, where they are read unpacked instead of
+    copied once per tap or gathered strided. 1x1 convs, whose pixels are no window, keep
+    their spaces."""
     space = make().space(avx2_cpu())
     assert ("conv2d.mk_transposed" in {k.name for k in space.knobs}) == offered
     if offered:
