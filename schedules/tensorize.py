@@ -147,12 +147,12 @@ def emit_microkernel(low, st, tail) -> list:
     taps = (_row_taps(low, a_value, axes, con.m, raxes)
             if plan.transposed and plan.direct and _constant_input(low, con.b) is not None
             and _constant_input(low, con.a) is None and skip_padding_taps() else None)
-    if taps is not None and taps[2] < MIN_SKIPPED_TAPS:
+    if taps is not None and taps.padding_share < MIN_SKIPPED_TAPS:
         taps = None
     if taps is not None:
         # The row tap leads the reduction, so the taps that fall in the padding above or
         # below a tile's image rows are one range of k that the tile skips.
-        raxes = (raxes[taps[0]],) + tuple(r for q, r in enumerate(raxes) if q != taps[0])
+        raxes = (raxes[taps.position],) + tuple(r for q, r in enumerate(raxes) if q != taps.position)
     Bt, Mt, Nt = con.extents(axes)
     Kt = 1
     for r in raxes:
@@ -414,7 +414,7 @@ def emit_microkernel(low, st, tail) -> list:
             inner *= axes[d].extent
         first = floordiv(i, Const(inner, "int64"))
         final = floordiv(sub(minimum(add(i, R), add(i0, mcur)), Const(1, "int64")), Const(inner, "int64"))
-        r_lo, r_hi = taps[1](first, final)
+        r_lo, r_hi = taps.bounds(first, final)
         per_tap = Const(Kt // raxes[0].extent, "int64")
         tile_head = (Assign(k_lo, mul(r_lo, per_tap)), Assign(k_hi, _maximum(k_lo, mul(add(r_hi, 1), per_tap))),
                      Assign(k_start, _maximum(p0, k_lo)),
@@ -536,13 +536,20 @@ def emit_microkernel(low, st, tail) -> list:
     return pro + [For(t, parts, "parallel", tuple(part_body))]
 
 
-def _row_taps(low, value, axes, m_group, raxes):
-    """(position of the row tap among raxes, bounds, share of (row, tap) pairs that read
-    padding) for a conv whose pixels are read from a
-    padded copy at an index a * row + b * tap + c in one dimension (a, b > 0; `row` the
-    outermost pixel axis, `tap` one reduce axis): bounds(first, last) gives, as Exprs, the
-    first and last tap that reads an image row (not padding) for some row in [first, last],
-    clipped to the tap's extent. None where the read is not like that."""
+@dataclass(frozen=True)
+class RowTaps:
+    """The reduce axis whose taps move a conv's reads across image rows (see _row_taps)."""
+    position: int          # among the stage's reduce axes
+    bounds: object         # (first row, last row) Exprs -> (first tap, last tap) Exprs
+    padding_share: float   # of all (output row, tap) pairs, those that read padding
+
+
+def _row_taps(low, value, axes, m_group, raxes) -> RowTaps | None:
+    """The row taps of a conv whose pixels are read from a padded copy at an index
+    a * row + b * tap + c in one dimension (a, b > 0; `row` the outermost pixel axis, `tap`
+    one reduce axis): bounds(first, last) gives the first and last tap that reads an image
+    row, not padding, for some row in [first, last], clipped to the tap's extent. None where
+    the read is not like that."""
     if not _plain_load(value):
         return None
     plan = next((p for p in low.pads.values() if p.buffer is value.tensor), None)
@@ -571,7 +578,7 @@ def _row_taps(low, value, axes, m_group, raxes):
             return (_maximum(low_tap, Const(0, "int64")), minimum(high_tap, Const(extent - 1, "int64")))
         rows = row.extent
         reads = sum(1 for o in range(rows) for t in range(extent) if lo <= a * o + b * t + c < lo + n)
-        return q, bounds, 1.0 - reads / (rows * extent)
+        return RowTaps(q, bounds, 1.0 - reads / (rows * extent))
     return None
 
 
