@@ -55,7 +55,7 @@ def pin_threads() -> bool:
 def tile_epilogue() -> bool:
     """AUTOSCHED_TILE_EPILOGUE alone: read when a micro-kernel stage is lowered. On by default:
     bias and relu epilogues run on each tile in registers (schedules/tile_epilogue.py); 0
-    keeps the pass over each finished block, to compare the two (benchmarks/tile_epilogue.py)."""
+    keeps the pass over each finished block, to compare the two (benchmarks/option_ab.py)."""
     return _flag("AUTOSCHED_TILE_EPILOGUE", True)
 
 
