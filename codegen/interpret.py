@@ -18,7 +18,7 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, dir
     """What codegen.simd.outer_product_kernel computes, in numpy (float32 accumulation)."""
     import numpy as np
 
-    from .simd import check_tile_epilogue
+    from .simd_finish import check_tile_epilogue
     cols = vecs * lanes
     operands = check_tile_epilogue(epilogue) if epilogue is not None else 0
 

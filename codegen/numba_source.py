@@ -147,11 +147,11 @@ class _Printer:
                         self.name(s.c), self.expr(s.c_off), self.expr(s.ldc), self.expr(s.kc)]
                 if not isinstance(s.accumulate, bool):
                     args.append(self.expr(s.accumulate))
-                if s.epilogue is not None:
+                if s.epilogue is not None:  # apply, then the transposed output, then the operands
                     args.append(self.expr(s.apply))
-                if s.transposed_out is not None:
-                    args += [self.name(s.transposed_out), self.expr(s.transposed_off), self.expr(s.transposed_ld)]
-                if s.epilogue is not None:
+                    if s.transposed_out is not None:
+                        args += [self.name(s.transposed_out), self.expr(s.transposed_off),
+                                 self.expr(s.transposed_ld)]
                     for buf, off in s.epilogue_operands:
                         args += [self.name(buf), self.expr(off)]
                 self.lines.append(f"{pad}{microkernel_name(s)}({', '.join(args)})")

@@ -147,7 +147,7 @@ class MicroKernel:
     a_rows: Buffer | None = None
     a_ks: Buffer | None = None
     a_ks_off: Expr | None = None
-    # An in-register epilogue (codegen.simd.check_tile_epilogue): applied to the finished
+    # An in-register epilogue (codegen.simd_finish.check_tile_epilogue): applied to the finished
     # values when `apply` holds, reading operand k from buffer epilogue_operands[k][0] at
     # flat offset epilogue_operands[k][1] (the tile's first point).
     epilogue: tuple | None = None
@@ -297,6 +297,13 @@ def minimum(a, b) -> Expr:
     if is_const(a) and is_const(b):
         return Const(min(a.value, b.value), "int64")
     return Binary("minimum", a, b)
+
+
+def maximum(a, b) -> Expr:
+    a, b = c(a), c(b)
+    if is_const(a) and is_const(b):
+        return Const(max(a.value, b.value), "int64")
+    return Binary("maximum", a, b)
 
 
 def fmt(e: Expr) -> str:

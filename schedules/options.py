@@ -13,6 +13,8 @@ class Options:
     num_threads: int | None  # AUTOSCHED_NUM_THREADS caps the threads of parallel kernels
     pin_threads: bool      # AUTOSCHED_PIN_THREADS=1 pins each kernel worker thread to a core
     tile_epilogue: bool    # AUTOSCHED_TILE_EPILOGUE=0 runs micro-kernel epilogues as a block pass
+    pad_rows: bool         # AUTOSCHED_PAD_ROWS=0 splits every padded copy over channels
+    skip_padding_taps: bool  # AUTOSCHED_SKIP_PADDING_TAPS=0 runs every tap of swapped conv tiles
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -40,7 +42,8 @@ def options() -> Options:
         xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         cache = Path(xdg) / "autosched"
     return Options(cache_dir=cache, disk_cache=_flag("AUTOSCHED_DISK_CACHE", True),
-                   num_threads=num_threads(), pin_threads=pin_threads(), tile_epilogue=tile_epilogue())
+                   num_threads=num_threads(), pin_threads=pin_threads(), tile_epilogue=tile_epilogue(),
+                   pad_rows=pad_rows(), skip_padding_taps=skip_padding_taps())
 
 
 def pin_threads() -> bool:

@@ -5,22 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .bounds import affine_coefficient as _coefficient
-from .bounds import interval
 from .contraction import find_contraction
+from .direct_reads import MIN_SKIPPED_TAPS, direct_offsets, flat_index, plain_load, row_taps
 from .errors import ScheduleError
-from .expr import Binary, Const, Load, Select, Var, substitute, walk
+from .expr import Binary, Const, Load, Select, Var, walk
 from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, TransposeCopy, VectorCopy,
-                       add, ceildiv, flat_offset, floordiv, is_const, minimum, mod, mul, sub)
+                       add, ceildiv, floordiv, is_const, maximum, minimum, mod, mul, sub)
 from .options import skip_padding_taps, tile_epilogue
 from .tile_epilogue import plan_tile_epilogue, transposed_target
 
-
-# Swapped conv tiles skip the row taps that read padding where those are at least this share
-# of the reduction. Skipping puts the row tap first in k, so consecutive k steps read other
-# channels' planes instead of neighbouring taps, which costs where planes are large: 64x56x56
-# (1.2% of taps in padding) took 1.008x as long, 128x28x28 (2.4%) 0.995x, 256x14x14 (4.8%)
-# 0.978x and 512x7x7 (9.5%) 0.919x (tuned configs, 9 interleaved rounds, 2026-12-05).
-MIN_SKIPPED_TAPS = 0.04
 
 # Strided panel rows up to this stride are copied by vector loads and shuffles (a stride-s
 # copy loads s vectors per output vector); wider ones go value by value.
@@ -49,12 +42,6 @@ class MicroKernelPlan:
     @property
     def cols(self) -> int:
         return self.vecs * self.lanes
-
-
-def _maximum(a, b):
-    if is_const(a) and is_const(b):
-        return Const(max(a.value, b.value), "int64")
-    return Binary("maximum", a, b)
 
 
 def _and(*conds):
@@ -86,16 +73,10 @@ def _decode(flat, axes, positions) -> list:
     return out
 
 
-def _plain_load(value) -> bool:
-    """A float32 load from a buffer of constant shape, addressable as flat C-contiguous data."""
-    return (isinstance(value, Load) and isinstance(value.tensor, Buffer) and value.tensor.dtype == "float32"
-            and bool(value.indices) and all(isinstance(d, int) for d in value.tensor.shape))
-
-
 def _load_stride(value, var) -> int:
     """The elements a plain load's address moves per step of var when var is only in its
     last index (a positive coefficient), else 0."""
-    if not _plain_load(value):
+    if not plain_load(value):
         return 0
     *outer, last = value.indices
     step = _coefficient(last, var)
@@ -108,14 +89,9 @@ def _row_runs(seg, off, start, count, extent, seg_lo, seg_hi):
     count, and the assignments giving run `seg` its offsets [seg_lo, seg_hi) from start.
     Each run is decoded once and then stepped."""
     ext = Const(extent, "int64")
-    bounds = [Assign(seg_lo, _maximum(Const(0, "int64"), sub(mul(seg, ext), off))),
+    bounds = [Assign(seg_lo, maximum(Const(0, "int64"), sub(mul(seg, ext), off))),
               Assign(seg_hi, minimum(count, sub(mul(add(seg, 1), ext), off)))]
     return Assign(off, mod(start, ext)), ceildiv(add(off, count), ext), bounds
-
-
-def _flat_index(load):
-    """The element offset of a load in its C-contiguous buffer."""
-    return flat_offset(load.tensor.shape, load.indices)
 
 
 def _k_inner(expr, reduce_axes) -> bool:
@@ -144,7 +120,7 @@ def emit_microkernel(low, st, tail) -> list:
     R, C, lanes = plan.rows, plan.cols, plan.lanes
     axes, raxes = st.axis, st.reduce_axis
     a_value = low._resolve(con.a, {})
-    taps = (_row_taps(low, a_value, axes, con.m, raxes)
+    taps = (row_taps(low, a_value, axes, con.m, raxes)
             if plan.transposed and plan.direct and _constant_input(low, con.b) is not None
             and _constant_input(low, con.a) is None and skip_padding_taps() else None)
     if taps is not None and taps.padding_share < MIN_SKIPPED_TAPS:
@@ -178,8 +154,8 @@ def emit_microkernel(low, st, tail) -> list:
         pro.append(Assign(v, value))
         return v
     mpan, npan = ceildiv(Mt, R), ceildiv(Nt, C)
-    mc = hoist("mc", mul(_maximum(floordiv(plan.mc, R), Const(1, "int64")), R))
-    nc = hoist("nc", mul(_maximum(floordiv(plan.nc, C), Const(1, "int64")), C))
+    mc = hoist("mc", mul(maximum(floordiv(plan.mc, R), Const(1, "int64")), R))
+    nc = hoist("nc", mul(maximum(floordiv(plan.nc, C), Const(1, "int64")), C))
     kc_value = minimum(plan.kc, Kt)
     kc = hoist("kc", kc_value)
     pm = hoist("pm", minimum(plan.parts_m, mpan))
@@ -240,7 +216,7 @@ def emit_microkernel(low, st, tail) -> list:
                 # A run of the operand (every stride-th value: a strided conv's pixels): one
                 # vector copy, no per-value indexing (the innermost axis holds the panel's
                 # first position here).
-                return VectorCopy(buf, row_off, v.tensor, _flat_index(v), width, stride)
+                return VectorCopy(buf, row_off, v.tensor, flat_index(v), width, stride)
             if fast:  # the panel lies in one row of the innermost axis: no div/mod per lane
                 at_lane = [Assign(axes[group[-1]], add(row_base, lane))]
                 return For(lane, Const(width, "int64"), "serial", tuple(at_lane) + (Store(buf, (idx,), v),))
@@ -284,7 +260,7 @@ def emit_microkernel(low, st, tail) -> list:
                 at_off, count, bounds = _row_runs(seg, off, first, Const(width, "int64"), inner_ext,
                                                   seg_lo, seg_hi)
                 head = bounds + [Assign(flat, add(first, seg_lo))] + _decode(flat, axes, list(group))
-                copy = VectorCopy(buf, add(row_off, seg_lo), value.tensor, _flat_index(value),
+                copy = VectorCopy(buf, add(row_off, seg_lo), value.tensor, flat_index(value),
                                   min(width, inner_ext), run_stride, sub(seg_hi, seg_lo))
                 return (at_off, For(seg, count, "serial", tuple(head) + (
                     For(kk, kcur, "serial", tuple(k_assign) + (copy,)),)))
@@ -312,9 +288,9 @@ def emit_microkernel(low, st, tail) -> list:
         statements packing the whole panel with 8x8 register transposes, then the k % 8 tail
         row by row (`rows` builds the row-by-row loop). None if the operand is not such a
         load or the panel is not a multiple of 8 wide."""
-        if width % 8 or not _plain_load(value):
+        if width % 8 or not plain_load(value):
             return None
-        offset = _flat_index(value)
+        offset = flat_index(value)
         ld = _coefficient(offset, lane_axis)
         stride = 1
         for r in reversed(raxes):
@@ -332,7 +308,7 @@ def emit_microkernel(low, st, tail) -> list:
 
     pack_b = (pack(bpack, con.b, C, jpan, ncur, j0, nflat, con.n, jp, jj),)
     apan = nm.var("apan", "index")
-    unpacked = (_direct_offsets(a_value, axes, con.m, raxes)
+    unpacked = (direct_offsets(a_value, axes, con.m, raxes)
                 if plan.direct and _constant_input(low, con.a) is None else None)
     direct_setup, row_table = (), None
     if unpacked is None:
@@ -416,9 +392,9 @@ def emit_microkernel(low, st, tail) -> list:
         final = floordiv(sub(minimum(add(i, R), add(i0, mcur)), Const(1, "int64")), Const(inner, "int64"))
         r_lo, r_hi = taps.bounds(first, final)
         per_tap = Const(Kt // raxes[0].extent, "int64")
-        tile_head = (Assign(k_lo, mul(r_lo, per_tap)), Assign(k_hi, _maximum(k_lo, mul(add(r_hi, 1), per_tap))),
-                     Assign(k_start, _maximum(p0, k_lo)),
-                     Assign(k_count, _maximum(Const(0, "int64"), sub(minimum(add(p0, kcur), k_hi), k_start))))
+        tile_head = (Assign(k_lo, mul(r_lo, per_tap)), Assign(k_hi, maximum(k_lo, mul(add(r_hi, 1), per_tap))),
+                     Assign(k_start, maximum(p0, k_lo)),
+                     Assign(k_count, maximum(Const(0, "int64"), sub(minimum(add(p0, kcur), k_hi), k_start))))
         later = Binary("gt", minimum(p0, k_hi), k_lo)
         b_off = add(b_off, mul(sub(k_start, p0), Const(C, "int64")))
         run_tile = Binary("or", Binary("gt", k_count, Const(0, "int64")), last)
@@ -536,72 +512,10 @@ def emit_microkernel(low, st, tail) -> list:
     return pro + [For(t, parts, "parallel", tuple(part_body))]
 
 
-@dataclass(frozen=True)
-class RowTaps:
-    """The reduce axis whose taps move a conv's reads across image rows (see _row_taps)."""
-    position: int          # among the stage's reduce axes
-    bounds: object         # (first row, last row) Exprs -> (first tap, last tap) Exprs
-    padding_share: float   # of all (output row, tap) pairs, those that read padding
-
-
-def _row_taps(low, value, axes, m_group, raxes) -> RowTaps | None:
-    """The row taps of a conv whose pixels are read from a padded copy at an index
-    a * row + b * tap + c in one dimension (a, b > 0; `row` the outermost pixel axis, `tap`
-    one reduce axis): bounds(first, last) gives the first and last tap that reads an image
-    row, not padding, for some row in [first, last], clipped to the tap's extent. None where
-    the read is not like that."""
-    if not _plain_load(value):
-        return None
-    plan = next((p for p in low.pads.values() if p.buffer is value.tensor), None)
-    if plan is None:
-        return None
-    row = axes[m_group[0]]
-    for d, index in enumerate(value.indices):
-        a = _coefficient(index, row)
-        steps = [_coefficient(index, r) for r in raxes]
-        others = [_coefficient(index, ax) for ax in axes if ax is not row]
-        if not a or a < 0 or None in steps or None in others or any(others) \
-                or sum(1 for b in steps if b) != 1:
-            continue
-        q = next(k for k, b in enumerate(steps) if b)
-        b = steps[q]
-        rest = interval(substitute(index, {row: Const(0, "int64"), raxes[q]: Const(0, "int64")}), {})
-        if b < 0 or rest is None or rest[0] != rest[1]:
-            continue
-        # An image row of the copy: lo <= index < lo + n (the input's extent, past its margin).
-        c, lo, n, extent = rest[0], plan.lo[d], plan.tensor.shape[d], raxes[q].extent
-
-        def bounds(first, last, a=a, b=b, c=c, lo=lo, n=n, extent=extent):
-            low_tap = floordiv(sub(Const(lo - c + b - 1, "int64"), mul(last, Const(a, "int64"))), Const(b, "int64"))
-            high_tap = floordiv(sub(Const(lo + n - 1 - c, "int64"), mul(first, Const(a, "int64"))),
-                                Const(b, "int64"))
-            return (_maximum(low_tap, Const(0, "int64")), minimum(high_tap, Const(extent - 1, "int64")))
-        rows = row.extent
-        reads = sum(1 for o in range(rows) for t in range(extent) if lo <= a * o + b * t + c < lo + n)
-        return RowTaps(q, bounds, 1.0 - reads / (rows * extent))
-    return None
-
-
-def _direct_offsets(value, axes, m_group, raxes):
-    """(row offset, k offset) with value at (m, k) = its buffer's flat data[row + k offset],
-    when value is a plain load whose flat offset is affine in the M axes and the reduce axes:
-    the row offset reads the stage axes (M and batch), the k offset only the reduce axes.
-    None when it is not such a load."""
-    if not _plain_load(value):
-        return None
-    flat = _flat_index(value)
-    if any(_coefficient(flat, v) is None for v in [axes[d] for d in m_group] + list(raxes)):
-        return None
-    zero = Const(0, "int64")
-    k_off = substitute(flat, {ax: zero for ax in axes})
-    origin = substitute(k_off, {r: zero for r in raxes})
-    return sub(substitute(flat, {r: zero for r in raxes}), origin), k_off
-
-
 def _constant_input(low, expr):
     """The name of the constant input that a micro-kernel operand reads directly, else None."""
     value = low._resolve(expr, {})
-    if _plain_load(value) and value.tensor.role == "input" and value.tensor.name in low.constants:
+    if plain_load(value) and value.tensor.role == "input" and value.tensor.name in low.constants:
         return value.tensor.name
     return None
 

@@ -10,7 +10,7 @@ from .expr import Binary, Const, Load, Var, substitute, walk
 from .loopnest import Assign, Buffer, Scalar, Store, add, flat_offset, mul
 
 # Expression ops an in-register epilogue can apply, by their name in a tile-epilogue program
-# (codegen.simd.TILE_EPILOGUE_OPS; "rsub" is operand - value).
+# (codegen.simd_finish.TILE_EPILOGUE_OPS; "rsub" is operand - value).
 _STEP_OPS = {"add": "add", "sub": "sub", "mul": "mul", "maximum": "max", "minimum": "min"}
 
 
@@ -19,7 +19,7 @@ class TileEpilogue:
     """An epilogue as steps value = op(value, operand), with operands a constant, a value per
     tile row (a conv's bias per filter) or a contiguous run along the tile's columns (a dense
     layer's bias). `operands[k]` is (buffer, flat offset of operand k at the tile's first point
-    (rows i.., columns j..)); `program` is codegen.simd's form of the steps. `out` is the
+    (rows i.., columns j..)); `program` is codegen.simd_finish's form of the steps. `out` is the
     buffer the finished values go to, at the stage's axes."""
     program: tuple
     operands: tuple

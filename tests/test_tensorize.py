@@ -451,7 +451,7 @@ def test_compiled_unpacked_pixels_match_the_reference(size, stride, padding, row
 def test_packing_stays_where_the_rows_operand_is_a_bound_weight_or_not_affine():
     from schedules.expr import Binary, Const, Load, Var
     from schedules.loopnest import Buffer
-    from schedules.tensorize import _direct_offsets
+    from schedules.direct_reads import direct_offsets as _direct_offsets
     # Swapped dense: the rows are the weight's, packed once at bind time instead.
     op = ops.dense(37, 9, 70, bias=True)
     cfg = _micro(op, "matmul", 6, 2, 8, 24, 64, 256, 2, 1, "kn", True)

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from codegen import build
 from codegen.interpret import python_outer_product
-from codegen.simd import check_tile_epilogue, outer_product_kernel
+from codegen.simd import outer_product_kernel
+from codegen.simd_finish import check_tile_epilogue
 from helpers import assert_matches, avx2_cpu
 from schedules import ops, te
 from schedules.loopnest import For, If, MicroKernel
