@@ -203,6 +203,8 @@ class _Lowering:
                 if plan.try_widen(node, ranges):
                     self.pads[key] = plan
                     plan.direct_readers_only &= st.microkernel is not None and st.microkernel.direct
+                    if plan.reader_parts_m is None and st.microkernel is not None:
+                        plan.reader_parts_m = st.microkernel.parts_m
                     return padding.padded_read(plan, node)
                 value = node
             else:

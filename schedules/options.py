@@ -64,7 +64,7 @@ def tile_epilogue() -> bool:
 
 def pad_rows() -> bool:
     """AUTOSCHED_PAD_ROWS alone: read when a padded copy is planned. On by default: a copy only
-    micro-kernels read unpacked is split between threads over image rows, as they split
+    micro-kernels read unpacked is split between threads over image rows where they split
     pixels (schedules/padding.py); 0 splits it over channels as every other copy is, to
     compare (benchmarks/option_ab.py)."""
     return _flag("AUTOSCHED_PAD_ROWS", True)

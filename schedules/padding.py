@@ -10,16 +10,12 @@ from __future__ import annotations
 import math
 
 from .bounds import interval
-from .expr import Const, Load, rebuild
-from .loopnest import Buffer, Fill, For, If, Store, add
+from .expr import Binary, Const, Load, rebuild
+from .loopnest import Buffer, Fill, For, If, Store, add, is_const
 from .options import pad_rows
 
 # A padded copy may hold at most this many times the input's elements; beyond, reads stay guarded.
 MAX_GROWTH = 4.0
-# A copy split over image rows needs rows of at least this many bytes: where two threads' row
-# ranges meet, each channel has a cache line both write, and on 9- to 16-float rows (512x7x7,
-# 256x14x14) those shared lines cost 1-1.5% of the conv (2026-12-05).
-MIN_ROW_BYTES = 128
 _ITEM_BYTES = {"float32": 4, "int32": 4, "float64": 8}
 
 
@@ -33,9 +29,10 @@ class PadPlan:
         self.hi = [0] * tensor.ndim
         self.buffer = None
         # Whether every reader is a micro-kernel reading its pixels unpacked from the copy, tap
-        # by tap: split over the output's pixels, it wants the pad step split over image rows
-        # to match (see finalize).
+        # by tap, and the first one's parts_m (an int or a runtime knob): when it splits the
+        # output's pixels between threads, the pad step is split over image rows to match.
         self.direct_readers_only = True
+        self.reader_parts_m = None
 
     def try_widen(self, load: Load, ranges: dict) -> bool:
         lo, hi = list(self.lo), list(self.hi)
@@ -67,25 +64,59 @@ def finalize(plans, source_buffers: dict, unique) -> tuple:
         value = Const(plan.default if t.dtype.startswith("float") else int(plan.default), t.dtype)
         source = source_buffers[id(t)]
         margins = [d for d in range(t.ndim) if plan.lo[d] or plan.hi[d]]
-        row_bytes = math.prod(shape[margins[0] + 1:]) * _ITEM_BYTES.get(t.dtype, 4) if margins else 0
-        if plan.direct_readers_only and margins and shape[margins[0]] > 1 and row_bytes >= MIN_ROW_BYTES \
-                and pad_rows():
-            stmts.extend(_rows_of_margin_axis(plan, shape, value, source, margins[0]))
-        else:
+        by_rows = _split_by_rows(plan, shape, margins)
+        if by_rows is None:
             stmts.extend(_fill_and_copy(plan, shape, value, source))
+        elif is_const(by_rows):
+            stmts.extend(_rows_of_margin_axis(plan, shape, value, source, margins[0]) if by_rows.value
+                         else _fill_and_copy(plan, shape, value, source))
+        else:
+            stmts.append(_rows_or_channels(plan, shape, value, source, margins[0], by_rows))
     return buffers, stmts
 
 
-def _rows_of_margin_axis(plan, shape: tuple, value, source, axis: int) -> list:
+def _split_by_rows(plan, shape: tuple, margins: list):
+    """None where the copy is split over channels; else a condition, constant or on runtime
+    knobs, for splitting it over the padded rows of its outermost margin axis: that the
+    micro-kernel reading it splits the output's pixels (parts_m) between threads. Then each
+    thread reads the rows it wrote; split over channels, half of every tile's input came from
+    the other core (conv 128x28x28 3x3 at its tuned parts_m 2: rows 0.972-0.984 of channels'
+    time, 3 processes of 7 alternating rounds; 256x14x14 at parts_m 4: 0.989-1.004). A reader
+    splitting filters reads every row on every thread, and rows would only add the cache
+    line both threads write where their rows meet, in each channel (512x7x7 at parts_m 1:
+    1.018)."""
+    if not (plan.direct_readers_only and margins and shape[margins[0]] > 1 and pad_rows()):
+        return None
+    parts_m = plan.reader_parts_m if plan.reader_parts_m is not None else Const(1, "int64")
+    if is_const(parts_m):
+        return Const(int(parts_m.value) >= 2, "bool")
+    return Binary("ge", parts_m, Const(2, "int64"))
+
+
+def _rows_or_channels(plan, shape: tuple, value, source, axis: int, by_rows) -> For:
+    """One parallel pad step that is split over rows where `by_rows` holds at run time and over
+    channels otherwise, so that the choice can follow a runtime knob."""
+    from .expr import Select, Unary, Var
+    slab = Var(f"{plan.buffer.name}_slab", None, "loop")
+    (rows,) = _rows_of_margin_axis(plan, shape, value, source, axis, slab)
+    channels = _fill_and_copy(plan, shape, value, source, slab)
+    if len(channels) != 1:  # a Fill first: no axis outside the margins to split over
+        return rows
+    (channels,) = channels
+    return For(slab, Select(by_rows, rows.extent, channels.extent), "parallel",
+               (If(by_rows, rows.body), If(Unary("not", by_rows), channels.body)))
+
+
+def _rows_of_margin_axis(plan, shape: tuple, value, source, axis: int, row=None) -> list:
     """The pad step parallel over the padded extent of its outermost margin axis (an NCHW
     image's rows): each index fills its slab with the default, then copies the slab's
     interior while it is in cache. A micro-kernel splitting a conv's pixels between threads
     then reads the rows its own thread wrote: split by channels, half of every tile's input
     came from the other core's cache (64x56x56 3x3: 1.356 -> 1.235 ms, 9 rounds in one
     process; the 7x7 stride-2 stem on swapped tiles, 3 channels split 2:1: 1.240 -> 1.130)."""
-    from .expr import Binary, Var
+    from .expr import Var
     t = plan.tensor
-    row = Var(f"{plan.buffer.name}_{axis}", None, "loop")
+    row = Var(f"{plan.buffer.name}_{axis}", None, "loop") if row is None else row
     others = [d for d in range(t.ndim) if d != axis]
     fill_vars = {d: Var(f"{plan.buffer.name}_f{d}", None, "loop") for d in others}
     copy_vars = {d: Var(f"{plan.buffer.name}_{d}", None, "loop") for d in others}
@@ -101,7 +132,7 @@ def _rows_of_margin_axis(plan, shape: tuple, value, source, axis: int) -> list:
     return [For(row, Const(shape[axis], "int64"), "parallel", (fill, If(inside, (copy,))))]
 
 
-def _fill_and_copy(plan, shape: tuple, value, source) -> list:
+def _fill_and_copy(plan, shape: tuple, value, source, par_var=None) -> list:
     """The pad step, parallel over an outer axis with more than one index (batch 1 would leave
     every thread but one idle). When that axis is outside every margin (NCHW's channels), each
     of its slices is a contiguous block, filled with the default and then given its interior
@@ -112,6 +143,8 @@ def _fill_and_copy(plan, shape: tuple, value, source) -> list:
     margins = [d for d in range(t.ndim) if plan.lo[d] or plan.hi[d]]
     outer = margins[0] if margins else t.ndim
     par = next((d for d in range(t.ndim) if t.shape[d] > 1), 0)
+    if par_var is not None:
+        loops[par] = par_var
     rest = [d for d in range(t.ndim) if d != par]
     copy = Store(plan.buffer, tuple(add(v, a) for v, a in zip(loops, plan.lo)), Load(source, tuple(loops)))
     for d in reversed(rest):

@@ -489,18 +489,25 @@ def test_deep_k_blocks_are_offered_only_for_long_reductions(depth, deep):
         assert_matches(op, build(op, avx2_cpu(), cfg, jit=False)(*inputs), ref, f"kc {kc}")
 
 
-@pytest.mark.parametrize("width,transposed,split", [(30, True, "rows"), (30, False, "channels"),
-                                                    (13, True, "channels")])
-def test_a_conv_reading_pixels_unpacked_pads_its_input_split_over_image_rows(width, transposed, split):
-    """Swapped conv tiles read their pixels unpacked from the padded copy and split them
-    between threads, so the copy is split over its 9 padded image rows (when a row holds at
-    least 128 bytes: 32 floats at width 30); packed pixels and narrow rows keep the split over
-    the 6 channels. Either way every margin is filled (the interpreter starts scratch as NaN)."""
+@pytest.mark.parametrize("width,transposed,parts_m,split", [
+    (30, True, 2, "rows"), (13, True, 4, "rows"), (30, True, 1, "channels"), (30, False, 2, "channels")])
+def test_a_conv_reading_pixels_unpacked_pads_its_input_split_as_its_tiles_split_pixels(width, transposed,
+                                                                                       parts_m, split):
+    """Swapped conv tiles read their pixels unpacked from the padded copy. Where they split the
+    pixels between threads (parts_m 2 or more), the copy is split over its 9 padded image rows,
+    however narrow; where they split filters (parts_m 1), and for packed pixels, over the 6
+    channels. parts_m is a runtime knob: one compiled kernel makes the choice at run time.
+    Either way every margin is filled (the interpreter starts scratch as NaN)."""
     op = ops.conv2d(1, 6, 7, width, 16, 3, 3, padding=1, bias=True, activation="relu")
-    config = _micro(op, "conv2d", 4, 1, 8, 24, 64, 256, 2, 1, transposed=transposed)
+    config = _micro(op, "conv2d", 4, 1, 8, 24, 64, 256, parts_m, 1, transposed=transposed)
     assert config["conv2d.mk_transposed"] is transposed
     kernel = build(op, avx2_cpu(), config, jit=False)
-    pad_step = next(e for _, e in kernel.steps if e is not None)
-    assert pad_step == {"rows": 9, "channels": 6}[split]
+    pad_step = next(k for k, (_, e) in enumerate(kernel.steps) if e is not None)
+    assert kernel.steps[pad_step][1] == {"rows": 9, "channels": 6}[split]
+    other = build(op, avx2_cpu(), config.replace(**{"conv2d.parts_m": 3 - min(parts_m, 2)}), jit=False)
+    assert other.source == kernel.source
+    if transposed:
+        assert other.steps[pad_step][1] == {"rows": 6, "channels": 9}[split]
     inputs = op.random_inputs(3)
     assert_matches(op, kernel(*inputs), op.reference(*inputs))
+    assert_matches(op, other(*inputs), op.reference(*inputs))
