@@ -65,7 +65,9 @@ def finalize(plans, source_buffers: dict, unique) -> tuple:
         source = source_buffers[id(t)]
         margins = [d for d in range(t.ndim) if plan.lo[d] or plan.hi[d]]
         by_rows = _split_by_rows(plan, shape, margins)
-        if by_rows is None:
+        if t.dtype == "float32" and margins and t.ndim > 1:
+            stmts.append(_by_lines(plan, shape, value, source, margins[0], by_rows))
+        elif by_rows is None:
             stmts.extend(_fill_and_copy(plan, shape, value, source))
         elif is_const(by_rows):
             stmts.extend(_rows_of_margin_axis(plan, shape, value, source, margins[0]) if by_rows.value
@@ -73,6 +75,61 @@ def finalize(plans, source_buffers: dict, unique) -> tuple:
         else:
             stmts.append(_rows_or_channels(plan, shape, value, source, margins[0], by_rows))
     return buffers, stmts
+
+
+def _by_lines(plan, shape: tuple, value, source, row_axis: int, by_rows) -> For:
+    """A float32 pad step that writes each element once: every line of the copy (a run along
+    its last axis) inside the margins of the other axes gets its low margin, then the input's
+    line by vector copy, then its high margin; every other line is filled with the default.
+    Elementwise, LLVM vectorized neither the fill nor the copy (64x56x56's 0.86 MB pad step:
+    0.043 ms). Parallel over the padded rows (`row_axis`) where `by_rows` holds, else over
+    the first axis with more than one index (channels, at batch 1)."""
+    from .expr import Select, Unary, Var
+    t = plan.tensor
+    par = next((d for d in range(t.ndim) if t.shape[d] > 1), 0)
+    if par == t.ndim - 1:  # only the lines' own axis has more than one index
+        par = 0
+    slab = Var(f"{plan.buffer.name}_slab", None, "loop")
+    rows_body = _lines_of_slab(plan, shape, value, source, row_axis, slab)
+    if by_rows is None or (is_const(by_rows) and not by_rows.value) or row_axis == t.ndim - 1:
+        return For(slab, Const(shape[par], "int64"), "parallel", _lines_of_slab(plan, shape, value, source, par, slab))
+    if is_const(by_rows) or par == row_axis:
+        return For(slab, Const(shape[row_axis], "int64"), "parallel", rows_body)
+    channels_body = _lines_of_slab(plan, shape, value, source, par, slab)
+    return For(slab, Select(by_rows, Const(shape[row_axis], "int64"), Const(shape[par], "int64")), "parallel",
+               (If(by_rows, rows_body), If(Unary("not", by_rows), channels_body)))
+
+
+def _lines_of_slab(plan, shape: tuple, value, source, axis: int, slab) -> tuple:
+    """The statements writing every line of the copy whose index on `axis` is `slab`."""
+    from .expr import Unary, Var
+    from .loopnest import VectorCopy, flat_offset
+    t, buf, last = plan.tensor, plan.buffer, plan.tensor.ndim - 1
+    name = buf.name
+    index = {d: slab if d == axis else Var(f"{name}_{d}", None, "loop") for d in range(last)}
+    inside = None
+    for d in range(last):
+        if plan.lo[d] or plan.hi[d]:
+            cond = Binary("and", Binary("ge", index[d], Const(plan.lo[d], "int64")),
+                          Binary("lt", index[d], Const(plan.lo[d] + t.shape[d], "int64")))
+            inside = cond if inside is None else Binary("and", inside, cond)
+    x = Var(f"{name}_x", None, "loop")
+    head = tuple(index[d] for d in range(last))
+
+    def fill(start, count):
+        at = add(x, Const(start, "int64"))
+        return For(x, Const(count, "int64"), "serial", (Store(buf, head + (at,), value),))
+    width = t.shape[last]
+    src = flat_offset(t.shape, tuple(add(index[d], Const(-plan.lo[d], "int64")) for d in range(last)) + (0,))
+    dst = flat_offset(shape, head + (Const(plan.lo[last], "int64"),))
+    copy = VectorCopy(buf, dst, source, src, width, 1, None if width % 8 == 0 else Const(width, "int64"))
+    line = tuple(s for s in (fill(0, plan.lo[last]) if plan.lo[last] else None, copy,
+                             fill(plan.lo[last] + width, plan.hi[last]) if plan.hi[last] else None) if s)
+    body = line if inside is None else (If(inside, line), If(Unary("not", inside), (fill(0, shape[last]),)))
+    for d in reversed(range(last)):
+        if d != axis:
+            body = (For(index[d], Const(shape[d], "int64"), "serial", body),)
+    return body
 
 
 def _split_by_rows(plan, shape: tuple, margins: list):

@@ -153,6 +153,6 @@ def test_padded_copies_run_in_parallel_over_an_axis_without_margins(layout):
     tiled = dict(op.space("cpu").default()) | {"depthwise_conv2d.kernel": "tiled"}
     kernel = build(op, "cpu", tiled, jit=False)  # scratch starts as NaN: an unfilled margin shows up
     pad_step_extent = next(e for _, e in kernel.steps if e is not None)
-    assert pad_step_extent == (6 if layout == "NCHW" else 7)  # channels, or rows: never batch 1
+    assert pad_step_extent == (6 if layout == "NCHW" else 9)  # channels, or padded rows: never batch 1
     x = op.random_inputs(0)
     np.testing.assert_allclose(kernel(*x), op.reference(*x), rtol=1e-4, atol=1e-4)
