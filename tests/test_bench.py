@@ -94,6 +94,46 @@ def test_bench_times_checks_stores_and_reports(tmp_path):
     assert table.count("\n") == 1 + len(report.rows) and "vs numpy" in table
 
 
+class _RecordingBaseline:
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+
+    def prepare(self, workload, op, inputs, threads):
+        reference = op.reference(*inputs)
+        return lambda: (self.calls.append(self.name), reference)[1]
+
+
+def _blocks(calls):
+    """The runs of equal names in a call sequence, as (name, length)."""
+    blocks = []
+    for name in calls:
+        if blocks and blocks[-1][0] == name:
+            blocks[-1][1] += 1
+        else:
+            blocks.append([name, 1])
+    return [tuple(b) for b in blocks]
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_implementations_are_timed_in_interleaved_rounds(rounds):
+    """After one checked call each, every round times each implementation in turn, so a slow
+    moment of the machine falls on all of them alike."""
+    calls = []
+    impls = (_RecordingBaseline("a", calls), _RecordingBaseline("b", calls))
+    report = run_bench([(Workload("softmax", {"M": 4, "N": 32}), 0)], None, trials=0, seconds=0.03,
+                       pause=0.0, progress=False, log=lambda *_: None, baselines=impls, rounds=rounds)
+    blocks = _blocks(calls)
+    assert blocks[:2] == [("a", 1), ("b", 1)]  # the correctness check
+    timed = blocks[2:]
+    assert [name for name, _ in timed] == ["a", "b"] * rounds
+    a, b = report.rows[0].baselines
+    # One warm-up call per round; every other call is a cost.
+    assert len(a.costs) == sum(n - 1 for name, n in timed if name == "a")
+    assert len(b.costs) == sum(n - 1 for name, n in timed if name == "b")
+    with pytest.raises(ValueError, match="rounds"):
+        run_bench([], None, trials=0, rounds=0, progress=False, log=lambda *_: None, baselines=())
+
+
 def test_bench_uses_the_tuned_record_when_there_is_one(tmp_path):
     from tuner import tune
     db = Database(str(tmp_path / "t.db"))
@@ -134,6 +174,9 @@ def test_bench_command_end_to_end(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tuner.cli", "bench", "--only", "nothing*", "--database", "none"],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "matches no workload" in bad.stderr
+    no_rounds = subprocess.run([sys.executable, "-m", "tuner.cli", "bench", "--rounds", "0", "--database", "none"],
+                               capture_output=True, text=True, timeout=600)
+    assert no_rounds.returncode == 1 and "--rounds must be >= 1" in no_rounds.stderr
 
 
 def test_bench_binds_the_weights_frameworks_hold_as_parameters(tmp_path):

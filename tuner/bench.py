@@ -120,11 +120,14 @@ def machine_facts(threads: int) -> dict:
 def run_bench(jobs, database, target="cpu", *, trials: int | None = None, seconds: float = 0.5,
               baselines=("numpy", "pytorch", "onnxruntime", "openvino"), strategy: str = "xgb",
               seed: int = 0, pause: float = 0.3, progress: bool = True, log=print,
-              suite_name: str = "default") -> BenchReport:
+              suite_name: str = "default", rounds: int = 3) -> BenchReport:
     """Time each (Workload, suite trials) in `jobs` against the baselines; store the run.
 
     trials=None uses each job's own budget; 0 never tunes (database records or defaults).
+    Each workload's implementations are timed in `rounds` interleaved rounds of seconds/rounds.
     """
+    if rounds < 1 or seconds <= 0:
+        raise ValueError(f"bench needs rounds >= 1 and seconds > 0, got rounds={rounds}, seconds={seconds}")
     from codegen.parallel import thread_count
     from codegen.peak import fp32_peak_gflops
     threads = thread_count()
@@ -138,7 +141,7 @@ def run_bench(jobs, database, target="cpu", *, trials: int | None = None, second
         label = label_of(workload)
         log(f"[{i}/{len(jobs)}] {label}")
         rows.append(_bench_one(workload, label, database, target, budget, seconds, impls, threads,
-                               strategy, seed, pause, progress, log))
+                               strategy, seed, pause, progress, log, rounds))
     # The machine is shared: a probe taken in a slow moment understates the peak and would
     # inflate "% of peak". Probe again at the end and keep the better of the two.
     peak = max(peak, fp32_peak_gflops(threads))
@@ -152,7 +155,7 @@ def run_bench(jobs, database, target="cpu", *, trials: int | None = None, second
 
 
 def _bench_one(workload, label, db, target, budget, seconds, impls, threads, strategy, seed, pause,
-               progress, log) -> BenchRow:
+               progress, log, rounds) -> BenchRow:
     import numpy as np
 
     from .commands import make_operator
@@ -168,20 +171,23 @@ def _bench_one(workload, label, db, target, budget, seconds, impls, threads, str
         kernel, free = kernel.bind_inputs(inputs, params)
         if kernel.packed:
             detail += f"; {', '.join(n for n, _ in kernel.loopnest.prepacked)} packed once"
-    timings = []
-    t_ours = _timed("autosched", lambda: kernel(*free), ref, seconds, pause, detail)
-    t_ours = dataclasses.replace(t_ours, config=kernel.config.to_json())
-    log(f"    autosched   {_ms(t_ours)}  {detail}")
+    runs = [("autosched", lambda: kernel(*free), detail)]
+    failed = {}
     for impl in impls:
         try:
             fn = impl.prepare(workload, op, [np.array(a) for a in inputs], threads)
         except BaselineUnavailable as exc:
-            timings.append(Timing(impl.name, None, (), str(exc)))
+            failed[impl.name] = Timing(impl.name, None, (), str(exc))
         except Exception as exc:  # a framework refusing a model is a result, not a crash
-            timings.append(Timing(impl.name, None, (), f"{impl.name} failed: {type(exc).__name__}: {exc}"))
+            failed[impl.name] = Timing(impl.name, None, (), f"{impl.name} failed: {type(exc).__name__}: {exc}")
         else:
-            timings.append(_timed(impl.name, fn, ref, seconds, pause, ""))
-        log(f"    {impl.name:<11} {_ms(timings[-1])}  {timings[-1].detail}")
+            runs.append((impl.name, fn, ""))
+    timed = _timed_in_rounds(runs, ref, seconds, pause, rounds, failed)
+    t_ours = dataclasses.replace(timed["autosched"], config=kernel.config.to_json())
+    log(f"    autosched   {_ms(t_ours)}  {detail}")
+    timings = [timed[impl.name] for impl in impls]
+    for t in timings:
+        log(f"    {t.implementation:<11} {_ms(t)}  {t.detail}")
     return BenchRow(label, workload, op.workload_key, op.flops(), t_ours, tuple(timings))
 
 
@@ -216,22 +222,39 @@ def _our_kernel(op, db, target, budget, strategy, seed, progress):
     return build(op, target), "default schedule (no tuned record)"
 
 
-def _timed(name, fn, ref, seconds, pause, detail) -> Timing:
+def _timed_in_rounds(runs, ref, seconds: float, pause: float, rounds: int, timed: dict) -> dict:
+    """{name: Timing} for each (name, fn, detail) in `runs`: checked against the reference once,
+    then timed in `rounds` rounds that each time every implementation in turn for seconds/rounds.
+    This machine changes speed every few seconds, and one implementation timed whole after
+    another could fall in a fast moment and the next in a slow one; interleaved, each sees the
+    same moments. Failures already in `timed` are kept."""
     import numpy as np
 
     from .timing import median, time_callable
     refs = ref if isinstance(ref, tuple) else (ref,)
-    got = fn()
-    got = got if isinstance(got, tuple) else (got,)
     scale = max(1.0, max(float(np.max(np.abs(r))) for r in refs))
-    for g, r in zip(got, refs):
-        g = np.asarray(g)
-        if g.shape != r.shape or not np.allclose(g, r, rtol=2e-3, atol=2e-3 * scale):
+    checked = []
+    for name, fn, detail in runs:
+        got = fn()
+        got = got if isinstance(got, tuple) else (got,)
+        wrong = [(np.asarray(g), r) for g, r in zip(got, refs) if np.asarray(g).shape != r.shape
+                 or not np.allclose(np.asarray(g), r, rtol=2e-3, atol=2e-3 * scale)]
+        if wrong:
+            g, r = wrong[0]
             err = float(np.max(np.abs(g - r))) if g.shape == r.shape else float("nan")
-            return Timing(name, None, (), f"wrong result (max abs error {err:.3g}); not timed")
-    time.sleep(pause)
-    costs = time_callable(fn, seconds)
-    return Timing(name, median(costs), tuple(costs), detail)
+            timed[name] = Timing(name, None, (), f"wrong result (max abs error {err:.3g}); not timed")
+        else:
+            checked.append((name, fn, detail))
+    costs = {name: [] for name, _, _ in checked}
+    for _ in range(rounds):
+        for name, fn, _ in checked:
+            # A framework's threads keep spinning for a while after its call (OpenBLAS's
+            # halved the next kernel's speed); they stop during the pause.
+            time.sleep(pause)
+            costs[name].extend(time_callable(fn, seconds / rounds))
+    for name, _, detail in checked:
+        timed[name] = Timing(name, median(costs[name]), tuple(costs[name]), detail)
+    return timed
 
 
 def format_table(report: BenchReport) -> str:

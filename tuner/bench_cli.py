@@ -30,7 +30,9 @@ def cmd_bench(args) -> int:
     if args.database != "none":
         from tuner import Database
         db = Database(args.database)
-    report = run_bench(jobs, db, args.target, trials=args.trials, seconds=args.seconds,
+    if args.rounds < 1:
+        raise UsageError(f"--rounds must be >= 1, got {args.rounds}")
+    report = run_bench(jobs, db, args.target, trials=args.trials, seconds=args.seconds, rounds=args.rounds,
                        baselines=baselines, strategy=args.strategy, seed=args.seed,
                        progress=not args.quiet, suite_name=name)
     print()
@@ -64,6 +66,8 @@ def add_bench_command(sub) -> None:
     b.add_argument("--baselines", help="comma-separated subset of numpy,pytorch,onnxruntime,openvino (default: all)")
     b.add_argument("--only", help="run only workloads whose label matches these ;-separated glob patterns")
     b.add_argument("--seconds", type=float, default=0.5, help="minimum timed seconds per implementation (default: 0.5)")
+    b.add_argument("--rounds", type=int, default=3,
+                   help="interleaved timing rounds, each of seconds/rounds per implementation (default: 3)")
     b.add_argument("--target", default="cpu", help="hardware target (default: cpu)")
     b.add_argument("--strategy", default="xgb", choices=("xgb", "tpe", "random"), help="search strategy when tuning")
     b.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
