@@ -69,3 +69,18 @@ def test_compiled_pad_steps_copy_whole_and_ragged_lines(layout, width, parts_m):
     out, padded = _padded_copy_after_a_call(kernel, op, inputs)
     np.testing.assert_array_equal(padded, _expected(inputs[0], op, layout, 1))
     assert_matches(op, out, op.reference(*inputs))
+
+
+@pytest.mark.parametrize("parts_m,extent", [(1, 6), (2, 9)])
+def test_a_schedule_with_fixed_parts_pads_as_its_tiles_split_with_no_runtime_choice(parts_m, extent):
+    """tensorize with plain ints: the split is decided when lowering, with no branch."""
+    from schedules import lower
+    from schedules.loopnest import For, If
+    from schedules.schedule import Schedule
+    op = ops.conv2d(1, 6, 7, 13, 16, 3, 3, padding=1)
+    sch = Schedule(op, avx2_cpu())
+    sch["conv2d"].tensorize(4, 1, 8, parts_m=parts_m, transposed=True, direct=True)
+    nest = lower(sch)
+    pad = next(s for s in nest.body if isinstance(s, For) and s.kind == "parallel")
+    assert pad.extent.value == extent
+    assert not any(isinstance(s, If) for s in pad.body)
