@@ -1,0 +1,76 @@
+"""The Winograd F(2x2, 3x3) probe kernel against the operator's reference: odd sizes, channel
+counts off the tile widths, with and without the relu, and the rows the probe applies to."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+from winograd_kernel import G, WinogradConv  # noqa: E402
+from winograd_probe import applies  # noqa: E402
+
+from schedules import ops  # noqa: E402
+
+
+def _reference(x, weight, bias, relu):
+    op = ops.conv2d(N=1, C=x.shape[0], H=x.shape[1], W=x.shape[2], K=weight.shape[0], R=3, S=3, padding=1,
+                    bias=True, activation="relu" if relu else None)
+    return op.reference(x[None], weight, bias)[0]
+
+
+@pytest.mark.parametrize("C,H,W,K,relu", [(3, 5, 7, 5, True), (16, 8, 8, 40, False), (1, 1, 1, 1, True),
+                                          (33, 6, 3, 33, False)])
+def test_matches_the_reference(C, H, W, K, relu):
+    rng = np.random.default_rng(C * 100 + H)
+    x = rng.standard_normal((C, H, W), dtype=np.float32)
+    weight = rng.standard_normal((K, C, 3, 3), dtype=np.float32)
+    bias = rng.standard_normal(K, dtype=np.float32)
+    got = WinogradConv(weight, bias, H, W, relu=relu)(x)
+    want = _reference(x, weight, bias, relu)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+    if not relu:
+        assert (got < 0).any()   # the relu really is off
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.integers(0, 2**32 - 1), st.floats(1e-3, 1e3))
+def test_any_input_matches_the_reference(seed, scale):
+    # one compiled kernel (odd height and width, K off the 32-wide panels), many inputs and weights
+    rng = np.random.default_rng(seed)
+    C, H, W, K = 7, 9, 5, 35
+    x = (rng.standard_normal((C, H, W)) * scale).astype(np.float32)
+    weight = rng.standard_normal((K, C, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(K).astype(np.float32)
+    kernel = WinogradConv(weight, bias, H, W)   # compiled once for the shape, whatever the weights
+    want = _reference(x, weight, bias, True)
+    np.testing.assert_allclose(kernel(x), want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
+
+
+def test_weight_transform_is_the_winograd_identity():
+    # one tile by the transforms alone equals the direct 2x2 output: A^T [(G g G^T) * (B^T d B)] A
+    bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], float)
+    at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], float)
+    rng = np.random.default_rng(3)
+    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    tile = at @ ((G @ g @ G.T) * (bt @ d @ bt.T)) @ at.T
+    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(2)] for i in range(2)])
+    np.testing.assert_allclose(tile, direct, atol=1e-12)
+
+
+def test_refuses_other_filters():
+    with pytest.raises(ValueError, match="3x3"):
+        WinogradConv(np.ones((4, 2, 5, 5), np.float32), np.zeros(4, np.float32), 8, 8)
+
+
+def test_probe_takes_only_stride_one_pad_one_3x3_rows():
+    base = {"N": 1, "C": 64, "H": 56, "W": 56, "K": 64, "R": 3, "S": 3, "padding": 1, "bias": True,
+            "activation": "relu"}
+    assert applies({"op": "conv2d", "params": base})
+    assert not applies({"op": "conv2d", "params": {**base, "stride": 2}})
+    assert not applies({"op": "conv2d", "params": {**base, "R": 1, "S": 1, "padding": 0}})
+    assert not applies({"op": "depthwise_conv2d", "params": base})
+    assert not applies({"op": "conv2d", "params": {**base, "bias": False}})
