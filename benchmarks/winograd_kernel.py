@@ -6,6 +6,9 @@ import numpy as np
 # F(2x2, 3x3): a 4x4 input patch gives a 2x2 output tile with 16 multiplies per channel pair
 # instead of 36, so the 16 GEMMs in the middle do 2.25x fewer FLOPs than a direct 3x3 conv.
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+# V's and M's 16 planes start one cache line apart modulo 4 KiB: planes of a whole number of
+# pages put all 16 streams of a transform in one L1 set, more than its 8 ways.
+SKEW = 16
 
 
 class WinogradConv:
@@ -32,8 +35,8 @@ class WinogradConv:
         self.u = self._packed_weights(weight, nr)
         self.bias = np.ascontiguousarray(bias, np.float32)
         Hp, Wp = 2 * th + 2, 2 * tw + 2
-        self.scratch = (np.zeros((Hp, Wp, C), np.float32), np.zeros((16, self.Tp, C), np.float32),
-                        np.zeros((16, self.Kp, self.Tp), np.float32))
+        self.scratch = (np.zeros((Hp, Wp, C), np.float32), np.zeros(16 * (self.Tp * C + SKEW), np.float32),
+                        np.zeros(16 * (self.Kp * self.Tp + SKEW), np.float32))
         steps = _compile_steps(C, H, W, K, th, tw, self.Tp, self.Kp, mr, nvec, lanes, relu)
         panels = self.Tp // mr
         self.steps = [(steps[0].address, Hp), (steps[1].address, th), (steps[2].address, 16 * panels),
@@ -79,7 +82,8 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
     Hp, Wp = 2 * th + 2, 2 * tw + 2
     nr = nvec * lanes
     panels = Tp // mr
-    S = Kp * Tp
+    S = Kp * Tp + SKEW
+    SV = Tp * C + SKEW
     floor = np.float32(0.0) if relu else np.float32(-np.inf)
     mk = outer_product_kernel(mr, nvec, lanes, accumulate=False, direct=True, epilogue=(), transposed_out=True)
     opts = dict(fastmath=True, error_model="numpy", boundscheck=False)
@@ -109,7 +113,7 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
     @cfunc(STEP_SIGNATURE, **opts)
     def input_step(lo, hi, a):
         xt = array_at(a[1], (Hp, Wp, C), np.float32)
-        v = array_at(a[2], (16, Tp, C), np.float32)
+        v = array_at(a[2], (16, SV), np.float32)
         for ty in range(lo, hi):
             r0 = 2 * ty
             for tx in range(tw):
@@ -124,15 +128,15 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
                     w10 = d10 + d20; w11 = d11 + d21; w12 = d12 + d22; w13 = d13 + d23  # noqa: E702
                     w20 = d20 - d10; w21 = d21 - d11; w22 = d22 - d12; w23 = d23 - d13  # noqa: E702
                     w30 = d10 - d30; w31 = d11 - d31; w32 = d12 - d32; w33 = d13 - d33  # noqa: E702
-                    v[0, t, c] = w00 - w02; v[1, t, c] = w01 + w02; v[2, t, c] = w02 - w01; v[3, t, c] = w01 - w03  # noqa: E702
-                    v[4, t, c] = w10 - w12; v[5, t, c] = w11 + w12; v[6, t, c] = w12 - w11; v[7, t, c] = w11 - w13  # noqa: E702
-                    v[8, t, c] = w20 - w22; v[9, t, c] = w21 + w22; v[10, t, c] = w22 - w21; v[11, t, c] = w21 - w23  # noqa: E702
-                    v[12, t, c] = w30 - w32; v[13, t, c] = w31 + w32; v[14, t, c] = w32 - w31; v[15, t, c] = w31 - w33  # noqa: E702
+                    v[0, t * C + c] = w00 - w02; v[1, t * C + c] = w01 + w02; v[2, t * C + c] = w02 - w01; v[3, t * C + c] = w01 - w03  # noqa: E702
+                    v[4, t * C + c] = w10 - w12; v[5, t * C + c] = w11 + w12; v[6, t * C + c] = w12 - w11; v[7, t * C + c] = w11 - w13  # noqa: E702
+                    v[8, t * C + c] = w20 - w22; v[9, t * C + c] = w21 + w22; v[10, t * C + c] = w22 - w21; v[11, t * C + c] = w21 - w23  # noqa: E702
+                    v[12, t * C + c] = w30 - w32; v[13, t * C + c] = w31 + w32; v[14, t * C + c] = w32 - w31; v[15, t * C + c] = w31 - w33  # noqa: E702
         return 1
 
     @cfunc(STEP_SIGNATURE, **opts)
     def gemm_step(lo, hi, a):
-        v = array_at(a[2], (16 * Tp * C,), np.float32)
+        v = array_at(a[2], (16 * SV,), np.float32)
         mt = array_at(a[3], (16 * S,), np.float32)
         u = array_at(a[4], (16 * Kp * C,), np.float32)
         rows = np.empty(mr, np.int64)
@@ -140,14 +144,13 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
         for k in range(C):
             ks[k] = k
         for job in range(lo, hi):
-            xi = job // panels
-            p = job % panels
+            xi, p = job // panels, job % panels
             for i in range(mr):
                 rows[i] = (p * mr + i) * C
             for jp in range(Kp // nr):
                 # rows past the last tile read stale V and land in M's padding, never read
-                mk(v, xi * Tp * C, rows, ks, 0, u, (xi * Kp + jp * nr) * C, mt, 0, nr, C,
-                   True, mt, (xi * Kp + jp * nr) * Tp + p * mr, Tp)
+                mk(v, xi * SV, rows, ks, 0, u, (xi * Kp + jp * nr) * C, mt, 0, nr, C,
+                   True, mt, xi * S + jp * nr * Tp + p * mr, Tp)
         return 1
 
     @cfunc(STEP_SIGNATURE, **opts)
@@ -156,8 +159,7 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
         bias = array_at(a[5], (K,), np.float32)
         yf = array_at(a[6], (K * H * W,), np.float32)
         for job in range(lo, hi):
-            k = job // th
-            ty = job % th
+            k, ty = job // th, job % th
             b = bias[k]
             base = k * Tp + ty * tw
             o0 = (k * H + 2 * ty) * W
