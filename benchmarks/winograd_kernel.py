@@ -64,6 +64,44 @@ class WinogradConv:
         return out
 
 
+def _input_tile(lanes: int):
+    """A Numba intrinsic `tile(v, v_off, plane, xt, x_off, row, col)`: B^T d B for `lanes`
+    channels at once, d[i][j] = xt[x_off + i * row + j * col + lane], written to
+    v[v_off + xi * plane + lane] for the 16 positions xi. Loops over channels stay scalar
+    otherwise: 16 load and 16 store streams are more than LLVM checks for overlap."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def tile(typingctx, v, v_off, plane, xt, x_off, row, col):
+        sig = types.void(v, v_off, plane, xt, x_off, row, col)
+
+        def codegen(context, builder, signature, args):
+            vec = ir.VectorType(ir.FloatType(), lanes)
+            v_ptr, x_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 3))
+            v_off, plane, x_off, row, col = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                             for i in (1, 2, 4, 5, 6))
+
+            def at(ptr, offset):
+                return builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
+
+            d = [[builder.load(at(x_ptr, builder.add(x_off, builder.add(builder.mul(row, ir.Constant(row.type, i)),
+                                                                          builder.mul(col, ir.Constant(col.type, j))))),
+                               align=4) for j in range(4)] for i in range(4)]
+            add, sub = builder.fadd, builder.fsub
+            w = [[sub(d[0][j], d[2][j]) for j in range(4)], [add(d[1][j], d[2][j]) for j in range(4)],
+                 [sub(d[2][j], d[1][j]) for j in range(4)], [sub(d[1][j], d[3][j]) for j in range(4)]]
+            for a in range(4):
+                out = (sub(w[a][0], w[a][2]), add(w[a][1], w[a][2]), sub(w[a][2], w[a][1]), sub(w[a][1], w[a][3]))
+                for b, value in enumerate(out):
+                    offset = builder.add(v_off, builder.mul(plane, ir.Constant(plane.type, 4 * a + b)))
+                    builder.store(value, at(v_ptr, offset), align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+    return tile
+
+
 _compiled: dict = {}
 
 
@@ -84,6 +122,8 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
     panels = Tp // mr
     S = Kp * Tp + SKEW
     SV = Tp * C + SKEW
+    VL = 16
+    vtile = _input_tile(VL)
     floor = np.float32(0.0) if relu else np.float32(-np.inf)
     mk = outer_product_kernel(mr, nvec, lanes, accumulate=False, direct=True, epilogue=(), transposed_out=True)
     opts = dict(fastmath=True, error_model="numpy", boundscheck=False)
@@ -114,12 +154,16 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
     def input_step(lo, hi, a):
         xt = array_at(a[1], (Hp, Wp, C), np.float32)
         v = array_at(a[2], (16, SV), np.float32)
+        xf = array_at(a[1], (Hp * Wp * C,), np.float32)
+        vf = array_at(a[2], (16 * SV,), np.float32)
         for ty in range(lo, hi):
             r0 = 2 * ty
             for tx in range(tw):
                 t = ty * tw + tx
                 c0 = 2 * tx
-                for c in range(C):
+                for cv in range(0, C - C % VL, VL):
+                    vtile(vf, t * C + cv, SV, xf, (r0 * Wp + c0) * C + cv, Wp * C, C)
+                for c in range(C - C % VL, C):
                     d00 = xt[r0, c0, c]; d01 = xt[r0, c0 + 1, c]; d02 = xt[r0, c0 + 2, c]; d03 = xt[r0, c0 + 3, c]  # noqa: E702
                     d10 = xt[r0 + 1, c0, c]; d11 = xt[r0 + 1, c0 + 1, c]; d12 = xt[r0 + 1, c0 + 2, c]; d13 = xt[r0 + 1, c0 + 3, c]  # noqa: E702
                     d20 = xt[r0 + 2, c0, c]; d21 = xt[r0 + 2, c0 + 1, c]; d22 = xt[r0 + 2, c0 + 2, c]; d23 = xt[r0 + 2, c0 + 3, c]  # noqa: E702

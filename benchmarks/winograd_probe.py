@@ -34,9 +34,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_bench_row_arguments(parser, rounds=5)
     parser.add_argument("--pause", type=float, default=0.05, help="seconds of rest before each timing")
+    parser.add_argument("--baselines", default=",".join(FRAMEWORKS),
+                        help=f"comma-separated frameworks to time beside ours (default: {','.join(FRAMEWORKS)}; "
+                        "empty for none)")
     parser.add_argument("--out", default=None, help="folder for the JSON result (default: print only)")
     args = parser.parse_args(argv)
     rows = [r for r in bench_rows(parser, args) if applies(r)]
+    frameworks = [n for n in args.baselines.split(",") if n]
+    if set(frameworks) - set(FRAMEWORKS):
+        parser.error(f"--baselines: choose from {', '.join(FRAMEWORKS)}")
     if not rows:
         parser.error(f"{args.bench_json} has no tuned 3x3, stride-1, pad-1 conv2d rows with a bias")
     import numpy as np
@@ -58,7 +64,7 @@ def main(argv=None) -> int:
         runs = [("winograd", lambda: wino(data).reshape(1, -1, H, W), "F(2x2,3x3), benchmarks/winograd_kernel.py"),
                 ("autosched direct", lambda: direct(*rest), "the bench run's tuned record")]
         timed = {}
-        for impl in make_baselines(FRAMEWORKS):
+        for impl in make_baselines(frameworks):
             try:
                 runs.append((impl.name, impl.prepare(Workload(row["op"], row["params"]), op,
                                                      [np.array(a) for a in inputs], threads), ""))
@@ -69,8 +75,8 @@ def main(argv=None) -> int:
         error = float(np.max(np.abs(wino(data).reshape(ref.shape) - ref))) / scale
         timed = _timed_in_rounds(runs, ref, args.seconds * len(runs), args.pause, args.rounds, timed)
         ms = {name: (t.seconds * 1e3 if t.seconds is not None else None) for name, t in timed.items()}
-        frameworks = [ms[n] for n in FRAMEWORKS if ms.get(n) is not None]
-        best = min(frameworks) if frameworks else None
+        framework_ms = [ms[n] for n in frameworks if ms.get(n) is not None]
+        best = min(framework_ms) if framework_ms else None
         steps = {name: statistics.median(_step_times(wino, data, k, args.seconds)) * 1e3
                  for k, name in enumerate(("pad", "input transform", "16 GEMMs", "output transform"))}
         entry = {"label": row["label"], "max_error_over_max_output": error, "median_ms": ms,
