@@ -19,10 +19,16 @@ class WinogradConv:
     (3) 16 GEMMs V[xi] (tiles x C) @ U[xi] (C x K) by the outer-product micro-kernel, each
     tile stored transposed into M (16, K, tiles); (4) A^T m A for each tile, plus the bias and
     the relu, written to the NCHW output. The weights are transformed (U = G w G^T) and packed
-    once, when the kernel is made, as a deployed model's weights would be."""
+    once, when the kernel is made, as a deployed model's weights would be.
+
+    by_tiles=True splits steps (3) and (4) between the threads by tiles, as step (2) is, so
+    each thread reads back only what it wrote; False splits them by planes (3) and output
+    channels (4), so each thread reads half of U. None picks tiles where V and M are larger
+    than U. Split by planes, 64x56x56 took 1.5 ms instead of 0.63 in half of the processes:
+    the cores handing V and M to each other, in this machine's slow state."""
 
     def __init__(self, weight, bias, H: int, W: int, relu: bool = True, mr: int = 8, nvec: int = 2,
-                 lanes: int = 16):
+                 lanes: int = 16, by_tiles: bool | None = None):
         K, C, R, S = weight.shape
         if (R, S) != (3, 3) or H < 1 or W < 1 or bias.shape != (K,):
             raise ValueError(f"WinogradConv: needs a 3x3 filter, a bias of K values and an image; got "
@@ -32,12 +38,15 @@ class WinogradConv:
         nr = nvec * lanes
         self.T, self.Tp = th * tw, (th * tw + mr - 1) // mr * mr
         self.Kp = (K + nr - 1) // nr * nr
+        if by_tiles is None:
+            by_tiles = self.Tp * (C + self.Kp) > C * self.Kp
+        self.by_tiles = bool(by_tiles)
         self.u = self._packed_weights(weight, nr)
         self.bias = np.ascontiguousarray(bias, np.float32)
         Hp, Wp = 2 * th + 2, 2 * tw + 2
         self.scratch = (np.zeros((Hp, Wp, C), np.float32), np.zeros(16 * (self.Tp * C + SKEW), np.float32),
                         np.zeros(16 * (self.Kp * self.Tp + SKEW), np.float32))
-        steps = _compile_steps(C, H, W, K, th, tw, self.Tp, self.Kp, mr, nvec, lanes, relu)
+        steps = _compile_steps(C, H, W, K, th, tw, self.Tp, self.Kp, mr, nvec, lanes, relu, by_tiles)
         panels = self.Tp // mr
         self.steps = [(steps[0].address, Hp), (steps[1].address, th), (steps[2].address, 16 * panels),
                       (steps[3].address, K * th)]
@@ -112,7 +121,7 @@ def _compile_steps(*shape_and_tile):
     return _compiled[shape_and_tile]
 
 
-def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
+def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu, by_tiles):
     from numba import cfunc
 
     from codegen.simd import outer_product_kernel
@@ -188,7 +197,10 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
         for k in range(C):
             ks[k] = k
         for job in range(lo, hi):
-            xi, p = job // panels, job % panels
+            if by_tiles:
+                p, xi = job // 16, job % 16
+            else:
+                xi, p = job // panels, job % panels
             for i in range(mr):
                 rows[i] = (p * mr + i) * C
             for jp in range(Kp // nr):
@@ -203,7 +215,10 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu):
         bias = array_at(a[5], (K,), np.float32)
         yf = array_at(a[6], (K * H * W,), np.float32)
         for job in range(lo, hi):
-            k, ty = job // th, job % th
+            if by_tiles:
+                ty, k = job // K, job % K
+            else:
+                k, ty = job // th, job % th
             b = bias[k]
             base = k * Tp + ty * tw
             o0 = (k * H + 2 * ty) * W

@@ -37,6 +37,9 @@ def main(argv=None) -> int:
     parser.add_argument("--baselines", default=",".join(FRAMEWORKS),
                         help=f"comma-separated frameworks to time beside ours (default: {','.join(FRAMEWORKS)}; "
                         "empty for none)")
+    parser.add_argument("--split", choices=("auto", "tiles", "planes"), default="auto",
+                        help="how the GEMMs and the output transform are split between threads: by "
+                        "tiles, by planes, or tiles where V and M outweigh U (default: auto)")
     parser.add_argument("--out", default=None, help="folder for the JSON result (default: print only)")
     args = parser.parse_args(argv)
     rows = [r for r in bench_rows(parser, args) if applies(r)]
@@ -59,7 +62,8 @@ def main(argv=None) -> int:
         data, weight, bias = (np.asarray(a) for a in inputs)
         relu = row["params"].get("activation") == "relu"
         _, C, H, W = data.shape
-        wino = WinogradConv(weight, bias, H, W, relu=relu)
+        wino = WinogradConv(weight, bias, H, W, relu=relu,
+                             by_tiles={"auto": None, "tiles": True, "planes": False}[args.split])
         direct, rest = build(op, "cpu", config).bind_inputs(inputs, op.constants)
         runs = [("winograd", lambda: wino(data).reshape(1, -1, H, W), "F(2x2,3x3), benchmarks/winograd_kernel.py"),
                 ("autosched direct", lambda: direct(*rest), "the bench run's tuned record")]
@@ -79,7 +83,8 @@ def main(argv=None) -> int:
         best = min(framework_ms) if framework_ms else None
         steps = {name: statistics.median(_step_times(wino, data, k, args.seconds)) * 1e3
                  for k, name in enumerate(("pad", "input transform", "16 GEMMs", "output transform"))}
-        entry = {"label": row["label"], "max_error_over_max_output": error, "median_ms": ms,
+        entry = {"label": row["label"], "split": "tiles" if wino.by_tiles else "planes",
+                 "max_error_over_max_output": error, "median_ms": ms,
                  "details": {n: t.detail for n, t in timed.items()},
                  "winograd_over_direct": ms["autosched direct"] / ms["winograd"] if ms.get("winograd") else None,
                  "winograd_over_best_framework": best / ms["winograd"] if best and ms.get("winograd") else None,

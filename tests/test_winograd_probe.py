@@ -24,12 +24,13 @@ def _reference(x, weight, bias, relu):
 
 @pytest.mark.parametrize("C,H,W,K,relu", [(3, 5, 7, 5, True), (16, 8, 8, 40, False), (1, 1, 1, 1, True),
                                           (33, 6, 3, 33, False)])
-def test_matches_the_reference(C, H, W, K, relu):
+@pytest.mark.parametrize("by_tiles", [False, True])
+def test_matches_the_reference(C, H, W, K, relu, by_tiles):
     rng = np.random.default_rng(C * 100 + H)
     x = rng.standard_normal((C, H, W), dtype=np.float32)
     weight = rng.standard_normal((K, C, 3, 3), dtype=np.float32)
     bias = rng.standard_normal(K, dtype=np.float32)
-    got = WinogradConv(weight, bias, H, W, relu=relu)(x)
+    got = WinogradConv(weight, bias, H, W, relu=relu, by_tiles=by_tiles)(x)
     want = _reference(x, weight, bias, relu)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
     if not relu:
@@ -74,3 +75,12 @@ def test_probe_takes_only_stride_one_pad_one_3x3_rows():
     assert not applies({"op": "conv2d", "params": {**base, "R": 1, "S": 1, "padding": 0}})
     assert not applies({"op": "depthwise_conv2d", "params": base})
     assert not applies({"op": "conv2d", "params": {**base, "bias": False}})
+
+
+def test_auto_split_takes_tiles_for_wide_images_and_planes_for_deep_layers():
+    wide = WinogradConv(np.ones((5, 3, 3, 3), np.float32), np.zeros(5, np.float32), 5, 7)
+    deep = WinogradConv(np.ones((33, 33, 3, 3), np.float32), np.zeros(33, np.float32), 6, 3)
+    assert wide.by_tiles and not deep.by_tiles
+    x = np.ones((33, 6, 3), np.float32)
+    np.testing.assert_allclose(deep(x), WinogradConv(np.ones((33, 33, 3, 3), np.float32),
+                                                     np.zeros(33, np.float32), 6, 3, by_tiles=True)(x), rtol=1e-6)
