@@ -66,6 +66,9 @@ class WinogradConv:
         C, H, W, K = self.shape
         x = np.ascontiguousarray(x, np.float32).reshape(C, H, W)
         out = np.empty((K, H, W), np.float32) if out is None else out
+        if out.shape != (K, H, W) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"WinogradConv: out must be a C-contiguous float32 array of shape {(K, H, W)}, "
+                             f"got {out.dtype} {out.shape}")
         arrays = (x, *self.scratch, self.u, self.bias, out)
         threads = thread_count()
         for entry, extent in (self.steps if steps is None else [self.steps[k] for k in steps]):

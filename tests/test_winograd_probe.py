@@ -62,9 +62,12 @@ def test_weight_transform_is_the_winograd_identity():
     np.testing.assert_allclose(tile, direct, atol=1e-12)
 
 
-def test_refuses_other_filters():
+def test_refuses_other_filters_and_wrong_outputs():
     with pytest.raises(ValueError, match="3x3"):
         WinogradConv(np.ones((4, 2, 5, 5), np.float32), np.zeros(4, np.float32), 8, 8)
+    kernel = WinogradConv(np.ones((5, 3, 3, 3), np.float32), np.zeros(5, np.float32), 5, 7)
+    with pytest.raises(ValueError, match="out must be"):
+        kernel(np.ones((3, 5, 7), np.float32), out=np.empty((5, 7, 5), np.float32))
 
 
 def test_probe_takes_only_stride_one_pad_one_3x3_rows():
