@@ -1,13 +1,25 @@
-"""A hand-written Winograd F(2x2, 3x3) conv2d for probing: four steps on the kernel thread pool."""
+"""A hand-written Winograd F(m x m, 3x3) conv2d for probing (m 2 or 4): four steps on the kernel thread pool."""
 from __future__ import annotations
 
 import numpy as np
 
-# F(2x2, 3x3): a 4x4 input patch gives a 2x2 output tile with 16 multiplies per channel pair
-# instead of 36, so the 16 GEMMs in the middle do 2.25x fewer FLOPs than a direct 3x3 conv.
-G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-# V's and M's 16 planes start one cache line apart modulo 4 KiB: planes of a whole number of
-# pages put all 16 streams of a transform in one L1 set, more than its 8 ways.
+# F(m x m, 3x3): an (m+2)x(m+2) input patch gives an m x m output tile with (m+2)^2
+# multiplies per channel pair instead of 9 m^2: 2.25x fewer FLOPs in the GEMMs at m=2, 4x at
+# m=4 (whose larger coefficients cost accuracy: about 1e-5 of the output instead of 1e-7).
+# Each m has B^T (input), G (weights) and A^T (output) matrices.
+TRANSFORMS = {
+    2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], float),
+        np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], float)),
+    4: (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                  [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], float),
+        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                  [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], float)),
+}
+G = TRANSFORMS[2][1]
+# The planes of V and M start one cache line apart modulo 4 KiB: planes of a whole number of
+# pages put all streams of a transform in one L1 set, more than its 8 ways.
 SKEW = 16
 
 
@@ -15,11 +27,12 @@ class WinogradConv:
     """y = relu(conv2d(x, w, pad 1, stride 1) + bias) for x (C, H, W), w (K, C, 3, 3), one image.
 
     Steps, each split over the pool's threads: (1) pad the input and move channels last;
-    (2) transform each 4x4 patch (B^T d B), vectorized over channels, into V (16, tiles, C);
-    (3) 16 GEMMs V[xi] (tiles x C) @ U[xi] (C x K) by the outer-product micro-kernel, each
-    tile stored transposed into M (16, K, tiles); (4) A^T m A for each tile, plus the bias and
-    the relu, written to the NCHW output. The weights are transformed (U = G w G^T) and packed
-    once, when the kernel is made, as a deployed model's weights would be.
+    (2) transform each (m+2)x(m+2) patch (B^T d B), 16 channels at a time, into P = (m+2)^2
+    planes V (P, tiles, C); (3) P GEMMs V[xi] (tiles x C) @ U[xi] (C x K) by the
+    outer-product micro-kernel, each tile stored transposed into M (P, K, tiles); (4) A^T m A
+    for runs of tiles at once, plus the bias and the relu, written to the NCHW output. The
+    weights are transformed (U = G w G^T) and packed once, when the kernel is made, as a
+    deployed model's weights would be.
 
     by_tiles=True splits steps (3) and (4) between the threads by tiles, as step (2) is, so
     each thread reads back only what it wrote; False splits them by planes (3) and output
@@ -27,14 +40,15 @@ class WinogradConv:
     than U. Split by planes, 64x56x56 took 1.5 ms instead of 0.63 in half of the processes:
     the cores handing V and M to each other, in this machine's slow state."""
 
-    def __init__(self, weight, bias, H: int, W: int, relu: bool = True, mr: int = 8, nvec: int = 2,
+    def __init__(self, weight, bias, H: int, W: int, relu: bool = True, m: int = 2, mr: int = 8, nvec: int = 2,
                  lanes: int = 16, by_tiles: bool | None = None):
         K, C, R, S = weight.shape
-        if (R, S) != (3, 3) or H < 1 or W < 1 or bias.shape != (K,):
-            raise ValueError(f"WinogradConv: needs a 3x3 filter, a bias of K values and an image; got "
-                             f"weight {weight.shape}, bias {bias.shape}, H={H}, W={W}")
-        self.shape = (C, H, W, K)
-        th, tw = (H + 1) // 2, (W + 1) // 2
+        if (R, S) != (3, 3) or H < 1 or W < 1 or bias.shape != (K,) or m not in TRANSFORMS:
+            raise ValueError(f"WinogradConv: needs a 3x3 filter, a bias of K values, an image and m in "
+                             f"{sorted(TRANSFORMS)}; got weight {weight.shape}, bias {bias.shape}, H={H}, W={W}, m={m}")
+        self.shape, self.m = (C, H, W, K), m
+        P = (m + 2) ** 2
+        th, tw = -(-H // m), -(-W // m)
         nr = nvec * lanes
         self.T, self.Tp = th * tw, (th * tw + mr - 1) // mr * mr
         self.Kp = (K + nr - 1) // nr * nr
@@ -43,22 +57,23 @@ class WinogradConv:
         self.by_tiles = bool(by_tiles)
         self.u = self._packed_weights(weight, nr)
         self.bias = np.ascontiguousarray(bias, np.float32)
-        Hp, Wp = 2 * th + 2, 2 * tw + 2
-        self.scratch = (np.zeros((Hp, Wp, C), np.float32), np.zeros(16 * (self.Tp * C + SKEW), np.float32),
-                        np.zeros(16 * (self.Kp * self.Tp + SKEW), np.float32))
-        steps = _compile_steps(C, H, W, K, th, tw, self.Tp, self.Kp, mr, nvec, lanes, relu, by_tiles)
-        panels = self.Tp // mr
-        self.steps = [(steps[0].address, Hp), (steps[1].address, th), (steps[2].address, 16 * panels),
+        Hp, Wp = m * th + 2, m * tw + 2
+        self.scratch = (np.zeros((Hp, Wp, C), np.float32), np.zeros(P * (self.Tp * C + SKEW), np.float32),
+                        np.zeros(P * (self.Kp * self.Tp + SKEW), np.float32))
+        steps = _compile_steps(C, H, W, K, m, self.Tp, self.Kp, mr, nvec, lanes, relu, self.by_tiles)
+        self.steps = [(steps[0].address, Hp), (steps[1].address, th), (steps[2].address, P * (self.Tp // mr)),
                       (steps[3].address, K * th)]
         self.params = np.empty(0, np.int64)
 
     def _packed_weights(self, weight, nr: int):
         K, C = weight.shape[:2]
-        u = np.einsum("ar,kcrs,bs->abck", G, weight.astype(np.float64), G).reshape(16, C, K)
-        padded = np.zeros((16, C, self.Kp))
+        g = TRANSFORMS[self.m][1]
+        alpha = self.m + 2
+        u = np.einsum("ar,kcrs,bs->abck", g, weight.astype(np.float64), g).reshape(alpha * alpha, C, K)
+        padded = np.zeros((alpha * alpha, C, self.Kp))
         padded[:, :, :K] = u
         # the micro-kernel's B panels: [xi][column panel][c][nr]
-        panels = padded.reshape(16, C, self.Kp // nr, nr).transpose(0, 2, 1, 3)
+        panels = padded.reshape(alpha * alpha, C, self.Kp // nr, nr).transpose(0, 2, 1, 3)
         return np.ascontiguousarray(panels, np.float32).reshape(-1)
 
     def __call__(self, x, out=None, steps=None):
@@ -76,14 +91,49 @@ class WinogradConv:
         return out
 
 
-def _input_tile(lanes: int):
+def _combination(builder, coefficients, vectors, splat):
+    """sum_i coefficients[i] * vectors[i] as vector instructions: nothing for zeros, adds and
+    subtractions for +-1, a multiply by a splatted constant otherwise."""
+    total = None
+    for c, v in zip(coefficients, vectors):
+        if c == 0:
+            continue
+        if total is None:
+            total = v if c == 1 else builder.fmul(v, splat(c))
+        elif c == 1:
+            total = builder.fadd(total, v)
+        elif c == -1:
+            total = builder.fsub(total, v)
+        else:
+            total = builder.fadd(total, builder.fmul(v, splat(c)))
+    return total if total is not None else splat(0.0)
+
+
+def _arguments(context, builder, signature, args, arrays, count=None):
+    """An intrinsic's array arguments (positions `arrays`) as data pointers, and its other
+    arguments before position `count` as int64 values."""
+    from numba import types
+    count = len(args) if count is None else count
+    pointers = [context.make_array(signature.args[i])(context, builder, args[i]).data for i in arrays]
+    ints = [context.cast(builder, args[i], signature.args[i], types.int64) for i in range(count) if i not in arrays]
+    return pointers, ints
+
+
+def _splatter(builder, vec):
+    from llvmlite import ir
+    return lambda c: ir.Constant(vec, [ir.Constant(ir.FloatType(), float(c))] * vec.count)
+
+
+def _input_tile(m: int, lanes: int):
     """A Numba intrinsic `tile(v, v_off, plane, xt, x_off, row, col)`: B^T d B for `lanes`
     channels at once, d[i][j] = xt[x_off + i * row + j * col + lane], written to
-    v[v_off + xi * plane + lane] for the 16 positions xi. Loops over channels stay scalar
-    otherwise: 16 load and 16 store streams are more than LLVM checks for overlap."""
+    v[v_off + xi * plane + lane] for each of the (m+2)^2 positions xi. A loop over channels
+    would stay scalar: its many load and store streams are more than LLVM checks for overlap."""
     from llvmlite import ir
     from numba import types
     from numba.extending import intrinsic
+    bt = TRANSFORMS[m][0]
+    alpha = m + 2
 
     @intrinsic
     def tile(typingctx, v, v_off, plane, xt, x_off, row, col):
@@ -91,27 +141,78 @@ def _input_tile(lanes: int):
 
         def codegen(context, builder, signature, args):
             vec = ir.VectorType(ir.FloatType(), lanes)
-            v_ptr, x_ptr = (context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 3))
-            v_off, plane, x_off, row, col = (context.cast(builder, args[i], signature.args[i], types.int64)
-                                             for i in (1, 2, 4, 5, 6))
+            splat = _splatter(builder, vec)
+            (v_ptr, x_ptr), (v_off, plane, x_off, row, col) = _arguments(context, builder, signature, args, (0, 3))
 
             def at(ptr, offset):
                 return builder.bitcast(builder.gep(ptr, [offset]), vec.as_pointer())
 
-            d = [[builder.load(at(x_ptr, builder.add(x_off, builder.add(builder.mul(row, ir.Constant(row.type, i)),
-                                                                          builder.mul(col, ir.Constant(col.type, j))))),
-                               align=4) for j in range(4)] for i in range(4)]
-            add, sub = builder.fadd, builder.fsub
-            w = [[sub(d[0][j], d[2][j]) for j in range(4)], [add(d[1][j], d[2][j]) for j in range(4)],
-                 [sub(d[2][j], d[1][j]) for j in range(4)], [sub(d[1][j], d[3][j]) for j in range(4)]]
-            for a in range(4):
-                out = (sub(w[a][0], w[a][2]), add(w[a][1], w[a][2]), sub(w[a][2], w[a][1]), sub(w[a][1], w[a][3]))
-                for b, value in enumerate(out):
-                    offset = builder.add(v_off, builder.mul(plane, ir.Constant(plane.type, 4 * a + b)))
-                    builder.store(value, at(v_ptr, offset), align=4)
+            def const(value):
+                return ir.Constant(row.type, value)
+
+            d = [[builder.load(at(x_ptr, builder.add(x_off, builder.add(builder.mul(row, const(i)),
+                                                                          builder.mul(col, const(j))))), align=4)
+                  for j in range(alpha)] for i in range(alpha)]
+            w = [[_combination(builder, bt[a], [d[i][j] for i in range(alpha)], splat) for j in range(alpha)]
+                 for a in range(alpha)]
+            for a in range(alpha):
+                for b in range(alpha):
+                    value = _combination(builder, bt[b], w[a], splat)
+                    builder.store(value, at(v_ptr, builder.add(v_off, builder.mul(plane, const(a * alpha + b)))), align=4)
             return context.get_dummy_value()
         return sig, codegen
     return tile
+
+
+def _output_run(m: int, run: int, relu: bool):
+    """A Numba intrinsic `out(mf, q, plane, y, o, width, bias)`: A^T m A for `run` consecutive
+    tiles at once (tile l's values at mf[q + xi * plane + l]), plus the bias and the relu,
+    each of the m output rows a stored as one vector of m * run values at y[o + a * width]."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+    at_ = TRANSFORMS[m][2]
+    alpha = m + 2
+
+    @intrinsic
+    def out(typingctx, mf, q, plane, y, o, width, bias):
+        sig = types.void(mf, q, plane, y, o, width, bias)
+
+        def codegen(context, builder, signature, args):
+            vec = ir.VectorType(ir.FloatType(), run)
+            wide = ir.VectorType(ir.FloatType(), m * run)
+            splat = _splatter(builder, vec)
+            (m_ptr, y_ptr), (q, plane, o, width) = _arguments(context, builder, signature, args, (0, 3), 6)
+            i32 = ir.IntType(32)
+
+            def const(value):
+                return ir.Constant(q.type, value)
+
+            vals = [builder.load(builder.bitcast(builder.gep(m_ptr, [builder.add(q, builder.mul(plane, const(xi)))]),
+                                                 vec.as_pointer()), align=4) for xi in range(alpha * alpha)]
+            s_ = [[_combination(builder, at_[a], [vals[i * alpha + j] for i in range(alpha)], splat)
+                   for j in range(alpha)] for a in range(m)]
+            b_vec = builder.insert_element(ir.Constant(vec, ir.Undefined), args[6], ir.Constant(i32, 0))
+            b_vec = builder.shuffle_vector(b_vec, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(i32, run), [0] * run))
+            maxnum = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec]), f"llvm.maxnum.v{run}f32")
+            for a in range(m):
+                ys = []
+                for b in range(m):
+                    value = builder.fadd(_combination(builder, at_[b], s_[a], splat), b_vec)
+                    ys.append(builder.call(maxnum, [value, splat(0.0)]) if relu else value)
+                # one vector for the row: tile l's m values side by side
+                while len(ys) > 1:
+                    n = ys[0].type.count
+                    ys = [builder.shuffle_vector(ys[k], ys[k + 1], ir.Constant(ir.VectorType(i32, 2 * n), list(range(2 * n))))
+                          for k in range(0, len(ys), 2)]
+                order = [b * run + l for l in range(run) for b in range(m)]
+                row = builder.shuffle_vector(ys[0], ir.Constant(wide, ir.Undefined), ir.Constant(ir.VectorType(i32, m * run), order))
+                dst = builder.gep(y_ptr, [builder.add(o, builder.mul(width, const(a)))])
+                builder.store(row, builder.bitcast(dst, wide.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+    return out
 
 
 _compiled: dict = {}
@@ -124,18 +225,27 @@ def _compile_steps(*shape_and_tile):
     return _compiled[shape_and_tile]
 
 
-def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu, by_tiles):
+def _steps(C, H, W, K, m, Tp, Kp, mr, nvec, lanes, relu, by_tiles):
     from numba import cfunc
 
     from codegen.simd import outer_product_kernel
     from codegen.step_abi import STEP_SIGNATURE, array_at
-    Hp, Wp = 2 * th + 2, 2 * tw + 2
+    bt, _, at_ = (np.ascontiguousarray(t, np.float32) for t in TRANSFORMS[m])
+    alpha = m + 2
+    P = alpha * alpha
+    th, tw = -(-H // m), -(-W // m)
+    Hp, Wp = m * th + 2, m * tw + 2
     nr = nvec * lanes
     panels = Tp // mr
     S = Kp * Tp + SKEW
     SV = Tp * C + SKEW
     VL = 16
-    vtile = _input_tile(VL)
+    vtile = _input_tile(m, VL)
+    # runs of tiles for the output transform: the widest that fits a row of tiles; the last
+    # run of a row overlaps the one before (it writes the same values again)
+    run = next((r for r in (16, 8, 4) if r <= tw and m * r <= 64), 0)
+    whole_columns = W % m == 0 and run > 0
+    vout = _output_run(m, run, relu) if run else None
     floor = np.float32(0.0) if relu else np.float32(-np.inf)
     mk = outer_product_kernel(mr, nvec, lanes, accumulate=False, direct=True, epilogue=(), transposed_out=True)
     opts = dict(fastmath=True, error_model="numpy", boundscheck=False)
@@ -165,43 +275,38 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu, by_tiles):
     @cfunc(STEP_SIGNATURE, **opts)
     def input_step(lo, hi, a):
         xt = array_at(a[1], (Hp, Wp, C), np.float32)
-        v = array_at(a[2], (16, SV), np.float32)
+        v = array_at(a[2], (P, SV), np.float32)
         xf = array_at(a[1], (Hp * Wp * C,), np.float32)
-        vf = array_at(a[2], (16 * SV,), np.float32)
+        vf = array_at(a[2], (P * SV,), np.float32)
         for ty in range(lo, hi):
-            r0 = 2 * ty
+            r0 = m * ty
             for tx in range(tw):
                 t = ty * tw + tx
-                c0 = 2 * tx
+                c0 = m * tx
                 for cv in range(0, C - C % VL, VL):
                     vtile(vf, t * C + cv, SV, xf, (r0 * Wp + c0) * C + cv, Wp * C, C)
-                for c in range(C - C % VL, C):
-                    d00 = xt[r0, c0, c]; d01 = xt[r0, c0 + 1, c]; d02 = xt[r0, c0 + 2, c]; d03 = xt[r0, c0 + 3, c]  # noqa: E702
-                    d10 = xt[r0 + 1, c0, c]; d11 = xt[r0 + 1, c0 + 1, c]; d12 = xt[r0 + 1, c0 + 2, c]; d13 = xt[r0 + 1, c0 + 3, c]  # noqa: E702
-                    d20 = xt[r0 + 2, c0, c]; d21 = xt[r0 + 2, c0 + 1, c]; d22 = xt[r0 + 2, c0 + 2, c]; d23 = xt[r0 + 2, c0 + 3, c]  # noqa: E702
-                    d30 = xt[r0 + 3, c0, c]; d31 = xt[r0 + 3, c0 + 1, c]; d32 = xt[r0 + 3, c0 + 2, c]; d33 = xt[r0 + 3, c0 + 3, c]  # noqa: E702
-                    w00 = d00 - d20; w01 = d01 - d21; w02 = d02 - d22; w03 = d03 - d23  # noqa: E702
-                    w10 = d10 + d20; w11 = d11 + d21; w12 = d12 + d22; w13 = d13 + d23  # noqa: E702
-                    w20 = d20 - d10; w21 = d21 - d11; w22 = d22 - d12; w23 = d23 - d13  # noqa: E702
-                    w30 = d10 - d30; w31 = d11 - d31; w32 = d12 - d32; w33 = d13 - d33  # noqa: E702
-                    v[0, t * C + c] = w00 - w02; v[1, t * C + c] = w01 + w02; v[2, t * C + c] = w02 - w01; v[3, t * C + c] = w01 - w03  # noqa: E702
-                    v[4, t * C + c] = w10 - w12; v[5, t * C + c] = w11 + w12; v[6, t * C + c] = w12 - w11; v[7, t * C + c] = w11 - w13  # noqa: E702
-                    v[8, t * C + c] = w20 - w22; v[9, t * C + c] = w21 + w22; v[10, t * C + c] = w22 - w21; v[11, t * C + c] = w21 - w23  # noqa: E702
-                    v[12, t * C + c] = w30 - w32; v[13, t * C + c] = w31 + w32; v[14, t * C + c] = w32 - w31; v[15, t * C + c] = w31 - w33  # noqa: E702
+                for c in range(C - C % VL, C):   # channels past the last vector: scalar
+                    for p in range(alpha):
+                        for q in range(alpha):
+                            acc = np.float32(0.0)
+                            for i in range(alpha):
+                                for j in range(alpha):
+                                    acc += bt[p, i] * bt[q, j] * xt[r0 + i, c0 + j, c]
+                            v[p * alpha + q, t * C + c] = acc
         return 1
 
     @cfunc(STEP_SIGNATURE, **opts)
     def gemm_step(lo, hi, a):
-        v = array_at(a[2], (16 * SV,), np.float32)
-        mt = array_at(a[3], (16 * S,), np.float32)
-        u = array_at(a[4], (16 * Kp * C,), np.float32)
+        v = array_at(a[2], (P * SV,), np.float32)
+        mt = array_at(a[3], (P * S,), np.float32)
+        u = array_at(a[4], (P * Kp * C,), np.float32)
         rows = np.empty(mr, np.int64)
         ks = np.empty(C, np.int64)
         for k in range(C):
             ks[k] = k
         for job in range(lo, hi):
             if by_tiles:
-                p, xi = job // 16, job % 16
+                p, xi = job // P, job % P
             else:
                 xi, p = job // panels, job % panels
             for i in range(mr):
@@ -214,7 +319,7 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu, by_tiles):
 
     @cfunc(STEP_SIGNATURE, **opts)
     def output_step(lo, hi, a):
-        mf = array_at(a[3], (16 * S,), np.float32)
+        mf = array_at(a[3], (P * S,), np.float32)
         bias = array_at(a[5], (K,), np.float32)
         yf = array_at(a[6], (K * H * W,), np.float32)
         for job in range(lo, hi):
@@ -224,32 +329,24 @@ def _steps(C, H, W, K, th, tw, Tp, Kp, mr, nvec, lanes, relu, by_tiles):
                 k, ty = job // th, job % th
             b = bias[k]
             base = k * Tp + ty * tw
-            o0 = (k * H + 2 * ty) * W
-            o1 = o0 + W
-            whole = 2 * ty + 1 < H and W % 2 == 0
-            for tx in range(tw):
+            o = (k * H + m * ty) * W
+            done = 0
+            if whole_columns and m * ty + m <= H:
+                for tx in range(0, tw, run):
+                    start = min(tx, tw - run)
+                    vout(mf, base + start, S, yf, o + m * start, W, b)
+                done = tw
+            for tx in range(done, tw):   # tiles at the bottom or right edge: scalar
                 q = base + tx
-                s00 = mf[np.uint64(q)] + mf[np.uint64(q + 4 * S)] + mf[np.uint64(q + 8 * S)]
-                s01 = mf[np.uint64(q + S)] + mf[np.uint64(q + 5 * S)] + mf[np.uint64(q + 9 * S)]
-                s02 = mf[np.uint64(q + 2 * S)] + mf[np.uint64(q + 6 * S)] + mf[np.uint64(q + 10 * S)]
-                s03 = mf[np.uint64(q + 3 * S)] + mf[np.uint64(q + 7 * S)] + mf[np.uint64(q + 11 * S)]
-                s10 = mf[np.uint64(q + 4 * S)] - mf[np.uint64(q + 8 * S)] - mf[np.uint64(q + 12 * S)]
-                s11 = mf[np.uint64(q + 5 * S)] - mf[np.uint64(q + 9 * S)] - mf[np.uint64(q + 13 * S)]
-                s12 = mf[np.uint64(q + 6 * S)] - mf[np.uint64(q + 10 * S)] - mf[np.uint64(q + 14 * S)]
-                s13 = mf[np.uint64(q + 7 * S)] - mf[np.uint64(q + 11 * S)] - mf[np.uint64(q + 15 * S)]
-                p = 2 * tx
-                yf[np.uint64(o0 + p)] = max(s00 + s01 + s02 + b, floor)
-                if whole:  # the branch-free common case, which LLVM vectorizes
-                    yf[np.uint64(o0 + p + 1)] = max(s01 - s02 - s03 + b, floor)
-                    yf[np.uint64(o1 + p)] = max(s10 + s11 + s12 + b, floor)
-                    yf[np.uint64(o1 + p + 1)] = max(s11 - s12 - s13 + b, floor)
-                    continue
-                if p + 1 < W:
-                    yf[np.uint64(o0 + p + 1)] = max(s01 - s02 - s03 + b, floor)
-                if 2 * ty + 1 < H:
-                    yf[np.uint64(o1 + p)] = max(s10 + s11 + s12 + b, floor)
-                    if p + 1 < W:
-                        yf[np.uint64(o1 + p + 1)] = max(s11 - s12 - s13 + b, floor)
+                for p in range(m):
+                    for r in range(m):
+                        h, w = m * ty + p, m * tx + r
+                        if h < H and w < W:
+                            acc = np.float32(0.0)
+                            for i in range(alpha):
+                                for j in range(alpha):
+                                    acc += at_[p, i] * at_[r, j] * mf[np.uint64(q + (i * alpha + j) * S)]
+                            yf[np.uint64(o + p * W + m * tx + r)] = max(acc + b, floor)
         return 1
 
     return pad_step, input_step, gemm_step, output_step

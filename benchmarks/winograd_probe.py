@@ -1,4 +1,4 @@
-"""Whether Winograd F(2x2, 3x3) would beat the direct kernels: a hand-written one timed against
+"""Whether Winograd F(m x m, 3x3) would beat the direct kernels: a hand-written one timed against
 the tuned direct kernel and the frameworks, on the 3x3 stride-1 convolutions of a bench run.
 
     python benchmarks/winograd_probe.py benchmarks/results/bench-2026-12-05-znver4-rounds-1.json \\
@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--baselines", default=",".join(FRAMEWORKS),
                         help=f"comma-separated frameworks to time beside ours (default: {','.join(FRAMEWORKS)}; "
                         "empty for none)")
+    parser.add_argument("--tiles", default="2,4",
+                        help="comma-separated output tile sizes m of F(m x m, 3x3) to time (2, 4; default: 2,4)")
     parser.add_argument("--split", choices=("auto", "tiles", "planes"), default="auto",
                         help="how the GEMMs and the output transform are split between threads: by "
                         "tiles, by planes, or tiles where V and M outweigh U (default: auto)")
@@ -46,6 +48,12 @@ def main(argv=None) -> int:
     frameworks = [n for n in args.baselines.split(",") if n]
     if set(frameworks) - set(FRAMEWORKS):
         parser.error(f"--baselines: choose from {', '.join(FRAMEWORKS)}")
+    try:
+        tiles = [int(t) for t in args.tiles.split(",") if t]
+    except ValueError:
+        tiles = []
+    if not tiles or set(tiles) - {2, 4}:
+        parser.error("--tiles: a comma-separated list of 2 and 4")
     if not rows:
         parser.error(f"{args.bench_json} has no tuned 3x3, stride-1, pad-1 conv2d rows with a bias")
     import numpy as np
@@ -62,11 +70,13 @@ def main(argv=None) -> int:
         data, weight, bias = (np.asarray(a) for a in inputs)
         relu = row["params"].get("activation") == "relu"
         _, C, H, W = data.shape
-        wino = WinogradConv(weight, bias, H, W, relu=relu,
-                             by_tiles={"auto": None, "tiles": True, "planes": False}[args.split])
+        split = {"auto": None, "tiles": True, "planes": False}[args.split]
+        winos = {f"winograd F({m}x{m},3x3)": WinogradConv(weight, bias, H, W, relu=relu, m=m, by_tiles=split)
+                 for m in tiles}
         direct, rest = build(op, "cpu", config).bind_inputs(inputs, op.constants)
-        runs = [("winograd", lambda: wino(data).reshape(1, -1, H, W), "F(2x2,3x3), benchmarks/winograd_kernel.py"),
-                ("autosched direct", lambda: direct(*rest), "the bench run's tuned record")]
+        runs = [(name, lambda w=w: w(data).reshape(1, -1, H, W), "benchmarks/winograd_kernel.py")
+                for name, w in winos.items()]
+        runs.append(("autosched direct", lambda: direct(*rest), "the bench run's tuned record"))
         timed = {}
         for impl in make_baselines(frameworks):
             try:
@@ -76,24 +86,28 @@ def main(argv=None) -> int:
                 print(f"  {impl.name}: {exc}")
         ref = op.reference(*inputs)
         scale = float(np.max(np.abs(ref)))
-        error = float(np.max(np.abs(wino(data).reshape(ref.shape) - ref))) / scale
         timed = _timed_in_rounds(runs, ref, args.seconds * len(runs), args.pause, args.rounds, timed)
         ms = {name: (t.seconds * 1e3 if t.seconds is not None else None) for name, t in timed.items()}
         framework_ms = [ms[n] for n in frameworks if ms.get(n) is not None]
         best = min(framework_ms) if framework_ms else None
-        steps = {name: statistics.median(_step_times(wino, data, k, args.seconds)) * 1e3
-                 for k, name in enumerate(("pad", "input transform", "16 GEMMs", "output transform"))}
-        entry = {"label": row["label"], "split": "tiles" if wino.by_tiles else "planes",
-                 "max_error_over_max_output": error, "median_ms": ms,
-                 "details": {n: t.detail for n, t in timed.items()},
-                 "winograd_over_direct": ms["autosched direct"] / ms["winograd"] if ms.get("winograd") else None,
-                 "winograd_over_best_framework": best / ms["winograd"] if best and ms.get("winograd") else None,
-                 "winograd_steps_alone_ms": steps}
+        entry = {"label": row["label"], "median_ms": ms, "details": {n: t.detail for n, t in timed.items()},
+                 "winograd": {}}
+        for name, w in winos.items():
+            steps = {step: statistics.median(_step_times(w, data, k, args.seconds)) * 1e3
+                     for k, step in enumerate(("pad", "input transform", "GEMMs", "output transform"))}
+            entry["winograd"][name] = {
+                "m": w.m, "split": "tiles" if w.by_tiles else "planes",
+                "max_error_over_max_output": float(np.max(np.abs(w(data).reshape(ref.shape) - ref))) / scale,
+                "over_direct": ms["autosched direct"] / ms[name] if ms.get(name) and ms.get("autosched direct") else None,
+                "over_best_framework": best / ms[name] if best and ms.get(name) else None,
+                "steps_alone_ms": steps}
         results.append(entry)
         print(f"{row['label']}: " + ", ".join(f"{n} {v:.3f} ms" if v is not None else f"{n} failed"
-                                              for n, v in ms.items())
-              + f"; winograd / direct {entry['winograd_over_direct'] or float('nan'):.2f}x, / best framework "
-              f"{entry['winograd_over_best_framework'] or float('nan'):.2f}x; error {error:.2g}", flush=True)
+                                              for n, v in ms.items()), flush=True)
+        for name, e in entry["winograd"].items():
+            print(f"    {name}: / direct {e['over_direct'] or float('nan'):.2f}x, / best framework "
+                  f"{e['over_best_framework'] or float('nan'):.2f}x, error {e['max_error_over_max_output']:.2g}, "
+                  f"split by {e['split']}", flush=True)
     write_rows_result(args, "winograd-probe", "benchmarks/winograd_probe.py", argv, results)
     return 0
 

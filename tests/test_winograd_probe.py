@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from winograd_kernel import G, WinogradConv  # noqa: E402
+from winograd_kernel import TRANSFORMS, WinogradConv  # noqa: E402
 from winograd_probe import applies  # noqa: E402
 
 from schedules import ops  # noqa: E402
@@ -22,15 +22,19 @@ def _reference(x, weight, bias, relu):
     return op.reference(x[None], weight, bias)[0]
 
 
-@pytest.mark.parametrize("C,H,W,K,relu", [(3, 5, 7, 5, True), (16, 8, 8, 40, False), (1, 1, 1, 1, True),
-                                          (33, 6, 3, 33, False)])
+# Shapes for both tile sizes: ragged edges (scalar output tiles), runs of 4 tiles with the last
+# run overlapping the one before (12 wide at m=2), whole runs (16 wide at m=4), channels past
+# the 16-wide vectors, K past the 32-wide panels.
+@pytest.mark.parametrize("C,H,W,K,relu", [(3, 5, 7, 5, True), (16, 8, 12, 40, False), (1, 1, 1, 1, True),
+                                          (33, 6, 3, 33, False), (17, 8, 16, 32, True)])
+@pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("by_tiles", [False, True])
-def test_matches_the_reference(C, H, W, K, relu, by_tiles):
+def test_matches_the_reference(C, H, W, K, relu, m, by_tiles):
     rng = np.random.default_rng(C * 100 + H)
     x = rng.standard_normal((C, H, W), dtype=np.float32)
     weight = rng.standard_normal((K, C, 3, 3), dtype=np.float32)
     bias = rng.standard_normal(K, dtype=np.float32)
-    got = WinogradConv(weight, bias, H, W, relu=relu, by_tiles=by_tiles)(x)
+    got = WinogradConv(weight, bias, H, W, relu=relu, m=m, by_tiles=by_tiles)(x)
     want = _reference(x, weight, bias, relu)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
     if not relu:
@@ -38,33 +42,35 @@ def test_matches_the_reference(C, H, W, K, relu, by_tiles):
 
 
 @settings(deadline=None, max_examples=25)
-@given(st.integers(0, 2**32 - 1), st.floats(1e-3, 1e3))
-def test_any_input_matches_the_reference(seed, scale):
+@given(st.integers(0, 2**32 - 1), st.floats(1e-3, 1e3), st.sampled_from([2, 4]))
+def test_any_input_matches_the_reference(seed, scale, m):
     # one compiled kernel (odd height and width, K off the 32-wide panels), many inputs and weights
     rng = np.random.default_rng(seed)
     C, H, W, K = 7, 9, 5, 35
     x = (rng.standard_normal((C, H, W)) * scale).astype(np.float32)
     weight = rng.standard_normal((K, C, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(K).astype(np.float32)
-    kernel = WinogradConv(weight, bias, H, W)   # compiled once for the shape, whatever the weights
+    kernel = WinogradConv(weight, bias, H, W, m=m)   # compiled once per shape and m, whatever the weights
     want = _reference(x, weight, bias, True)
     np.testing.assert_allclose(kernel(x), want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())))
 
 
-def test_weight_transform_is_the_winograd_identity():
-    # one tile by the transforms alone equals the direct 2x2 output: A^T [(G g G^T) * (B^T d B)] A
-    bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], float)
-    at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], float)
+@pytest.mark.parametrize("m", sorted(TRANSFORMS))
+def test_transforms_are_the_winograd_identity(m):
+    # one tile by the transforms alone equals the direct m x m output: A^T [(G g G^T) * (B^T d B)] A
+    bt, g_t, at = TRANSFORMS[m]
     rng = np.random.default_rng(3)
-    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
-    tile = at @ ((G @ g @ G.T) * (bt @ d @ bt.T)) @ at.T
-    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(2)] for i in range(2)])
+    d, g = rng.standard_normal((m + 2, m + 2)), rng.standard_normal((3, 3))
+    tile = at @ ((g_t @ g @ g_t.T) * (bt @ d @ bt.T)) @ at.T
+    direct = np.array([[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(m)] for i in range(m)])
     np.testing.assert_allclose(tile, direct, atol=1e-12)
 
 
 def test_refuses_other_filters_and_wrong_outputs():
     with pytest.raises(ValueError, match="3x3"):
         WinogradConv(np.ones((4, 2, 5, 5), np.float32), np.zeros(4, np.float32), 8, 8)
+    with pytest.raises(ValueError, match="m in"):
+        WinogradConv(np.ones((4, 2, 3, 3), np.float32), np.zeros(4, np.float32), 8, 8, m=3)
     kernel = WinogradConv(np.ones((5, 3, 3, 3), np.float32), np.zeros(5, np.float32), 5, 7)
     with pytest.raises(ValueError, match="out must be"):
         kernel(np.ones((3, 5, 7), np.float32), out=np.empty((5, 7, 5), np.float32))
