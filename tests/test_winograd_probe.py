@@ -1,5 +1,6 @@
-"""The Winograd F(2x2, 3x3) probe kernel against the operator's reference: odd sizes, channel
-counts off the tile widths, with and without the relu, and the rows the probe applies to."""
+"""Winograd F(m x m, 3x3): the transform intrinsics against numpy, and the probe kernel against
+the operator's reference (odd sizes, channel counts off the tile widths, with and without the
+relu), and the rows the probe applies to."""
 import sys
 from pathlib import Path
 
@@ -10,9 +11,10 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from winograd_kernel import TRANSFORMS, WinogradConv  # noqa: E402
+from winograd_kernel import WinogradConv  # noqa: E402
 from winograd_probe import applies  # noqa: E402
 
+from codegen.winograd_simd import TRANSFORMS, input_tile, output_run  # noqa: E402
 from schedules import ops  # noqa: E402
 
 
@@ -93,3 +95,48 @@ def test_auto_split_takes_tiles_for_wide_images_and_planes_for_deep_layers():
     x = np.ones((33, 6, 3), np.float32)
     np.testing.assert_allclose(deep(x), WinogradConv(np.ones((33, 33, 3, 3), np.float32),
                                                      np.zeros(33, np.float32), 6, 3, by_tiles=True)(x), rtol=1e-6)
+
+
+_transform_kernels: dict = {}
+
+
+def _transform_kernels_for(m: int, run: int, relu: bool):
+    """njit wrappers of the two intrinsics, compiled once per (m, run, relu)."""
+    key = (m, run, relu)
+    if key not in _transform_kernels:
+        from numba import njit
+        tile, out = input_tile(m, 16), output_run(m, run, relu)
+
+        @njit
+        def forward(v, xt, row, col):
+            tile(v, 0, 16, xt, 0, row, col)
+
+        @njit
+        def backward(mf, plane, y, width, bias):
+            out(mf, 0, plane, y, 0, width, bias)
+        _transform_kernels[key] = (forward, backward)
+    return _transform_kernels[key]
+
+
+@settings(deadline=None, max_examples=20)
+@given(st.sampled_from([2, 4]), st.sampled_from([4, 8]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_transform_intrinsics_match_numpy(m, run, relu, seed):
+    # B^T d B on 16 channels at once, and A^T M A + bias (relu) on `run` tiles stored as rows
+    bt, _, at = TRANSFORMS[m]
+    alpha = m + 2
+    rng = np.random.default_rng(seed)
+    forward, backward = _transform_kernels_for(m, run, relu)
+    d = rng.standard_normal((alpha, alpha, 16)).astype(np.float32)     # patch rows, columns, channels
+    v = np.full(alpha * alpha * 16, np.nan, np.float32)
+    forward(v, d.reshape(-1), alpha * 16, 16)
+    want = np.einsum("ai,ijc,bj->abc", bt, d.astype(np.float64), bt).reshape(alpha * alpha, 16)
+    np.testing.assert_allclose(v.reshape(alpha * alpha, 16), want, rtol=1e-5, atol=1e-4)
+    mf = rng.standard_normal((alpha * alpha, run)).astype(np.float32)  # plane, tile
+    width = m * run + 3
+    y = np.full((m, width), np.nan, np.float32)
+    bias = np.float32(rng.standard_normal())
+    backward(mf.reshape(-1), run, y.reshape(-1), width, bias)
+    tiles = np.einsum("ai,ijt,bj->tab", at, mf.reshape(alpha, alpha, run).astype(np.float64), at) + bias
+    expect = np.concatenate([tiles[t] for t in range(run)], axis=1)    # m rows, tile after tile
+    np.testing.assert_allclose(y[:, :m * run], np.maximum(expect, 0) if relu else expect, rtol=1e-5, atol=1e-4)
+    assert np.isnan(y[:, m * run:]).all()   # nothing written past the run
