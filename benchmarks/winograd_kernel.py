@@ -35,16 +35,15 @@ class WinogradConv:
                              f"{sorted(TRANSFORMS)}; got weight {weight.shape}, bias {bias.shape}, H={H}, W={W}, m={m}")
         self.shape, self.m = (C, H, W, K), m
         P = (m + 2) ** 2
-        th, tw = -(-H // m), -(-W // m)
+        th, tw, Hp, Wp = _geometry(H, W, m)
         nr = nvec * lanes
-        self.T, self.Tp = th * tw, (th * tw + mr - 1) // mr * mr
+        self.Tp = (th * tw + mr - 1) // mr * mr
         self.Kp = (K + nr - 1) // nr * nr
         if by_tiles is None:
             by_tiles = self.Tp * (C + self.Kp) > C * self.Kp
         self.by_tiles = bool(by_tiles)
         self.u = self._packed_weights(weight, nr)
         self.bias = np.ascontiguousarray(bias, np.float32)
-        Hp, Wp = m * th + 2, m * tw + 2
         self.scratch = (np.zeros((Hp, Wp, C), np.float32), np.zeros(P * (self.Tp * C + SKEW), np.float32),
                         np.zeros(P * (self.Kp * self.Tp + SKEW), np.float32))
         steps = _compile_steps(C, H, W, K, m, self.Tp, self.Kp, mr, nvec, lanes, relu, self.by_tiles)
@@ -78,6 +77,13 @@ class WinogradConv:
         return out
 
 
+def _geometry(H: int, W: int, m: int) -> tuple:
+    """Rows and columns of m x m tiles, and the padded channels-last copy's height and width
+    (a one-pixel margin, then whole tiles)."""
+    th, tw = -(-H // m), -(-W // m)
+    return th, tw, m * th + 2, m * tw + 2
+
+
 _compiled: dict = {}
 
 
@@ -96,8 +102,7 @@ def _steps(C, H, W, K, m, Tp, Kp, mr, nvec, lanes, relu, by_tiles):
     bt, _, at_ = (np.ascontiguousarray(t, np.float32) for t in TRANSFORMS[m])
     alpha = m + 2
     P = alpha * alpha
-    th, tw = -(-H // m), -(-W // m)
-    Hp, Wp = m * th + 2, m * tw + 2
+    th, tw, Hp, Wp = _geometry(H, W, m)
     nr = nvec * lanes
     panels = Tp // mr
     S = Kp * Tp + SKEW
