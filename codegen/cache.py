@@ -29,12 +29,14 @@ def cache_key(source: str, target_key: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _inlined_source_digest() -> str:
-    """Generated kernels inline numba_math's functions and simd's intrinsics (with the
-    simd_finish code they emit), and Numba's disk cache checks only the kernel file's own
-    timestamp: any edit there must give every kernel a new key."""
-    from . import numba_math, simd, simd_finish
+    """Generated kernels inline numba_math's functions and the intrinsics of simd (with the
+    simd_finish code they emit) and winograd_simd (with its matrices), and Numba's disk
+    cache checks only the kernel file's own timestamp: any edit there must give every
+    kernel a new key."""
+    from . import numba_math, simd, simd_finish, winograd_simd
+    from schedules import winograd_matrices
     digest = hashlib.sha256()
-    for module in (numba_math, simd, simd_finish):
+    for module in (numba_math, simd, simd_finish, winograd_simd, winograd_matrices):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 

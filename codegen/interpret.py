@@ -96,6 +96,42 @@ def python_transpose_copy(width: int):
     return copy
 
 
+def python_input_tile(m: int, lanes: int = 16):
+    """What codegen.winograd_simd.input_tile computes, in numpy."""
+    import numpy as np
+
+    from schedules.winograd_matrices import TRANSFORMS
+    bt = TRANSFORMS[m][0].astype(np.float32)
+    alpha = m + 2
+
+    def tile(v, v_off, plane, xt, x_off, row, col):
+        i, j = np.arange(alpha)[:, None, None], np.arange(alpha)[None, :, None]
+        d = xt.reshape(-1)[x_off + i * row + j * col + np.arange(lanes)[None, None, :]]
+        out = np.einsum("pi,ijl,qj->pql", bt, d, bt).astype(np.float32).reshape(alpha * alpha, lanes)
+        v.reshape(-1)[v_off + np.arange(alpha * alpha)[:, None] * plane + np.arange(lanes)[None, :]] = out
+    return tile
+
+
+def python_output_run(m: int, run: int, relu: bool):
+    """What codegen.winograd_simd.output_run computes, in numpy."""
+    import numpy as np
+
+    from schedules.winograd_matrices import TRANSFORMS
+    at = TRANSFORMS[m][2].astype(np.float32)
+    alpha = m + 2
+
+    def out(mf, q, plane, y, o, width, bias):
+        vals = mf.reshape(-1)[q + np.arange(alpha * alpha)[:, None] * plane + np.arange(run)[None, :]]
+        tiles = np.einsum("ai,ijl,bj->lab", at, vals.reshape(alpha, alpha, run), at) + np.float32(bias)
+        if relu:
+            tiles = np.maximum(tiles, 0)
+        rows = tiles.transpose(1, 0, 2).reshape(m, run * m).astype(np.float32)  # row a: tile l's m values
+        flat = y.reshape(-1)
+        for a in range(m):
+            flat[o + a * width:o + a * width + m * run] = rows[a]
+    return out
+
+
 def interpreted_steps(source: str) -> list:
     namespace: dict = {"__name__": "autosched_interpreted"}
     code = source.replace("from numba import cfunc", "from codegen.interpret import python_cfunc as cfunc")
@@ -104,5 +140,8 @@ def interpreted_steps(source: str) -> list:
     code = code.replace("from codegen.simd import outer_product_kernel, transpose_copy, vector_copy",
                         "from codegen.interpret import python_outer_product as outer_product_kernel, "
                         "python_transpose_copy as transpose_copy, python_vector_copy as vector_copy")
+    code = code.replace("from codegen.winograd_simd import input_tile, output_run",
+                        "from codegen.interpret import python_input_tile as input_tile, "
+                        "python_output_run as output_run")
     exec(compile(code.replace("cache=CACHE", "cache=False"), "<autosched interpreted>", "exec"), namespace)
     return namespace["STEPS"]

@@ -9,7 +9,7 @@ import math
 from schedules.expr import INFIX, MATH_FUNCTION, Binary, Cast, Const, Load, Select, Unary, Var
 from codegen.numba_math import FAST_FLOAT32, FAST_MIN_MAX
 from schedules.loopnest import (Allocate, Assign, Fill, For, If, LoopNest, MicroKernel, Param, Store,
-                                TransposeCopy, VectorCopy)
+                                TransposeCopy, VectorCopy, WinogradInput, WinogradOutput)
 
 # Total copies of a loop body that textual unrolling may create under one unrolled nest.
 MAX_UNROLL_COPIES = 256
@@ -32,7 +32,7 @@ class _Printer:
         if id(obj) not in self.names:
             base = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in obj.name) or "v"
             if base[0].isdigit() or base in _RESERVED or keyword.iskeyword(base) \
-                    or base.startswith(("step_", "extent_", "mk_", "vcopy_")):
+                    or base.startswith(("step_", "extent_", "mk_", "vcopy_", "wino_in_", "wino_out_")):
                 base = "v_" + base
             name, k = base, 1
             while name in self.taken:
@@ -155,6 +155,14 @@ class _Printer:
                     for buf, off in s.epilogue_operands:
                         args += [self.name(buf), self.expr(off)]
                 self.lines.append(f"{pad}{microkernel_name(s)}({', '.join(args)})")
+            elif isinstance(s, WinogradInput):
+                self.lines.append(f"{pad}{winograd_name(s)}({self.name(s.v)}, {self.expr(s.v_off)}, "
+                                  f"{self.expr(s.plane)}, {self.name(s.x)}, {self.expr(s.x_off)}, "
+                                  f"{self.expr(s.row)}, {self.expr(s.col)})")
+            elif isinstance(s, WinogradOutput):
+                self.lines.append(f"{pad}{winograd_name(s)}({self.name(s.mt)}, {self.expr(s.q)}, "
+                                  f"{self.expr(s.plane)}, {self.name(s.y)}, {self.expr(s.o)}, "
+                                  f"{self.expr(s.width)}, {self.expr(s.bias)})")
             else:
                 raise TypeError(f"cannot generate code for {type(s).__name__}")
         if not stmts:
@@ -191,8 +199,18 @@ def copy_name(s) -> str:
     return f"vcopy_{s.count}" + (f"_s{s.stride}" if s.stride != 1 else "") + ("_m" if s.length is not None else "")
 
 
+def winograd_name(s) -> str:
+    if isinstance(s, WinogradInput):
+        return f"wino_in_{s.m}x{s.lanes}"
+    return f"wino_out_{s.m}x{s.run}" + ("_relu" if s.relu else "")
+
+
 def _binding(s) -> str:
     """The module-level line creating the intrinsic that statement s calls."""
+    if isinstance(s, WinogradInput):
+        return f"{winograd_name(s)} = input_tile({s.m}, {s.lanes})"
+    if isinstance(s, WinogradOutput):
+        return f"{winograd_name(s)} = output_run({s.m}, {s.run}, {s.relu})"
     if isinstance(s, VectorCopy):
         options = (f", stride={s.stride}" if s.stride != 1 else "") + (", masked=True" if s.length is not None else "")
         return f"{copy_name(s)} = vector_copy({s.count}{options})"
@@ -212,6 +230,8 @@ def _intrinsics(stmts, found: dict) -> dict:
             found[microkernel_name(s)] = s
         elif isinstance(s, (VectorCopy, TransposeCopy)):
             found[copy_name(s)] = s
+        elif isinstance(s, (WinogradInput, WinogradOutput)):
+            found[winograd_name(s)] = s
         elif isinstance(s, (For, If)):
             _intrinsics(s.body, found)
     return found
@@ -286,6 +306,8 @@ def generate(nest: LoopNest, fastmath: bool = True) -> str:
     kernels = _intrinsics(nest.body, {})
     if kernels:
         out.insert(-1, "from codegen.simd import outer_product_kernel, transpose_copy, vector_copy")
+        if any(isinstance(s, (WinogradInput, WinogradOutput)) for s in kernels.values()):
+            out.insert(-1, "from codegen.winograd_simd import input_tile, output_run")
         out += [_binding(s) for _, s in sorted(kernels.items())]
     out += [f"# {n}" for n in nest.notes]
     entries = []

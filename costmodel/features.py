@@ -22,7 +22,7 @@ import numpy as np
 
 from schedules.expr import Binary, Const, Load, Var, walk
 from schedules.loopnest import (BLOCK_KINDS, Allocate, Assign, Fill, For, If, MicroKernel, Scalar, Store,
-                                ThreadReduce, TransposeCopy, VectorCopy)
+                                ThreadReduce, TransposeCopy, VectorCopy, WinogradInput, WinogradOutput)
 from schedules.target import DEFAULT_CACHE_BYTES
 
 LEVELS = 6
@@ -146,6 +146,8 @@ class _Walker:
                 self._vector_copy(s, stack)
             elif isinstance(s, TransposeCopy):
                 self._transpose_copy(s, stack)
+            elif isinstance(s, (WinogradInput, WinogradOutput)):
+                self._winograd(s, stack)
             elif isinstance(s, ThreadReduce):  # GPU: a warp/block combine, one op per step
                 self._statement(s.value, None, stack)
 
@@ -204,6 +206,25 @@ class _Walker:
         c = self._flat_offset(s.c, s.c_off)
         self.accesses.append((s.c, c, False, stack))
         self.accesses.append((s.c, c, True, stack))
+
+    def _winograd(self, s, stack):
+        """A Winograd transform call is a vectorized loop over its lanes (channels, or tiles
+        of a run) of (m+2)^2 reads and the transform's adds and multiplies, with one
+        unit-stride read stream and one write stream per lane."""
+        alpha = s.m + 2
+        if isinstance(s, WinogradInput):
+            lanes, flops = s.lanes, 4 * alpha ** 3      # B^T d, then (B^T d) B
+            src, src_off, dst, dst_off = s.x, s.x_off, s.v, s.v_off
+        else:
+            lanes, flops = s.run, 2 * alpha * alpha * s.m + 2 * alpha * s.m * s.m + 2 * s.m * s.m
+            src, src_off, dst, dst_off = s.mt, s.q, s.y, s.o
+        lane = Var("wino_lane", None, "loop")
+        inner = stack + ((lane, lanes, "vectorized"),)
+        self.loops += 1
+        self.depth = max(self.depth, len(inner))
+        self.stmt_flops.append((flops, inner))
+        for buf, off, write in ((src, src_off, False), (dst, dst_off, True)):
+            self.accesses.append((buf, {**(self._flat_offset(buf, off) or {}), id(lane): 1}, write, inner))
 
     def _flat_offset(self, buf, off):
         """Strides of an access at flat element offset `off` into buf's C-contiguous data."""

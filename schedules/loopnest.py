@@ -170,6 +170,41 @@ class MicroKernel:
 
 
 @dataclass(frozen=True, eq=False)
+class WinogradInput:
+    """Winograd F(m x m, 3x3)'s input transform B^T d B of one (m+2)x(m+2) patch for `lanes`
+    channels at once: d[i][j] = x[x_off + i*row + j*col + l] and the value at position xi of
+    the transformed patch goes to v[v_off + xi*plane + l], for l < lanes (flat addressing;
+    codegen/winograd_simd.py's input_tile)."""
+    m: int
+    lanes: int
+    v: Buffer
+    v_off: Expr
+    plane: Expr
+    x: Buffer
+    x_off: Expr
+    row: Expr
+    col: Expr
+
+
+@dataclass(frozen=True, eq=False)
+class WinogradOutput:
+    """Winograd F(m x m, 3x3)'s output transform A^T M A of `run` consecutive tiles (tile l's
+    value at position xi is mt[q + xi*plane + l]), plus `bias` (an Expr) and a relu when
+    `relu`, output row a of the run stored as m*run values at y[o + a*width] (flat
+    addressing; codegen/winograd_simd.py's output_run)."""
+    m: int
+    run: int
+    relu: bool
+    mt: Buffer
+    q: Expr
+    plane: Expr
+    y: Buffer
+    o: Expr
+    width: Expr
+    bias: Expr
+
+
+@dataclass(frozen=True, eq=False)
 class Barrier:
     """GPU: every thread of the block waits here until all have arrived (__syncthreads). Only
     in control flow that every thread of a block takes alike."""
@@ -360,6 +395,13 @@ def _dump(stmts, depth, lines):
             step = f"[::{s.stride}]" if s.stride != 1 else ""
             count = s.count if s.length is None else f"{fmt(s.length)} <= {s.count}"
             lines.append(f"{pad}{s.dst.name}@{fmt(s.dst_off)}[:{count}] = {s.src.name}@{fmt(s.src_off)}{step}")
+        elif isinstance(s, WinogradInput):
+            lines.append(f"{pad}{s.v.name}@{fmt(s.v_off)}[xi*{fmt(s.plane)} + l] = winograd F({s.m}x{s.m}) input "
+                         f"of {s.x.name}@{fmt(s.x_off)}[i*{fmt(s.row)} + j*{fmt(s.col)} + l], l<{s.lanes}")
+        elif isinstance(s, WinogradOutput):
+            act = " then relu" if s.relu else ""
+            lines.append(f"{pad}{s.y.name}@{fmt(s.o)}[a*{fmt(s.width)} + :{s.m * s.run}] = winograd F({s.m}x{s.m}) "
+                         f"output of {s.run} tiles {s.mt.name}@{fmt(s.q)}[xi*{fmt(s.plane)} + l] + {fmt(s.bias)}{act}")
         elif isinstance(s, Barrier):
             lines.append(f"{pad}barrier")
         elif isinstance(s, ThreadReduce):

@@ -30,6 +30,10 @@ def lower(sch: Schedule, constants=()) -> LoopNest:
     if unknown:
         raise ScheduleError(f"constants {unknown} are not inputs of operator {sch.op.name} "
                             f"(inputs: {', '.join(t.name for t in sch.op.inputs)})")
+    winograd = [st.winograd for st in sch.stage_list if st.winograd is not None]
+    if winograd:
+        from .winograd import lower_winograd
+        return lower_winograd(sch, winograd[0], frozenset(constants))
     return _Lowering(sch, frozenset(constants)).run()
 
 

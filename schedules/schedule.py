@@ -47,6 +47,7 @@ class StageSchedule:
         self.cache_local = False  # accumulate in a local tile (cache_write)
         self.microkernel = None   # a MicroKernelPlan once tensorized
         self.window = None        # a WindowPlan once computed as a direct sliding window
+        self.winograd = None      # a WinogradPlan once computed by Winograd's algorithm
         self.gpu = None           # a GPU plan (TiledPlan, RowPlan, FlatPlan) for a kernel's root
         self.next_row = False     # computed one row ahead, inside a row loop (compute_next_row)
 
@@ -229,6 +230,19 @@ class StageSchedule:
             blocks.append(v)
         self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks, order=order, transposed=bool(transposed),
                                           direct=bool(direct))
+
+    def winograd_kernel(self, conv, m: int, rows: int, vecs: int, lanes: int, split: str = "auto") -> None:
+        """Compute this 3x3 convolution, and the epilogue finishing it, by Winograd's
+        F(m x m, 3x3): transformed input tiles times transformed weights on the micro-kernel,
+        then the inverse transform (schedules/winograd.py). `conv` is what
+        winograd_match.match_winograd found for this stage."""
+        from .winograd_match import GEMM_ROWS, GEMM_VECS, SPLITS, TILE_SIZES, WinogradPlan
+        for label, value, legal in (("m", m, TILE_SIZES), ("rows", rows, GEMM_ROWS), ("vecs", vecs, GEMM_VECS),
+                                    ("lanes", lanes, (4, 8, 16)), ("split", split, SPLITS)):
+            if value not in legal:
+                raise ScheduleError(f"winograd_kernel on stage {self.name}: {label} must be one of {legal}, "
+                                    f"got {value!r}")
+        self.winograd = WinogradPlan(conv, m, rows, vecs, lanes, split)
 
     def window_kernel(self, block=256, planes: bool = False, flat: bool = False) -> None:
         """Compute this sliding-window reduction (depthwise convolution, pooling) directly: taps

@@ -11,6 +11,7 @@ from .expr import Load, Unary, substitute, walk
 from .schedule import Schedule
 from .space import Space
 from .window import is_window
+from .winograd_match import GEMM_ROWS, GEMM_VECS, SPLITS, TILE_SIZES, default_tile_size, match_winograd
 from .window_flat import flat_geometry
 from .window_plane import plane_layout
 from .target import as_target
@@ -271,8 +272,9 @@ def _tile_reduction(sch: Schedule, st, epilogues) -> None:
     body = expand_inlined(sch, st)
     con = find_contraction(st.axis, st.reduce_axis, body, st.tensor.dtype)
     window = con is None and is_window(st.axis, st.reduce_axis, body)
+    winograd = match_winograd(sch, st, body, epilogues) if con is not None else None
     if con is not None:
-        kernel = _kernel_choice(sch, st, con)
+        kernel = _kernel_choice(sch, st, con, winograd is not None)
     elif window:
         kernel = sch.knob(f"{st.name}.kernel", ("window", "tiled"), default="window")
     else:
@@ -282,6 +284,9 @@ def _tile_reduction(sch: Schedule, st, epilogues) -> None:
     if con is not None:
         with sch.only_when(f"{st.name}.kernel", ("micro",)):
             _micro_kernel_rule(sch, st, con, kernel == "micro")
+    if winograd is not None:
+        with sch.only_when(f"{st.name}.kernel", ("winograd",)):
+            _winograd_rule(sch, st, winograd, kernel == "winograd")
     if window:
         with sch.only_when(f"{st.name}.kernel", ("window",)):
             layout = _window_layout(sch, st, body)
@@ -317,11 +322,36 @@ def _window_layout(sch: Schedule, st, body):
     return sch.knob(f"{st.name}.win_layout", ("rows", "planes"), default="planes" if narrow else "rows")
 
 
-def _kernel_choice(sch: Schedule, st, con) -> str:
+def _kernel_choice(sch: Schedule, st, con, winograd: bool) -> str:
     lanes = sch.target.vector_lanes(st.tensor.dtype)
     _, m, n = con.extents(st.axis)
+    if winograd:
+        # Only 3x3 stride-1 'same' convs of one image get the choice, so other spaces keep
+        # their version. The direct kernels of ResNet's 3x3 layers sit at the FMA peak, level
+        # with ONNX Runtime; Winograd's 2.25-4x fewer multiplies won 1.4-2.6x (the probe,
+        # benchmarks/winograd_probe.py), but it pays only with enough channels to fill its GEMMs.
+        C = st.reduce_axis[0].extent
+        return sch.knob(f"{st.name}.kernel", ("micro", "tiled", "winograd"),
+                        default="winograd" if min(C, m) >= WINOGRAD_CHANNELS_FROM else
+                        "micro" if m >= 4 and n >= lanes else "tiled")
     return sch.knob(f"{st.name}.kernel", ("micro", "tiled"),
                     default="micro" if m >= 4 and n >= lanes else "tiled")
+
+
+# Channels (in and out) from which Winograd is the default kernel of an eligible conv.
+WINOGRAD_CHANNELS_FROM = 32
+
+
+def _winograd_rule(sch: Schedule, st, conv, use: bool) -> None:
+    """Winograd's knobs: the tile size (neither wins everywhere), the GEMM register tile and
+    the threads' split of the GEMMs and the output transform; all structural."""
+    lanes = sch.target.vector_lanes(st.tensor.dtype)
+    m = sch.knob(f"{st.name}.wino_m", TILE_SIZES, default=default_tile_size(conv))
+    rows = sch.knob(f"{st.name}.wino_rows", GEMM_ROWS, default=8)
+    vecs = sch.knob(f"{st.name}.wino_vecs", GEMM_VECS, default=2 if conv.K >= 2 * lanes else 1)
+    split = sch.knob(f"{st.name}.wino_split", SPLITS, default="auto")
+    if use:
+        st.winograd_kernel(conv, m, rows, vecs, lanes, split)
 
 
 def _tiled_reduction(sch: Schedule, st, epilogues) -> None:

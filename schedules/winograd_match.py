@@ -1,0 +1,147 @@
+"""Which convolutions Winograd F(m x m, 3x3) computes, and the plan a schedule records for one."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .bounds import affine_coefficient, interval
+from .expr import Binary, Const, Load, Reduce, Var, free_vars
+
+TILE_SIZES = (2, 4)
+SPLITS = ("auto", "tiles", "planes")
+GEMM_ROWS = (4, 6, 8)
+GEMM_VECS = (1, 2)
+
+
+@dataclass(frozen=True)
+class WinogradConv:
+    """y = act(conv2d(x, w, 3x3, stride 1, pad 1) + bias) on one NCHW float32 image: input
+    positions of data, weight and bias (None without one) among the operator's inputs."""
+    C: int
+    H: int
+    W: int
+    K: int
+    data: int
+    weight: int
+    bias: int | None
+    relu: bool
+
+
+@dataclass(frozen=True)
+class WinogradPlan:
+    """Tile size m, the GEMM register tile (rows x vecs vectors of lanes) and how the GEMMs
+    and the output transform are split between threads ("tiles", "planes" or "auto")."""
+    conv: WinogradConv
+    m: int
+    rows: int
+    vecs: int
+    lanes: int
+    split: str
+
+    def by_tiles(self, tile_count: int, padded_k: int) -> bool:
+        """Split by tiles where V and M are larger than U: each thread then reads back only
+        what it wrote (by planes, 64x56x56 took 1.5 ms instead of 0.63 in half of the
+        processes, the cores handing V and M to each other)."""
+        if self.split != "auto":
+            return self.split == "tiles"
+        C = self.conv.C
+        return tile_count * (C + padded_k) > C * padded_k
+
+
+def default_tile_size(conv: WinogradConv) -> int:
+    """4 once there are 16 tiles of 4x4: F(4x4) won 1.9-2.6x over the best framework on
+    64x56x56 to 256x14x14, and lost on 512x7x7 (four half-empty tiles) where F(2x2) won."""
+    return 4 if -(-conv.H // 4) * -(-conv.W // 4) >= 16 else 2
+
+
+def match_winograd(sch, st, body, epilogues) -> WinogradConv | None:
+    """The WinogradConv that stage st (with its expanded body) and its epilogues compute, or
+    None: an NCHW 3x3, stride-1, pad-1 float32 conv of one image, finished by nothing, a bias,
+    a relu, or a bias then a relu."""
+    op = sch.op
+    if st.tensor.dtype != "float32" or len(op.outputs) != 1 or len(epilogues) > 1:
+        return None
+    if len(op.stages) != 1 + len(epilogues):
+        return None
+    axes, raxes = st.axis, st.reduce_axis
+    if len(axes) != 4 or len(raxes) != 3 or axes[0].extent != 1 or [r.extent for r in raxes[1:]] != [3, 3]:
+        return None
+    if not (isinstance(body, Reduce) and body.combiner == "sum" and isinstance(body.source, Binary)
+            and body.source.op == "mul"):
+        return None
+    _, k, oh, ow = axes
+    rc, rr, rs = raxes
+    found = None
+    for x, w in ((body.source.a, body.source.b), (body.source.b, body.source.a)):
+        if _reads(x, ((), (rc,), (oh, rr), (ow, rs)), (0, 0, -1, -1), axes + raxes) \
+                and _reads(w, ((k,), (rc,), (rr,), (rs,)), (0, 0, 0, 0), axes + raxes):
+            found = (x.tensor, w.tensor)
+    if found is None:
+        return None
+    data, weight = found
+    C, K, H, W = rc.extent, k.extent, oh.extent, ow.extent
+    if not (data.is_placeholder and weight.is_placeholder) or tuple(data.shape) != (1, C, H, W) \
+            or tuple(weight.shape) != (K, C, 3, 3) or data.dtype != "float32" or weight.dtype != "float32":
+        return None
+    bias, relu = None, False
+    if epilogues:
+        e = epilogues[0]
+        if not op.is_output(e.tensor):
+            return None
+        finish = _finish(e.body, st.tensor, e.axis)
+        if finish is None:
+            return None
+        bias_tensor, relu = finish
+        if bias_tensor is not None:
+            if not bias_tensor.is_placeholder or tuple(bias_tensor.shape) != (K,) or bias_tensor.dtype != "float32":
+                return None
+            bias = _position(op, bias_tensor)
+    elif not op.is_output(st.tensor):
+        return None
+    return WinogradConv(C, H, W, K, _position(op, data), _position(op, weight), bias, relu)
+
+
+def _position(op, tensor) -> int:
+    return next(k for k, t in enumerate(op.inputs) if t is tensor)
+
+
+def _reads(load, uses, offsets, variables) -> bool:
+    """Whether `load` reads a tensor at indices[d] = sum(uses[d]) + offsets[d] exactly."""
+    if not isinstance(load, Load) or len(load.indices) != len(uses):
+        return False
+    zero = {id(v): (0, 0) for v in variables}
+    for index, used, offset in zip(load.indices, uses, offsets):
+        if any(not isinstance(v, Var) or not any(v is u for u in variables) for v in free_vars(index)):
+            return False
+        for v in variables:
+            want = 1 if any(v is u for u in used) else 0
+            if v.extent != 1 and affine_coefficient(index, v) != want:
+                return False
+        if interval(index, zero) != (offset, offset):
+            return False
+    return True
+
+
+def _finish(e, acc_tensor, axes):
+    """(bias tensor or None, relu) for an epilogue computing act(acc[axes] (+ bias[axes[1]])),
+    or None for any other epilogue."""
+    relu = False
+    if isinstance(e, Binary) and e.op == "maximum":
+        for x, zero in ((e.a, e.b), (e.b, e.a)):
+            if isinstance(zero, Const) and zero.value == 0.0:
+                e, relu = x, True
+                break
+        else:
+            return None
+    if _is_acc(e, acc_tensor, axes):
+        return None, relu
+    if isinstance(e, Binary) and e.op == "add":
+        for acc, b in ((e.a, e.b), (e.b, e.a)):
+            if _is_acc(acc, acc_tensor, axes) and isinstance(b, Load) and len(b.indices) == 1 \
+                    and b.indices[0] is axes[1]:
+                return b.tensor, relu
+    return None
+
+
+def _is_acc(e, acc_tensor, axes) -> bool:
+    return isinstance(e, Load) and e.tensor is acc_tensor and len(e.indices) == len(axes) \
+        and all(i is a for i, a in zip(e.indices, axes))

@@ -1,0 +1,144 @@
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) in the search space: which convs qualify, the knobs,
+the lowering against the reference (interpreted and compiled), binding and features."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from codegen import build, kernel_source
+from costmodel.features import FEATURE_NAMES, featurize_config
+from helpers import assert_matches, avx2_cpu
+from schedules import Config, Target, ops
+from schedules.contraction import expand_inlined
+from schedules.schedule import Schedule
+from schedules.winograd_match import GEMM_ROWS, GEMM_VECS, SPLITS, TILE_SIZES, match_winograd
+from test_tensorize import RELAXED
+
+
+def _conv(C=8, H=6, W=7, K=5, **kw):
+    kw.setdefault("padding", 1)
+    return ops.conv2d(kw.pop("N", 1), C, H, W, K, kw.pop("R", 3), kw.pop("S", 3), **kw)
+
+
+def _match(op):
+    sch = Schedule(op, Target.host_cpu(), None)
+    st = sch[op.stages[0]]
+    return match_winograd(sch, st, expand_inlined(sch, st), [sch[t] for t in op.stages[1:]])
+
+
+@pytest.mark.parametrize("bias,activation,relu", [(False, None, False), (True, None, False),
+                                                  (False, "relu", True), (True, "relu", True)])
+def test_same_padded_3x3_convs_of_one_image_qualify_with_their_epilogue(bias, activation, relu):
+    conv = _match(_conv(C=6, H=5, W=9, K=4, bias=bias, activation=activation))
+    assert conv is not None
+    assert (conv.C, conv.H, conv.W, conv.K, conv.relu) == (6, 5, 9, 4, relu)
+    assert (conv.bias == 2) if bias else conv.bias is None
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2), dict(padding=0), dict(padding=2), dict(N=2), dict(dilation=2),
+                                dict(R=5, S=5, padding=2), dict(R=1, S=1, padding=0), dict(activation="gelu"),
+                                dict(bias=True, activation="sigmoid"), dict(layout="NHWC"), dict(dtype="float64")])
+def test_other_convs_do_not_qualify_and_keep_their_kernel_choices(kw):
+    op = _conv(**kw)
+    assert _match(op) is None
+    names = {k.name: k for k in op.space("cpu").knobs}
+    assert not any(".wino_" in n for n in names)
+    kernel = names.get("conv2d.kernel")
+    assert kernel is None or "winograd" not in kernel.choices
+
+
+def test_qualifying_spaces_offer_winograd_and_default_to_it_from_32_channels():
+    small = {k.name: k for k in _conv(C=8, K=8, bias=True, activation="relu").space("cpu").knobs}
+    assert small["conv2d.kernel"].choices == ("micro", "tiled", "winograd")
+    assert small["conv2d.kernel"].default() != "winograd"
+    wide = _conv(C=32, H=14, W=14, K=32, bias=True, activation="relu").space("cpu")
+    default = wide.default()
+    assert default["conv2d.kernel"] == "winograd" and default["conv2d.wino_m"] == 4
+    assert _conv(C=32, H=7, W=7, K=32).space("cpu").default()["conv2d.wino_m"] == 2
+    knobs = {k.name: k for k in wide.knobs}
+    for name, choices in (("wino_m", TILE_SIZES), ("wino_rows", GEMM_ROWS), ("wino_vecs", GEMM_VECS),
+                          ("wino_split", SPLITS)):
+        knob = knobs[f"conv2d.{name}"]
+        assert knob.choices == choices and not knob.runtime
+        assert knob.active_when == (("conv2d.kernel", ("winograd",)),)
+
+
+def test_spaces_without_winograd_keep_their_versions():
+    """Versions of spaces recorded before Winograd joined (AVX2 lanes, so any x86-64 host with
+    AVX2 gives the same): their tuned records stay valid."""
+    assert ops.matmul(64, 64, 64).space(avx2_cpu()).version == "1ef0a822f64c"
+    assert _conv(C=16, H=14, W=14, K=16, stride=2, bias=True, activation="relu").space(avx2_cpu()).version == \
+        "5f356e2e72c5"
+
+
+def _winograd_config(op, target, m, rows, vecs, split):
+    cfg = dict(op.space(target).default())
+    cfg.update({"conv2d.kernel": "winograd", "conv2d.wino_m": m, "conv2d.wino_rows": rows,
+                "conv2d.wino_vecs": vecs, "conv2d.wino_split": split})
+    return Config(cfg)
+
+
+def _check(op, got, ref, m, what):
+    if m == 2:
+        assert_matches(op, got, ref, what)
+        return
+    # F(4x4)'s larger coefficients cost accuracy: about 1e-5 of the largest output.
+    err = float(np.abs(got.astype(np.float64) - ref).max())
+    assert err <= 5e-5 * float(np.abs(ref).max()) + 1e-5, f"{op.name}: error {err:.3g} {what}"
+
+
+@settings(max_examples=40, **RELAXED)
+@given(C=st.integers(1, 20), H=st.integers(1, 11), W=st.integers(1, 19), K=st.integers(1, 9),
+       m=st.sampled_from(TILE_SIZES), rows=st.sampled_from(GEMM_ROWS), vecs=st.sampled_from(GEMM_VECS),
+       split=st.sampled_from(SPLITS), epilogue=st.sampled_from([(False, None), (True, None), (False, "relu"),
+                                                                 (True, "relu")]),
+       avx2=st.booleans(), seed=st.integers(0, 2**16))
+def test_interpreted_winograd_matches_the_reference(C, H, W, K, m, rows, vecs, split, epilogue, avx2, seed):
+    """Every knob value on ragged shapes: channels off the vector width, images off the tile
+    size, runs of tiles that overlap, K off the panel width, both splits, 8 and 16 lanes."""
+    op = _conv(C=C, H=H, W=W, K=K, bias=epilogue[0], activation=epilogue[1])
+    target = avx2_cpu() if avx2 else Target.host_cpu()
+    # One output pixel or channel is no contraction: no micro-kernel, so no Winograd either.
+    assume(H * W > 1 and K > 1)
+    cfg = _winograd_config(op, target, m, rows, vecs, split)
+    kernel = build(op, target, cfg, jit=False)
+    inputs = op.random_inputs(seed)
+    _check(op, kernel(*inputs), op.reference(*inputs), m, f"with config {cfg.to_json()}")
+
+
+@pytest.mark.parametrize("m,H,W", [(2, 9, 34), (4, 10, 35)])
+def test_compiled_winograd_matches_the_reference_and_binds_its_weights(m, H, W):
+    """Compiled: the intrinsics on 16 channels plus 4 in scalar code, whole runs of tiles and
+    ragged edges; bound to its weight, U is transformed once and a new weight is taken."""
+    op = _conv(C=20, H=H, W=W, K=35, bias=True, activation="relu")
+    cfg = _winograd_config(op, Target.host_cpu(), m, 8, 2, "auto")
+    kernel = build(op, "cpu", cfg, constants=("weight", "bias"))
+    assert [name for name, _ in kernel.loopnest.prepacked] == ["weight"]
+    x, w, b = op.random_inputs(3)
+    _check(op, kernel(x, w, b), op.reference(x, w, b), m, "unbound")
+    bound = kernel.bind(weight=w, bias=b)
+    _check(op, bound(x), op.reference(x, w, b), m, "bound")
+    x2 = np.flip(x, axis=3).copy()
+    _check(op, bound(x2), op.reference(x2, w, b), m, "bound, second input")
+    w2 = -w
+    _check(op, bound.bind(weight=w2)(x), op.reference(x, w2, b), m, "bound anew")
+
+
+def test_the_source_calls_the_transform_intrinsics():
+    op = _conv(C=32, H=8, W=16, K=32, bias=True, activation="relu")
+    for m in TILE_SIZES:
+        source = kernel_source(op, "cpu", _winograd_config(op, Target.host_cpu(), m, 8, 2, "tiles"))
+        assert "from codegen.winograd_simd import input_tile, output_run" in source
+        assert f"= input_tile({m}, " in source and f"= output_run({m}, " in source
+        assert "outer_product_kernel(8, 2, " in source
+
+
+def test_features_count_winograds_fewer_multiplies():
+    op = _conv(C=64, H=28, W=28, K=64, bias=True, activation="relu")
+    default = dict(op.space("cpu").default())
+    flops = FEATURE_NAMES.index("flops")
+    direct = featurize_config(op, {**default, "conv2d.kernel": "micro"})[flops]
+    f2 = featurize_config(op, {**default, "conv2d.kernel": "winograd", "conv2d.wino_m": 2})[flops]
+    f4 = featurize_config(op, {**default, "conv2d.kernel": "winograd", "conv2d.wino_m": 4})[flops]
+    assert direct > f2 > f4   # log2 counts: 2.25x and 4x fewer multiplies, less the transforms
+    assert direct - f2 > 0.5 and f2 - f4 > 0.3
