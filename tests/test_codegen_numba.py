@@ -163,11 +163,14 @@ def test_disk_cache_avoids_compiling_again_in_a_new_process(tmp_path):
 def test_cache_key_follows_the_inlined_math_functions_and_intrinsics(monkeypatch):
     # Numba's disk cache checks only the kernel file's timestamp, so an edit to the functions
     # kernels inline (numba_math) or to the intrinsics they call (simd, and simd_finish's
-    # code that those emit) must change every kernel's key.
+    # code that those emit; winograd_simd, and the matrices it builds its transforms from)
+    # must change every kernel's key.
     import hashlib
 
-    from codegen import cache, numba_math, simd, simd_finish
-    text = b"".join(open(m.__file__, "rb").read() for m in (numba_math, simd, simd_finish))
+    from codegen import cache, numba_math, simd, simd_finish, winograd_simd
+    from schedules import winograd_matrices
+    modules = (numba_math, simd, simd_finish, winograd_simd, winograd_matrices)
+    text = b"".join(open(m.__file__, "rb").read() for m in modules)
     assert cache._inlined_source_digest() == hashlib.sha256(text).hexdigest()[:16]
     before = cache.cache_key("source", "target")
     monkeypatch.setattr(cache, "_inlined_source_digest", lambda: "edited")
