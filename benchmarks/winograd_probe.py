@@ -6,7 +6,8 @@ the tuned direct kernel and the frameworks, on the 3x3 stride-1 convolutions of 
 
 Every implementation is checked against the operator's reference first, then all are timed
 in interleaved rounds, as `autosched bench` times them. The Winograd kernel is
-benchmarks/winograd_kernel.py: not a part of autosched's search space (yet).
+benchmarks/winograd_kernel.py, hand-written; autosched's own, from its search space, is timed
+by benchmarks/winograd_tiles.py.
 """
 from __future__ import annotations
 

@@ -142,3 +142,32 @@ def test_features_count_winograds_fewer_multiplies():
     f4 = featurize_config(op, {**default, "conv2d.kernel": "winograd", "conv2d.wino_m": 4})[flops]
     assert direct > f2 > f4   # log2 counts: 2.25x and 4x fewer multiplies, less the transforms
     assert direct - f2 > 0.5 and f2 - f4 > 0.3
+
+
+def test_the_tile_size_benchmark_times_the_tuned_record_beside_the_other_tile_size(tmp_path):
+    """benchmarks/winograd_tiles.py on a bench run with one Winograd record and one direct one:
+    the Winograd row is timed at both tile sizes, each checked against the reference first."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from winograd_tiles import main
+    params = dict(N=1, C=32, H=8, W=8, K=32, R=3, S=3, padding=1, bias=True, activation="relu")
+    op = ops.conv2d(**params).with_constants("weight", "bias")
+    tuned = _winograd_config(op, Target.host_cpu(), 2, 6, 1, "planes")
+    direct = {**dict(tuned), "conv2d.kernel": "micro"}
+    rows = [{"label": label, "op": "conv2d", "params": params, "autosched": {"config": dict(config)}}
+            for label, config in (("winograd row", tuned), ("direct row", direct))]
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"rows": rows}))
+    assert main([str(bench), "--rounds", "1", "--seconds", "0.01", "--baselines", "", "--out", str(tmp_path)]) == 0
+    result = json.loads(next(tmp_path.glob("winograd-tiles-*.json")).read_text())
+    assert [r["label"] for r in result["rows"]] == ["winograd row"]
+    row = result["rows"][0]
+    assert set(row["median_ms"]) == {"tuned record (F(2x2))", "F(4x4), 8-row tiles"}
+    assert all(ms is not None and ms > 0 for ms in row["median_ms"].values())
+    other = json.loads(row["details"]["F(4x4), 8-row tiles"])
+    assert other["conv2d.wino_m"] == 4 and other["conv2d.wino_rows"] == 8 and other["conv2d.wino_vecs"] == 1
+    with pytest.raises(SystemExit):
+        bench.write_text(json.dumps({"rows": rows[1:]}))
+        main([str(bench), "--baselines", ""])
