@@ -46,7 +46,7 @@ def main(argv=None) -> int:
 
     results = []
     for row, config, op, inputs in tuned_workloads(rows, args.only):
-        tuned = _config(row)
+        tuned = json.loads(config) if isinstance(config, str) else dict(config)
         stage = _winograd_stage(tuned)
         variants = {f"tuned record (F({tuned[f'{stage}.wino_m']}x{tuned[f'{stage}.wino_m']}))": tuned}
         for m in TILE_SIZES:

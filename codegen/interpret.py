@@ -124,7 +124,7 @@ def python_output_run(m: int, run: int, relu: bool):
         vals = mf.reshape(-1)[q + np.arange(alpha * alpha)[:, None] * plane + np.arange(run)[None, :]]
         tiles = np.einsum("ai,ijl,bj->lab", at, vals.reshape(alpha, alpha, run), at) + np.float32(bias)
         if relu:
-            tiles = np.maximum(tiles, 0)
+            tiles = np.fmax(tiles, 0)   # llvm.maxnum, as compiled: a NaN becomes 0
         rows = tiles.transpose(1, 0, 2).reshape(m, run * m).astype(np.float32)  # row a: tile l's m values
         flat = y.reshape(-1)
         for a in range(m):

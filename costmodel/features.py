@@ -209,8 +209,8 @@ class _Walker:
 
     def _winograd(self, s, stack):
         """A Winograd transform call is a vectorized loop over its lanes (channels, or tiles
-        of a run) of (m+2)^2 reads and the transform's adds and multiplies, with one
-        unit-stride read stream and one write stream per lane."""
+        of a run) of (m+2)^2 reads and the transform's adds and multiplies, counted as one
+        read stream and one write stream per lane."""
         alpha = s.m + 2
         if isinstance(s, WinogradInput):
             lanes, flops = s.lanes, 4 * alpha ** 3      # B^T d, then (B^T d) B
@@ -223,8 +223,10 @@ class _Walker:
         self.loops += 1
         self.depth = max(self.depth, len(inner))
         self.stmt_flops.append((flops, inner))
-        for buf, off, write in ((src, src_off, False), (dst, dst_off, True)):
-            self.accesses.append((buf, {**(self._flat_offset(buf, off) or {}), id(lane): 1}, write, inner))
+        # An output run's tiles sit m values apart in each row it stores.
+        lane_step = 1 if isinstance(s, WinogradInput) else s.m
+        for buf, off, write, step in ((src, src_off, False, 1), (dst, dst_off, True, lane_step)):
+            self.accesses.append((buf, {**(self._flat_offset(buf, off) or {}), id(lane): step}, write, inner))
 
     def _flat_offset(self, buf, off):
         """Strides of an access at flat element offset `off` into buf's C-contiguous data."""

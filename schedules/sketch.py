@@ -330,9 +330,9 @@ def _kernel_choice(sch: Schedule, st, con, winograd: bool) -> str:
         # their version. The direct kernels of ResNet's 3x3 layers sit at the FMA peak, level
         # with ONNX Runtime; Winograd's 2.25-4x fewer multiplies won 1.4-2.6x (the probe,
         # benchmarks/winograd_probe.py), but it pays only with enough channels to fill its GEMMs.
-        C = st.reduce_axis[0].extent
+        channels_in, channels_out = st.reduce_axis[0].extent, m
         return sch.knob(f"{st.name}.kernel", ("micro", "tiled", "winograd"),
-                        default="winograd" if min(C, m) >= WINOGRAD_CHANNELS_FROM else
+                        default="winograd" if min(channels_in, channels_out) >= WINOGRAD_CHANNELS_FROM else
                         "micro" if m >= 4 and n >= lanes else "tiled")
     return sch.knob(f"{st.name}.kernel", ("micro", "tiled"),
                     default="micro" if m >= 4 and n >= lanes else "tiled")

@@ -43,7 +43,7 @@ def lower_winograd(sch, plan: WinogradPlan, constants=frozenset()) -> LoopNest:
     u = Buffer("wino_u", (P * Kp * C,), "float32", "global", "temp")
     xt = Buffer("wino_x", (Hp * Wp * C,), "float32", "global", "temp")
     v = Buffer("wino_v", (P * SV,), "float32", "global", "temp")
-    mt = Buffer("wino_m", (P * SM,), "float32", "global", "temp")
+    mt = Buffer("wino_mt", (P * SM,), "float32", "global", "temp")
     data, weight = inputs[conv.data], inputs[conv.weight]
     bias = None if conv.bias is None else inputs[conv.bias]
     geometry = dict(m=m, alpha=alpha, C=C, H=H, W=W, K=K, th=th, tw=tw, Wp=Wp, Hp=Hp, Tp=Tp, Kp=Kp, nr=nr,
@@ -149,7 +149,7 @@ def _input_step(xt, v, lanes: int, g) -> For:
     """V[xi, t*C + c] = (B^T d B)[xi] for tile t's patch d of channel c: whole vectors of
     channels by the intrinsic, the channels past the last vector in scalar code."""
     bt = TRANSFORMS[g["m"]][0]
-    m, alpha, C, tw, Wp, SV = g["m"], g["alpha"], g["C"], g["tw"], g["Wp"], g["SV"]
+    m, alpha, C, th, tw, Wp, SV, Tp = (g[k] for k in ("m", "alpha", "C", "th", "tw", "Wp", "SV", "Tp"))
     whole = C - C % lanes
 
     def per_row(ty):
@@ -175,8 +175,16 @@ def _input_step(xt, v, lanes: int, g) -> For:
                     return loads + stores
                 stmts.append(_loop("cr", C % lanes, "serial", per_channel)[1])
             return stmts
-        return [_loop("tx", tw, "serial", per_tile)[1]]
-    return _loop("ty", g["th"], "parallel", per_row)[1]
+        stmts = [_loop("tx", tw, "serial", per_tile)[1]]
+        if Tp > th * tw:
+            # The GEMMs' last row tile reads V rows past the last tile; zeros there keep
+            # garbage (denormals, NaN) out of the FMAs. Their results land in M's padding.
+            pad_rows = (Tp - th * tw) * C
+            stmts.append(If(Binary("eq", ty, Const(th - 1, "int64")), (_loop(
+                "xi", alpha * alpha, "serial", lambda xi: [_loop("i", pad_rows, "serial", lambda i: [Store(
+                    v, (add(add(mul(xi, SV), th * tw * C), i),), Const(0.0, "float32"))])[1]])[1],)))
+        return stmts
+    return _loop("ty", th, "parallel", per_row)[1]
 
 
 def _gemm_step(v, u, mt, plan: WinogradPlan, by_tiles: bool, g) -> For:
@@ -194,7 +202,8 @@ def _gemm_step(v, u, mt, plan: WinogradPlan, by_tiles: bool, g) -> For:
                   else [Assign(xi, floordiv(job, panels)), Assign(p, mod(job, panels))])
         fill_ks = _loop("k", C, "serial", lambda k: [Store(ks, (k,), k)])[1]
         fill_rows = _loop("i", mr, "serial", lambda i: [Store(rows, (i,), mul(add(mul(p, mr), i), C))])[1]
-        # Rows past the last tile read stale V and land in M's padding columns, never read.
+        # Rows past the last tile read V's zeroed padding rows and land in M's padding
+        # columns, never read.
         tiles = _loop("jp", Kp // nr, "serial", lambda jp: [MicroKernel(
             v, mul(xi, SV), u, mul(add(mul(xi, Kp // nr), jp), nr * C), mt, Const(0, "int64"),
             Const(nr, "int64"), Const(C, "int64"), mr, plan.vecs, plan.lanes, False, total_flops=flops,

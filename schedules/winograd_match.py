@@ -85,7 +85,8 @@ def match_winograd(sch, st, body, epilogues) -> WinogradConv | None:
     bias, relu = None, False
     if epilogues:
         e = epilogues[0]
-        if not op.is_output(e.tensor):
+        if not op.is_output(e.tensor) or tuple(e.tensor.shape) != tuple(st.tensor.shape) \
+                or e.tensor.dtype != "float32":
             return None
         finish = _finish(e.body, st.tensor, e.axis)
         if finish is None:

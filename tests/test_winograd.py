@@ -47,6 +47,19 @@ def test_other_convs_do_not_qualify_and_keep_their_kernel_choices(kw):
     assert kernel is None or "winograd" not in kernel.choices
 
 
+def test_an_epilogue_of_another_shape_does_not_qualify():
+    from schedules import te
+    x = te.placeholder((1, 4, 6, 6), "float32", name="data")
+    w = te.placeholder((5, 4, 3, 3), "float32", name="weight")
+    rc, rr, rs = te.reduce_axis(4, "rc"), te.reduce_axis(3, "rr"), te.reduce_axis(3, "rs")
+    acc = te.compute((1, 5, 6, 6), lambda n, k, h, v: te.sum(x[n, rc, h + rr - 1, v + rs - 1] * w[k, rc, rr, rs],
+                                                             axis=[rc, rr, rs]), name="conv2d")
+    same = te.compute((1, 5, 6, 6), lambda n, k, h, v: te.maximum(acc[n, k, h, v], 0.0), name="epilogue")
+    cropped = te.compute((1, 5, 5, 5), lambda n, k, h, v: te.maximum(acc[n, k, h, v], 0.0), name="epilogue")
+    assert _match(te.operator("conv_relu", inputs=[x, w], outputs=[same])) is not None
+    assert _match(te.operator("conv_cropped", inputs=[x, w], outputs=[cropped])) is None
+
+
 def test_qualifying_spaces_offer_winograd_and_default_to_it_from_32_channels():
     small = {k.name: k for k in _conv(C=8, K=8, bias=True, activation="relu").space("cpu").knobs}
     assert small["conv2d.kernel"].choices == ("micro", "tiled", "winograd")
@@ -106,22 +119,26 @@ def test_interpreted_winograd_matches_the_reference(C, H, W, K, m, rows, vecs, s
     _check(op, kernel(*inputs), op.reference(*inputs), m, f"with config {cfg.to_json()}")
 
 
-@pytest.mark.parametrize("m,H,W", [(2, 9, 34), (4, 10, 35)])
-def test_compiled_winograd_matches_the_reference_and_binds_its_weights(m, H, W):
-    """Compiled: the intrinsics on 16 channels plus 4 in scalar code, whole runs of tiles and
-    ragged edges; bound to its weight, U is transformed once and a new weight is taken."""
-    op = _conv(C=20, H=H, W=W, K=35, bias=True, activation="relu")
+@pytest.mark.parametrize("m,H,W,finish", [(2, 9, 34, True), (4, 10, 35, True), (4, 5, 67, False)])
+def test_compiled_winograd_matches_the_reference_and_binds_its_weights(m, H, W, finish):
+    """Compiled: the intrinsics on 16 channels plus 4 in scalar code, whole runs of tiles (of
+    8 and, 67 wide at m=4, of 16) and ragged edges, with and without bias and relu; bound to
+    its weight, U is transformed once and a new weight is taken."""
+    op = _conv(C=20, H=H, W=W, K=35, bias=finish, activation="relu" if finish else None)
     cfg = _winograd_config(op, Target.host_cpu(), m, 8, 2, "auto")
-    kernel = build(op, "cpu", cfg, constants=("weight", "bias"))
+    constants = ("weight", "bias") if finish else ("weight",)
+    kernel = build(op, "cpu", cfg, constants=constants)
     assert [name for name, _ in kernel.loopnest.prepacked] == ["weight"]
-    x, w, b = op.random_inputs(3)
-    _check(op, kernel(x, w, b), op.reference(x, w, b), m, "unbound")
-    bound = kernel.bind(weight=w, bias=b)
-    _check(op, bound(x), op.reference(x, w, b), m, "bound")
+    inputs = op.random_inputs(3)
+    x, w = inputs[:2]
+    fixed = dict(zip(("weight", "bias"), inputs[1:]))
+    _check(op, kernel(*inputs), op.reference(*inputs), m, "unbound")
+    bound = kernel.bind(**fixed)
+    _check(op, bound(x), op.reference(*inputs), m, "bound")
     x2 = np.flip(x, axis=3).copy()
-    _check(op, bound(x2), op.reference(x2, w, b), m, "bound, second input")
+    _check(op, bound(x2), op.reference(x2, *inputs[1:]), m, "bound, second input")
     w2 = -w
-    _check(op, bound.bind(weight=w2)(x), op.reference(x, w2, b), m, "bound anew")
+    _check(op, bound.bind(weight=w2)(x), op.reference(x, w2, *inputs[2:]), m, "bound anew")
 
 
 def test_the_source_calls_the_transform_intrinsics():
