@@ -4,10 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from codegen.winograd_simd import TRANSFORMS, input_tile, output_run
-
-# The planes of V and M start one cache line apart modulo 4 KiB: planes of a whole number of
-# pages put all streams of a transform in one L1 set, more than its 8 ways.
-SKEW = 16
+from schedules.winograd_match import TileGeometry
 
 
 class WinogradConv:
@@ -34,21 +31,17 @@ class WinogradConv:
             raise ValueError(f"WinogradConv: needs a 3x3 filter, a bias of K values, an image and m in "
                              f"{sorted(TRANSFORMS)}; got weight {weight.shape}, bias {bias.shape}, H={H}, W={W}, m={m}")
         self.shape, self.m = (C, H, W, K), m
-        P = (m + 2) ** 2
-        th, tw, Hp, Wp = _geometry(H, W, m)
-        nr = nvec * lanes
-        self.Tp = (th * tw + mr - 1) // mr * mr
-        self.Kp = (K + nr - 1) // nr * nr
-        if by_tiles is None:
-            by_tiles = self.Tp * (C + self.Kp) > C * self.Kp
-        self.by_tiles = bool(by_tiles)
-        self.u = self._packed_weights(weight, nr)
+        g = TileGeometry(m, C, H, W, K, mr, nvec * lanes)
+        P = g.alpha ** 2
+        self.Tp, self.Kp = g.Tp, g.Kp
+        self.by_tiles = bool(g.tiles_outweigh_weights() if by_tiles is None else by_tiles)
+        self.u = self._packed_weights(weight, g.nr)
         self.bias = np.ascontiguousarray(bias, np.float32)
-        self.scratch = (np.zeros((Hp, Wp, C), np.float32), np.zeros(P * (self.Tp * C + SKEW), np.float32),
-                        np.zeros(P * (self.Kp * self.Tp + SKEW), np.float32))
-        steps = _compile_steps(C, H, W, K, m, self.Tp, self.Kp, mr, nvec, lanes, relu, self.by_tiles)
-        self.steps = [(steps[0].address, Hp), (steps[1].address, th), (steps[2].address, P * (self.Tp // mr)),
-                      (steps[3].address, K * th)]
+        self.scratch = (np.zeros((g.Hp, g.Wp, C), np.float32), np.zeros(P * g.SV, np.float32),
+                        np.zeros(P * g.SM, np.float32))
+        steps = _compile_steps(g, nvec, lanes, relu, self.by_tiles)
+        self.steps = [(steps[0].address, g.Hp), (steps[1].address, g.th), (steps[2].address, P * (g.Tp // mr)),
+                      (steps[3].address, K * g.th)]
         self.params = np.empty(0, np.int64)
 
     def _packed_weights(self, weight, nr: int):
@@ -77,36 +70,26 @@ class WinogradConv:
         return out
 
 
-def _geometry(H: int, W: int, m: int) -> tuple:
-    """Rows and columns of m x m tiles, and the padded channels-last copy's height and width
-    (a one-pixel margin, then whole tiles)."""
-    th, tw = -(-H // m), -(-W // m)
-    return th, tw, m * th + 2, m * tw + 2
-
-
 _compiled: dict = {}
 
 
 def _compile_steps(*shape_and_tile):
-    """The four steps for one shape and register tile, compiled once per process."""
+    """The four steps for one geometry and register tile, compiled once per process."""
     if shape_and_tile not in _compiled:
         _compiled[shape_and_tile] = _steps(*shape_and_tile)
     return _compiled[shape_and_tile]
 
 
-def _steps(C, H, W, K, m, Tp, Kp, mr, nvec, lanes, relu, by_tiles):
+def _steps(g, nvec, lanes, relu, by_tiles):
     from numba import cfunc
 
     from codegen.simd import outer_product_kernel
     from codegen.step_abi import STEP_SIGNATURE, array_at
+    C, H, W, K, m, alpha, th, tw, Hp, Wp = g.C, g.H, g.W, g.K, g.m, g.alpha, g.th, g.tw, g.Hp, g.Wp
+    Tp, Kp, mr, nr, S, SV = g.Tp, g.Kp, g.rows, g.nr, g.SM, g.SV
     bt, _, at_ = (np.ascontiguousarray(t, np.float32) for t in TRANSFORMS[m])
-    alpha = m + 2
     P = alpha * alpha
-    th, tw, Hp, Wp = _geometry(H, W, m)
-    nr = nvec * lanes
     panels = Tp // mr
-    S = Kp * Tp + SKEW
-    SV = Tp * C + SKEW
     VL = 16
     vtile = input_tile(m, VL)
     # runs of tiles for the output transform: the widest that fits a row of tiles; the last

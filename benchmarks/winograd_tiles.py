@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     from tuner.bench import _timed_in_rounds
 
     results = []
-    for row, config, op, inputs in tuned_workloads(rows, args.only):
-        tuned = json.loads(config) if isinstance(config, str) else dict(config)
+    for row, _, op, inputs in tuned_workloads(rows, args.only):
+        tuned = _config(row)
         stage = _winograd_stage(tuned)
         variants = {f"tuned record (F({tuned[f'{stage}.wino_m']}x{tuned[f'{stage}.wino_m']}))": tuned}
         for m in TILE_SIZES:

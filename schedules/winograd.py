@@ -4,13 +4,9 @@ from __future__ import annotations
 from .expr import Binary, Const, Load, Unary, Var
 from .loopnest import (Allocate, Assign, Buffer, For, If, LoopNest, MicroKernel, Scalar, Store,
                        WinogradInput, WinogradOutput, add, ceildiv, floordiv, minimum, mod, mul, sub)
-from .winograd_match import WinogradPlan
+from .winograd_match import TileGeometry, WinogradPlan
 from .winograd_matrices import TRANSFORMS
 
-# The planes of V and M start one cache line apart modulo 4 KiB: planes of a whole number of
-# pages put all streams of a transform in one L1 set, more than its 8 ways (64x56x56's
-# output transform: 0.106 -> 0.042 ms).
-SKEW = 16
 # Output rows go through the vector transform in runs of this many tiles, the widest whose
 # m * run values fit a row of whole tiles and 64 floats.
 RUNS = (16, 8, 4)
@@ -27,36 +23,26 @@ def lower_winograd(sch, plan: WinogradPlan, constants=frozenset()) -> LoopNest:
       4. (m+2)^2 GEMMs M[xi] = V[xi] (tiles x C) @ U[xi] (C x K) on the micro-kernel, reading
          V unpacked and storing each register tile transposed (M is K x tiles);
       5. y = act(A^T M A + bias) for runs of tiles at once, straight into the NCHW output."""
-    op, conv, m = sch.op, plan.conv, plan.m
-    alpha = m + 2
-    P = alpha * alpha
-    C, H, W, K = conv.C, conv.H, conv.W, conv.K
-    th, tw = -(-H // m), -(-W // m)
-    Hp, Wp = m * th + 2, m * tw + 2
-    nr = plan.vecs * plan.lanes
-    Tp = -(-(th * tw) // plan.rows) * plan.rows
-    Kp = -(-K // nr) * nr
-    SV, SM = Tp * C + SKEW, Kp * Tp + SKEW
+    op, conv, g = sch.op, plan.conv, plan.geometry
+    P = g.alpha * g.alpha
     inputs = tuple(Buffer(t.name, t.shape, t.dtype, "global", "input") for t in op.inputs)
     out = op.outputs[0]
     output = Buffer(out.name, out.shape, out.dtype, "global", "output")
-    u = Buffer("wino_u", (P * Kp * C,), "float32", "global", "temp")
-    xt = Buffer("wino_x", (Hp * Wp * C,), "float32", "global", "temp")
-    v = Buffer("wino_v", (P * SV,), "float32", "global", "temp")
-    mt = Buffer("wino_mt", (P * SM,), "float32", "global", "temp")
+    u = Buffer("wino_u", (P * g.Kp * g.C,), "float32", "global", "temp")
+    xt = Buffer("wino_x", (g.Hp * g.Wp * g.C,), "float32", "global", "temp")
+    v = Buffer("wino_v", (P * g.SV,), "float32", "global", "temp")
+    mt = Buffer("wino_mt", (P * g.SM,), "float32", "global", "temp")
     data, weight = inputs[conv.data], inputs[conv.weight]
     bias = None if conv.bias is None else inputs[conv.bias]
-    geometry = dict(m=m, alpha=alpha, C=C, H=H, W=W, K=K, th=th, tw=tw, Wp=Wp, Hp=Hp, Tp=Tp, Kp=Kp, nr=nr,
-                    SV=SV, SM=SM)
-    by_tiles = plan.by_tiles(Tp, Kp)
-    body = (_weight_step(weight, u, geometry),
-            _pad_step(data, xt, geometry),
-            _input_step(xt, v, plan.lanes, geometry),
-            _gemm_step(v, u, mt, plan, by_tiles, geometry),
-            _output_step(mt, output, bias, conv.relu, by_tiles, geometry))
+    by_tiles = plan.by_tiles()
+    body = (_weight_step(weight, u, g),
+            _pad_step(data, xt, g),
+            _input_step(xt, v, plan.lanes, g),
+            _gemm_step(v, u, mt, plan, by_tiles, g),
+            _output_step(mt, output, bias, conv.relu, by_tiles, g))
     split = "tiles" if by_tiles else "planes"
-    notes = (f"winograd F({m}x{m}, 3x3): {th}x{tw} tiles padded to {Tp}, K padded to {Kp}, "
-             f"GEMM tile {plan.rows}x{nr}, split by {split}",)
+    notes = (f"winograd F({g.m}x{g.m}, 3x3): {g.th}x{g.tw} tiles padded to {g.Tp}, K padded to {g.Kp}, "
+             f"GEMM tile {g.rows}x{g.nr}, split by {split}",)
     weight_name = op.inputs[conv.weight].name
     prepacked = ((weight_name, u),) if weight_name in constants else ()
     # Every runtime knob stays a kernel argument, unused here, so the argument block keeps its layout.
@@ -89,10 +75,10 @@ def _scalars(prefix: str, values) -> tuple:
     return [Assign(s, value) for s, value in zip(names, values)], names
 
 
-def _weight_step(weight, u, g) -> For:
+def _weight_step(weight, u, g: TileGeometry) -> For:
     """U[xi][k // nr][c][k % nr] = (G w[k, c] G^T)[xi], zero for the padding columns k >= K."""
-    gm = TRANSFORMS[g["m"]][1]
-    alpha, C, K, Kp, nr = g["alpha"], g["C"], g["K"], g["Kp"], g["nr"]
+    gm = TRANSFORMS[g.m][1]
+    alpha, C, K, Kp = g.alpha, g.C, g.K, g.Kp
 
     def per_column(k):
         def per_channel(c):
@@ -107,19 +93,18 @@ def _weight_step(weight, u, g) -> For:
             return [If(Binary("lt", k, Const(K, "int64")), tuple(loads + stores)),
                     If(Binary("ge", k, Const(K, "int64")), tuple(zeros))]
         return [_loop("c", C, "serial", per_channel)[1]]
-    assert Kp % nr == 0
     return _loop("k", Kp, "parallel", per_column)[1]
 
 
-def _u_offset(xi: int, k, c, g):
-    C, Kp, nr = g["C"], g["Kp"], g["nr"]
+def _u_offset(xi: int, k, c, g: TileGeometry):
+    C, Kp, nr = g.C, g.Kp, g.nr
     panel = add(xi * (Kp // nr), floordiv(k, nr))
     return add(mul(add(mul(panel, C), c), nr), mod(k, nr))
 
 
-def _pad_step(data, xt, g) -> For:
+def _pad_step(data, xt, g: TileGeometry) -> For:
     """xt[hp, wp, c] = x[c, hp - 1, wp - 1], zero outside the image."""
-    C, H, W, Wp = g["C"], g["H"], g["W"], g["Wp"]
+    C, H, W, Wp = g.C, g.H, g.W, g.Wp
 
     def at(hp, wp, c):
         return add(mul(add(mul(hp, Wp), wp), C), c)
@@ -142,14 +127,14 @@ def _pad_step(data, xt, g) -> For:
         copy = _loop("w0", ceildiv(W, PAD_CHUNK), "serial", per_chunk)[1]
         inside = Binary("and", Binary("ge", hp, Const(1, "int64")), Binary("le", hp, Const(H, "int64")))
         return [If(Unary("not", inside), (blank,)), If(inside, (Assign(h, sub(hp, 1)), left, right, copy))]
-    return _loop("hp", g["Hp"], "parallel", per_row)[1]
+    return _loop("hp", g.Hp, "parallel", per_row)[1]
 
 
-def _input_step(xt, v, lanes: int, g) -> For:
+def _input_step(xt, v, lanes: int, g: TileGeometry) -> For:
     """V[xi, t*C + c] = (B^T d B)[xi] for tile t's patch d of channel c: whole vectors of
     channels by the intrinsic, the channels past the last vector in scalar code."""
-    bt = TRANSFORMS[g["m"]][0]
-    m, alpha, C, th, tw, Wp, SV, Tp = (g[k] for k in ("m", "alpha", "C", "th", "tw", "Wp", "SV", "Tp"))
+    bt = TRANSFORMS[g.m][0]
+    m, alpha, C, th, tw, Wp, SV, Tp = g.m, g.alpha, g.C, g.th, g.tw, g.Wp, g.SV, g.Tp
     whole = C - C % lanes
 
     def per_row(ty):
@@ -187,9 +172,9 @@ def _input_step(xt, v, lanes: int, g) -> For:
     return _loop("ty", th, "parallel", per_row)[1]
 
 
-def _gemm_step(v, u, mt, plan: WinogradPlan, by_tiles: bool, g) -> For:
+def _gemm_step(v, u, mt, plan: WinogradPlan, by_tiles: bool, g: TileGeometry) -> For:
     """One job per (tile panel, xi): rows*vecs*lanes register tiles over all K panels."""
-    C, P, Tp, Kp, nr, SV, SM = g["C"], g["alpha"] ** 2, g["Tp"], g["Kp"], g["nr"], g["SV"], g["SM"]
+    C, P, Tp, Kp, nr, SV, SM = g.C, g.alpha ** 2, g.Tp, g.Kp, g.nr, g.SV, g.SM
     mr = plan.rows
     panels = Tp // mr
     rows = Buffer("wino_rows", (mr,), "int64", "local", "local")
@@ -215,11 +200,11 @@ def _gemm_step(v, u, mt, plan: WinogradPlan, by_tiles: bool, g) -> For:
     return For(loop.var, loop.extent, loop.kind, (Allocate(rows), Allocate(ks)) + loop.body)
 
 
-def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g) -> For:
+def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g: TileGeometry) -> For:
     """One job per (output channel, row of tiles): runs of whole tiles by the intrinsic, the
     tiles at the right and bottom edges in scalar code."""
-    at_ = TRANSFORMS[g["m"]][2]
-    m, alpha, H, W, K, th, tw, Tp, SM = (g[k] for k in ("m", "alpha", "H", "W", "K", "th", "tw", "Tp", "SM"))
+    at_ = TRANSFORMS[g.m][2]
+    m, alpha, H, W, K, th, tw, Tp, SM = g.m, g.alpha, g.H, g.W, g.K, g.th, g.tw, g.Tp, g.SM
     full = W // m
     run = next((r for r in RUNS if r <= full and m * r <= 64), 0)
 
@@ -233,13 +218,12 @@ def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g) -> For:
                   Assign(base, add(mul(k, Tp), mul(ty, tw))),
                   Assign(o, mul(add(mul(k, H), mul(ty, m)), W))]
         whole_rows = Binary("le", add(mul(ty, m), m), Const(H, "int64"))
+        stmts.append(Assign(done, Const(0, "int64")))
         if run:
             starts = _loop("r", ceildiv(full, run), "serial", lambda r: [WinogradOutput(
                 m, run, relu, mt, add(base, minimum(mul(r, run), full - run)), Const(SM, "int64"), output,
                 add(o, mul(minimum(mul(r, run), full - run), m)), Const(W, "int64"), b)])[1]
-            stmts += [Assign(done, Const(0, "int64")), If(whole_rows, (starts, Assign(done, Const(full, "int64"))))]
-        else:
-            stmts.append(Assign(done, Const(0, "int64")))
+            stmts.append(If(whole_rows, (starts, Assign(done, Const(full, "int64")))))
 
         def per_tile(txx):
             tx = Var("tx", None, "index")
