@@ -11,7 +11,7 @@ class Contraction:
     """A stage out[batch, m, n] = sum_k a(batch, m, k) * b(batch, n, k), with axes by position.
 
     `a` reads no N axis and `b` no M axis, so a can be packed into row panels and b into
-    column panels. The output's axes run batch..., M..., N... (axes of extent 1 may sit
+    column panels. Either may ignore the batch axes (one weight for a batch of images). The output's axes run batch..., M..., N... (axes of extent 1 may sit
     anywhere), so a (batch, m, n) point is at flat offset (batch*M + m)*N + n.
     """
     batch: tuple      # positions in stage.axis
@@ -68,12 +68,22 @@ def _uses(expr, axes) -> set:
 
 
 def _classify(axes, a, b):
+    found = _split_axes(axes, a, b, leading_batch=False)
+    # A batch of NCHW convs: out[n, k, h, w] = sum w[k, ...] * x[n, ...]. Its image axis is read
+    # by one operand only, yet leads the output: as a batch axis (the weights the same for
+    # every image), the images' k, h, w are rows and columns like a single image's.
+    return found if found is not None else _split_axes(axes, a, b, leading_batch=True)
+
+
+def _split_axes(axes, a, b, leading_batch: bool):
     in_a, in_b = _uses(a, axes), _uses(b, axes)
     batch, m, n, unit = [], [], [], []
     for d, ax in enumerate(axes):
         if ax.extent == 1:
             unit.append(d)
         elif d in in_a and d in in_b:
+            batch.append(d)
+        elif leading_batch and not (batch or m or n):
             batch.append(d)
         elif d in in_a:
             m.append(d)

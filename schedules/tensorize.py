@@ -345,11 +345,14 @@ def emit_microkernel(low, st, tail) -> list:
     # A constant operand (a layer's weights) is packed once, whole, by a loop of its own: k
     # block by k block, each holding every panel of the operand, so a tile's panel is found
     # from its global position. Blocks and parts start on whole panels, so i0 / R and j0 / C
-    # are exact.
+    # are exact. One that reads no batch axis (a conv's weights over a batch of images) is
+    # the same for every batch.
     setup = []
+    batch_vars = {id(axes[d]) for d in con.batch}
     for side, expr, width, extent, flat, group, panel, lane in (
             ("a", con.a, R, Mt, mflat, con.m, ip, ii), ("b", con.b, C, Nt, nflat, con.n, jp, jj)):
-        name = _constant_input(low, expr) if Bt == 1 else None
+        per_batch = any(isinstance(v, Var) and id(v) in batch_vars for v in walk(expr))
+        name = _constant_input(low, expr) if not per_batch else None
         if name is None:
             continue
         panels = -(-extent // width)

@@ -18,18 +18,20 @@ def lower_winograd(sch, plan: WinogradPlan, constants=frozenset()) -> LoopNest:
     """Steps, each a parallel loop (the pool runs them one after another):
       1. U = G w G^T for every (k, c), packed as the GEMMs' column panels; run once by
          Kernel.bind when the weight is a constant;
-      2. the input padded by one pixel, channels last (xt);
-      3. V = B^T d B for every m x m tile's (m+2)^2 patch, a vector of channels at a time;
+      2. the input padded by one pixel, channels last (xt), one job per padded row of an image;
+      3. V = B^T d B for every m x m tile's (m+2)^2 patch, a vector of channels at a time, one
+         job per row of tiles of an image;
       4. (m+2)^2 GEMMs M[xi] = V[xi] (tiles x C) @ U[xi] (C x K) on the micro-kernel, reading
          V unpacked and storing each register tile transposed (M is K x tiles);
-      5. y = act(A^T M A + bias) for runs of tiles at once, straight into the NCHW output."""
+      5. y = act(A^T M A + bias) for runs of tiles at once, straight into the NCHW output.
+    The tiles of a batch are numbered image by image, so the GEMMs see one long tile axis."""
     op, conv, g = sch.op, plan.conv, plan.geometry
     P = g.alpha * g.alpha
     inputs = tuple(Buffer(t.name, t.shape, t.dtype, "global", "input") for t in op.inputs)
     out = op.outputs[0]
     output = Buffer(out.name, out.shape, out.dtype, "global", "output")
     u = Buffer("wino_u", (P * g.Kp * g.C,), "float32", "global", "temp")
-    xt = Buffer("wino_x", (g.Hp * g.Wp * g.C,), "float32", "global", "temp")
+    xt = Buffer("wino_x", (g.N * g.Hp * g.Wp * g.C,), "float32", "global", "temp")
     v = Buffer("wino_v", (P * g.SV,), "float32", "global", "temp")
     mt = Buffer("wino_mt", (P * g.SM,), "float32", "global", "temp")
     data, weight = inputs[conv.data], inputs[conv.weight]
@@ -41,7 +43,8 @@ def lower_winograd(sch, plan: WinogradPlan, constants=frozenset()) -> LoopNest:
             _gemm_step(v, u, mt, plan, by_tiles, g),
             _output_step(mt, output, bias, conv.relu, by_tiles, g))
     split = "tiles" if by_tiles else "planes"
-    notes = (f"winograd F({g.m}x{g.m}, 3x3): {g.th}x{g.tw} tiles padded to {g.Tp}, K padded to {g.Kp}, "
+    batch = f"{g.N} images of " if g.N > 1 else ""
+    notes = (f"winograd F({g.m}x{g.m}, 3x3): {batch}{g.th}x{g.tw} tiles padded to {g.Tp}, K padded to {g.Kp}, "
              f"GEMM tile {g.rows}x{g.nr}, split by {split}",)
     weight_name = op.inputs[conv.weight].name
     prepacked = ((weight_name, u),) if weight_name in constants else ()
@@ -103,45 +106,50 @@ def _u_offset(xi: int, k, c, g: TileGeometry):
 
 
 def _pad_step(data, xt, g: TileGeometry) -> For:
-    """xt[hp, wp, c] = x[c, hp - 1, wp - 1], zero outside the image."""
-    C, H, W, Wp = g.C, g.H, g.W, g.Wp
+    """xt[n, hp, wp, c] = x[n, c, hp - 1, wp - 1], zero outside the image."""
+    C, H, W, Hp, Wp = g.C, g.H, g.W, g.Hp, g.Wp
 
-    def at(hp, wp, c):
-        return add(mul(add(mul(hp, Wp), wp), C), c)
+    def at(row, wp, c):
+        return add(mul(add(mul(row, Wp), wp), C), c)
 
-    def per_row(hp):
+    def per_row(row):
+        # row = n * Hp + hp: xt's rows of all images in one sequence
         zero = Const(0.0, "float32")
-        blank = _loop("i", Wp * C, "serial", lambda i: [Store(xt, (add(mul(hp, Wp * C), i),), zero)])[1]
-        h = Var("h", None, "index")
-        left = _loop("c", C, "serial", lambda c: [Store(xt, (at(hp, 0, c),), zero)])[1]
+        n, hp, h = Var("n", None, "index"), Var("hp", None, "index"), Var("h", None, "index")
+        blank = _loop("i", Wp * C, "serial", lambda i: [Store(xt, (add(mul(row, Wp * C), i),), zero)])[1]
+        left = _loop("c", C, "serial", lambda c: [Store(xt, (at(row, 0, c),), zero)])[1]
         right = _loop("i", (Wp - W - 1) * C, "serial",
-                      lambda i: [Store(xt, (add(at(hp, W + 1, 0), i),), zero)])[1]
+                      lambda i: [Store(xt, (add(at(row, W + 1, 0), i),), zero)])[1]
 
         def per_chunk(w0):
             def per_channel(c):
                 def per_pixel(wi):
                     w = add(mul(w0, PAD_CHUNK), wi)
-                    return [Store(xt, (at(hp, add(w, 1), c),), Load(data, (Const(0, "int64"), c, h, w)))]
+                    return [Store(xt, (at(row, add(w, 1), c),), Load(data, (n, c, h, w)))]
                 return [_loop("wi", minimum(PAD_CHUNK, sub(W, mul(w0, PAD_CHUNK))), "serial", per_pixel)[1]]
             return [_loop("c", C, "serial", per_channel)[1]]
         copy = _loop("w0", ceildiv(W, PAD_CHUNK), "serial", per_chunk)[1]
         inside = Binary("and", Binary("ge", hp, Const(1, "int64")), Binary("le", hp, Const(H, "int64")))
-        return [If(Unary("not", inside), (blank,)), If(inside, (Assign(h, sub(hp, 1)), left, right, copy))]
-    return _loop("hp", g.Hp, "parallel", per_row)[1]
+        return [Assign(n, floordiv(row, Hp)), Assign(hp, mod(row, Hp)),
+                If(Unary("not", inside), (blank,)), If(inside, (Assign(h, sub(hp, 1)), left, right, copy))]
+    return _loop("row", g.N * Hp, "parallel", per_row)[1]
 
 
 def _input_step(xt, v, lanes: int, g: TileGeometry) -> For:
     """V[xi, t*C + c] = (B^T d B)[xi] for tile t's patch d of channel c: whole vectors of
     channels by the intrinsic, the channels past the last vector in scalar code."""
     bt = TRANSFORMS[g.m][0]
-    m, alpha, C, th, tw, Wp, SV, Tp = g.m, g.alpha, g.C, g.th, g.tw, g.Wp, g.SV, g.Tp
+    m, alpha, C, th, tw, Hp, Wp, SV, Tp = g.m, g.alpha, g.C, g.th, g.tw, g.Hp, g.Wp, g.SV, g.Tp
     whole = C - C % lanes
 
-    def per_row(ty):
+    def per_row(row):
+        # row = n * th + ty, and the row's first tile is row * tw
+        top = Var("top", None, "index")
+
         def per_tile(tx):
             t = Var("t", None, "index")
-            corner = mul(add(mul(mul(ty, m), Wp), mul(tx, m)), C)
-            stmts = [Assign(t, add(mul(ty, tw), tx))]
+            corner = mul(add(mul(top, Wp), mul(tx, m)), C)
+            stmts = [Assign(t, add(mul(row, tw), tx))]
             if whole:
                 stmts.append(_loop("cv", whole // lanes, "serial", lambda cv: [WinogradInput(
                     m, lanes, v, add(mul(t, C), mul(cv, lanes)), Const(SV, "int64"), xt,
@@ -160,16 +168,18 @@ def _input_step(xt, v, lanes: int, g: TileGeometry) -> For:
                     return loads + stores
                 stmts.append(_loop("cr", C % lanes, "serial", per_channel)[1])
             return stmts
-        stmts = [_loop("tx", tw, "serial", per_tile)[1]]
-        if Tp > th * tw:
+        # The padded input's top row of this row of tiles: image n's row ty * m.
+        stmts = [Assign(top, add(mul(floordiv(row, th), Hp), mul(mod(row, th), m))),
+                 _loop("tx", tw, "serial", per_tile)[1]]
+        if Tp > g.tiles:
             # The GEMMs' last row tile reads V rows past the last tile; zeros there keep
             # garbage (denormals, NaN) out of the FMAs. Their results land in M's padding.
-            pad_rows = (Tp - th * tw) * C
-            stmts.append(If(Binary("eq", ty, Const(th - 1, "int64")), (_loop(
+            pad_rows = (Tp - g.tiles) * C
+            stmts.append(If(Binary("eq", row, Const(g.N * th - 1, "int64")), (_loop(
                 "xi", alpha * alpha, "serial", lambda xi: [_loop("i", pad_rows, "serial", lambda i: [Store(
-                    v, (add(add(mul(xi, SV), th * tw * C), i),), Const(0.0, "float32"))])[1]])[1],)))
+                    v, (add(add(mul(xi, SV), g.tiles * C), i),), Const(0.0, "float32"))])[1]])[1],)))
         return stmts
-    return _loop("ty", th, "parallel", per_row)[1]
+    return _loop("row", g.N * th, "parallel", per_row)[1]
 
 
 def _gemm_step(v, u, mt, plan: WinogradPlan, by_tiles: bool, g: TileGeometry) -> For:
@@ -201,22 +211,25 @@ def _gemm_step(v, u, mt, plan: WinogradPlan, by_tiles: bool, g: TileGeometry) ->
 
 
 def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g: TileGeometry) -> For:
-    """One job per (output channel, row of tiles): runs of whole tiles by the intrinsic, the
-    tiles at the right and bottom edges in scalar code."""
+    """One job per (output channel, row of tiles of an image): runs of whole tiles by the
+    intrinsic, the tiles at the right and bottom edges in scalar code."""
     at_ = TRANSFORMS[g.m][2]
     m, alpha, H, W, K, th, tw, Tp, SM = g.m, g.alpha, g.H, g.W, g.K, g.th, g.tw, g.Tp, g.SM
+    rows_of_tiles = g.N * th
     full = W // m
     run = next((r for r in RUNS if r <= full and m * r <= 64), 0)
 
     def per_job(job):
-        ty, k = Var("ty", None, "index"), Var("kk", None, "index")
+        row, n, ty, k = (Var("row", None, "index"), Var("n", None, "index"), Var("ty", None, "index"),
+                         Var("kk", None, "index"))
         b, base, o, done = (Scalar("b", "float32"), Var("base", None, "index"), Var("o", None, "index"),
                             Var("done", None, "index"))
-        stmts = [Assign(ty, floordiv(job, K)), Assign(k, mod(job, K))] if by_tiles else \
-            [Assign(k, floordiv(job, th)), Assign(ty, mod(job, th))]
-        stmts += [Assign(b, Load(bias, (k,)) if bias is not None else Const(0.0, "float32")),
-                  Assign(base, add(mul(k, Tp), mul(ty, tw))),
-                  Assign(o, mul(add(mul(k, H), mul(ty, m)), W))]
+        stmts = [Assign(row, floordiv(job, K)), Assign(k, mod(job, K))] if by_tiles else \
+            [Assign(k, floordiv(job, rows_of_tiles)), Assign(row, mod(job, rows_of_tiles))]
+        stmts += [Assign(n, floordiv(row, th)), Assign(ty, mod(row, th)),
+                  Assign(b, Load(bias, (k,)) if bias is not None else Const(0.0, "float32")),
+                  Assign(base, add(mul(k, Tp), mul(row, tw))),
+                  Assign(o, mul(add(mul(add(mul(n, K), k), H), mul(ty, m)), W))]
         whole_rows = Binary("le", add(mul(ty, m), m), Const(H, "int64"))
         stmts.append(Assign(done, Const(0, "int64")))
         if run:
@@ -240,9 +253,9 @@ def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g: TileGeometry) 
                     if relu:
                         value = Binary("maximum", value, Const(0.0, "float32"))
                     inside = Binary("and", Binary("lt", h, Const(H, "int64")), Binary("lt", w, Const(W, "int64")))
-                    inner.append(If(inside, (Store(output, (Const(0, "int64"), k, h, w), value),)))
+                    inner.append(If(inside, (Store(output, (n, k, h, w), value),)))
             return inner
         stmts.append(_loop("txx", sub(tw, done), "serial", per_tile)[1])
         return stmts
-    return _loop("job", K * th, "parallel", per_job)[1]
+    return _loop("job", K * rows_of_tiles, "parallel", per_job)[1]
 

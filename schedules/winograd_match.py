@@ -14,8 +14,9 @@ GEMM_VECS = (1, 2)
 
 @dataclass(frozen=True)
 class WinogradConv:
-    """y = act(conv2d(x, w, 3x3, stride 1, pad 1) + bias) on one NCHW float32 image: input
-    positions of data, weight and bias (None without one) among the operator's inputs."""
+    """y = act(conv2d(x, w, 3x3, stride 1, pad 1) + bias) on a batch of N NCHW float32 images:
+    input positions of data, weight and bias (None without one) among the operator's inputs."""
+    N: int
     C: int
     H: int
     W: int
@@ -35,8 +36,9 @@ SKEW = 16
 @dataclass(frozen=True)
 class TileGeometry:
     """Where Winograd F(m x m, 3x3) puts a conv's data, for GEMM tiles of `rows` x `nr`:
-    th x tw output tiles, the padded channels-last input (Hp x Wp x C), tiles padded to Tp and
-    output channels to Kp, and the planes of V (SV floats apart) and M (SM apart)."""
+    th x tw output tiles an image, the padded channels-last input (N x Hp x Wp x C), the
+    N * th * tw tiles of the batch (image-major) padded to Tp and output channels to Kp, and
+    the planes of V (SV floats apart) and M (SM apart)."""
     m: int
     C: int
     H: int
@@ -44,6 +46,7 @@ class TileGeometry:
     K: int
     rows: int
     nr: int
+    N: int = 1
 
     @property
     def alpha(self) -> int:
@@ -66,8 +69,12 @@ class TileGeometry:
         return self.m * self.tw + 2
 
     @property
+    def tiles(self) -> int:
+        return self.N * self.th * self.tw
+
+    @property
     def Tp(self) -> int:
-        return -(-(self.th * self.tw) // self.rows) * self.rows
+        return -(-self.tiles // self.rows) * self.rows
 
     @property
     def Kp(self) -> int:
@@ -103,7 +110,7 @@ class WinogradPlan:
     @property
     def geometry(self) -> TileGeometry:
         c = self.conv
-        return TileGeometry(self.m, c.C, c.H, c.W, c.K, self.rows, self.vecs * self.lanes)
+        return TileGeometry(self.m, c.C, c.H, c.W, c.K, self.rows, self.vecs * self.lanes, c.N)
 
     def by_tiles(self) -> bool:
         """Whether the GEMMs and the output transform are split by tiles ("auto": where V
@@ -112,38 +119,39 @@ class WinogradPlan:
 
 
 def default_tile_size(conv: WinogradConv) -> int:
-    """4 once there are 16 tiles of 4x4: F(4x4) won 1.9-2.6x over the best framework on
-    64x56x56 to 256x14x14, and lost on 512x7x7 (four half-empty tiles) where F(2x2) won."""
+    """4 once an image holds 16 tiles of 4x4: F(4x4) won 1.9-2.6x over the best framework on
+    64x56x56 to 256x14x14, and lost on 512x7x7 (four half-empty tiles) where F(2x2) won. The
+    batch does not count: it adds tiles, but each image's are as empty."""
     return 4 if -(-conv.H // 4) * -(-conv.W // 4) >= 16 else 2
 
 
 def match_winograd(sch, st, body, epilogues) -> WinogradConv | None:
     """The WinogradConv that stage st (with its expanded body) and its epilogues compute, or
-    None: an NCHW 3x3, stride-1, pad-1 float32 conv of one image, finished by nothing, a bias,
-    a relu, or a bias then a relu."""
+    None: an NCHW 3x3, stride-1, pad-1 float32 conv of a batch of images, finished by
+    nothing, a bias, a relu, or a bias then a relu."""
     op = sch.op
     if st.tensor.dtype != "float32" or len(op.outputs) != 1 or len(epilogues) > 1:
         return None
     if len(op.stages) != 1 + len(epilogues):
         return None
     axes, raxes = st.axis, st.reduce_axis
-    if len(axes) != 4 or len(raxes) != 3 or axes[0].extent != 1 or [r.extent for r in raxes[1:]] != [3, 3]:
+    if len(axes) != 4 or len(raxes) != 3 or [r.extent for r in raxes[1:]] != [3, 3]:
         return None
     if not (isinstance(body, Reduce) and body.combiner == "sum" and isinstance(body.source, Binary)
             and body.source.op == "mul"):
         return None
-    _, k, oh, ow = axes
+    n, k, oh, ow = axes
     rc, rr, rs = raxes
     found = None
     for x, w in ((body.source.a, body.source.b), (body.source.b, body.source.a)):
-        if _reads(x, ((), (rc,), (oh, rr), (ow, rs)), (0, 0, -1, -1), axes + raxes) \
+        if _reads(x, ((n,), (rc,), (oh, rr), (ow, rs)), (0, 0, -1, -1), axes + raxes) \
                 and _reads(w, ((k,), (rc,), (rr,), (rs,)), (0, 0, 0, 0), axes + raxes):
             found = (x.tensor, w.tensor)
     if found is None:
         return None
     data, weight = found
-    C, K, H, W = rc.extent, k.extent, oh.extent, ow.extent
-    if not (data.is_placeholder and weight.is_placeholder) or tuple(data.shape) != (1, C, H, W) \
+    N, C, K, H, W = n.extent, rc.extent, k.extent, oh.extent, ow.extent
+    if not (data.is_placeholder and weight.is_placeholder) or tuple(data.shape) != (N, C, H, W) \
             or tuple(weight.shape) != (K, C, 3, 3) or data.dtype != "float32" or weight.dtype != "float32":
         return None
     bias, relu = None, False
@@ -162,7 +170,7 @@ def match_winograd(sch, st, body, epilogues) -> WinogradConv | None:
             bias = _position(op, bias_tensor)
     elif not op.is_output(st.tensor):
         return None
-    return WinogradConv(C, H, W, K, _position(op, data), _position(op, weight), bias, relu)
+    return WinogradConv(N, C, H, W, K, _position(op, data), _position(op, weight), bias, relu)
 
 
 def _position(op, tensor) -> int:

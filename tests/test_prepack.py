@@ -44,6 +44,9 @@ def test_bound_kernels_with_either_operand_prepacked_match_the_reference(data, k
     (lambda: ops.dense(33, 50, 70, bias=True, activation="gelu"), ("weight", "bias"), "bpacked"),
     # 1x1: filters on the rows, so the weights are the A side.
     (lambda: ops.conv2d(1, 7, 9, 9, 20, 1, 1, bias=True, activation="relu"), ("weight",), "apacked"),
+    # A batch of images: the weights, which read no image axis, packed once for all of them.
+    (lambda: ops.conv2d(3, 7, 9, 9, 20, 1, 1, bias=True, activation="relu"), ("weight",), "apacked"),
+    (lambda: ops.conv2d(2, 7, 9, 9, 20, 3, 3, padding=1, bias=True, activation="relu"), ("weight",), "bpacked"),
     # Windows, at any stride: filters on the vector lanes by default, so the weights are the B side.
     (lambda: ops.conv2d(1, 7, 9, 9, 20, 3, 3, stride=2, padding=1, bias=True, activation="relu"), ("weight",),
      "bpacked"),

@@ -40,12 +40,24 @@ def test_contractions_are_found_with_their_row_and_column_axes():
     # NHWC: pixels (of every image) are rows, filters columns.
     _, con = _contraction(ops.conv2d(2, 4, 6, 6, 8, 3, 3, layout="NHWC"), "conv2d")
     assert (con.m, con.n) == ((0, 1, 2), (3,))
+    # NCHW batches: the images are a batch axis that only the pixels read, the same filters
+    # for each.
+    _, con = _contraction(ops.conv2d(2, 4, 6, 6, 8, 3, 3, padding=1), "conv2d")
+    assert (con.batch, con.m, con.n) == ((0,), (1,), (2, 3))
+    _, con = _contraction(ops.conv2d(3, 4, 6, 6, 8, 1, 1, bias=True, activation="relu"), "conv2d")
+    assert (con.batch, con.m, con.n) == ((0,), (1,), (2, 3))
 
 
 def test_non_contractions_are_not_tensorized():
-    # Batch > 1 in NCHW puts a column axis (n) before the rows: not a (rows, columns) layout.
-    assert _contraction(ops.conv2d(2, 4, 6, 6, 8, 3, 3), "conv2d")[1] is None
     assert _contraction(ops.depthwise_conv2d(1, 4, 6, 6, 3, 3), "depthwise_conv2d")[1] is None
+    # A batch of depthwise convs: images and channels are batch axes, and no axis is a column.
+    assert _contraction(ops.depthwise_conv2d(2, 4, 6, 6, 3, 3), "depthwise_conv2d")[1] is None
+    # Only the leading axis may be a batch axis that one operand ignores: here the second is.
+    A = te.placeholder((3, 5), "float32", name="A")
+    B = te.placeholder((4, 5), "float32", name="B")
+    k = te.reduce_axis(5, "k")
+    inner = te.compute((3, 2, 4), lambda i, q, j: te.sum(A[i, k] * B[j, k], axis=k), name="C")
+    assert _contraction(te.operator("repeat_inside", [A, B], [inner]), "C")[1] is None
     sm = ops.softmax(4, 16)
     for s in sm.stages:
         if s.reduce_axes:
@@ -89,7 +101,7 @@ def _ops(draw):
         return ops.batch_matmul(d(1, 3), d(1, 14), d(1, 30), depth()), "batch_matmul"
     if kind == "conv_nchw":
         size = draw(st.sampled_from([1, 3]))
-        return ops.conv2d(1, d(1, 9), d(3, 8), d(3, 8), d(1, 9), size, size, stride=d(1, 2),
+        return ops.conv2d(d(1, 3), d(1, 9), d(3, 8), d(3, 8), d(1, 9), size, size, stride=d(1, 2),
                           padding=d(0, 1), bias=True, activation="relu"), "conv2d"
     if kind == "conv_nhwc":
         return ops.conv2d(d(1, 2), d(1, 5), d(3, 7), d(3, 7), d(1, 20), 2, 3, padding=1,
@@ -305,6 +317,7 @@ def test_windows_offer_lanes_along_the_filters_by_default(make, offered):
 
 @pytest.mark.parametrize("make,stage", [
     (lambda: ops.conv2d(1, 16, 7, 7, 40, 3, 3, padding=1, bias=True, activation="relu"), "conv2d"),
+    (lambda: ops.conv2d(3, 16, 7, 7, 40, 3, 3, padding=1, bias=True, activation="relu"), "conv2d"),
     (lambda: ops.dense(37, 9, 70, bias=True, activation="gelu"), "matmul"),
 ])
 def test_compiled_transposed_micro_kernels_match_the_reference(make, stage):
@@ -331,7 +344,7 @@ def _direct_conv(draw):
     which reads pixels unpacked from the (padded) input."""
     d = lambda lo, hi: draw(st.integers(lo, hi))  # noqa: E731
     size = draw(st.sampled_from([1, 2, 3]))
-    return ops.conv2d(1, draw(st.sampled_from([1, 3, 8, 17])), d(5, 9), d(5, 9), draw(st.sampled_from([8, 16, 24])),
+    return ops.conv2d(d(1, 2), draw(st.sampled_from([1, 3, 8, 17])), d(5, 9), d(5, 9), draw(st.sampled_from([8, 16, 24])),
                       size, size,
                       stride=d(1, 2), padding=d(0, 1), dilation=d(1, 2), bias=draw(st.booleans()),
                       activation=draw(st.sampled_from([None, "relu"])))

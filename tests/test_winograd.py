@@ -28,14 +28,15 @@ def _match(op):
 
 @pytest.mark.parametrize("bias,activation,relu", [(False, None, False), (True, None, False),
                                                   (False, "relu", True), (True, "relu", True)])
-def test_same_padded_3x3_convs_of_one_image_qualify_with_their_epilogue(bias, activation, relu):
-    conv = _match(_conv(C=6, H=5, W=9, K=4, bias=bias, activation=activation))
+@pytest.mark.parametrize("N", [1, 3])
+def test_same_padded_3x3_convs_qualify_with_their_epilogue(bias, activation, relu, N):
+    conv = _match(_conv(N=N, C=6, H=5, W=9, K=4, bias=bias, activation=activation))
     assert conv is not None
-    assert (conv.C, conv.H, conv.W, conv.K, conv.relu) == (6, 5, 9, 4, relu)
+    assert (conv.N, conv.C, conv.H, conv.W, conv.K, conv.relu) == (N, 6, 5, 9, 4, relu)
     assert (conv.bias == 2) if bias else conv.bias is None
 
 
-@pytest.mark.parametrize("kw", [dict(stride=2), dict(padding=0), dict(padding=2), dict(N=2), dict(dilation=2),
+@pytest.mark.parametrize("kw", [dict(stride=2), dict(padding=0), dict(padding=2), dict(dilation=2),
                                 dict(R=5, S=5, padding=2), dict(R=1, S=1, padding=0), dict(activation="gelu"),
                                 dict(bias=True, activation="sigmoid"), dict(layout="NHWC"), dict(dtype="float64")])
 def test_other_convs_do_not_qualify_and_keep_their_kernel_choices(kw):
@@ -101,15 +102,16 @@ def _check(op, got, ref, m, what):
 
 
 @settings(max_examples=40, **RELAXED)
-@given(C=st.integers(1, 20), H=st.integers(1, 11), W=st.integers(1, 19), K=st.integers(1, 9),
-       m=st.sampled_from(TILE_SIZES), rows=st.sampled_from(GEMM_ROWS), vecs=st.sampled_from(GEMM_VECS),
-       split=st.sampled_from(SPLITS), epilogue=st.sampled_from([(False, None), (True, None), (False, "relu"),
-                                                                 (True, "relu")]),
+@given(N=st.integers(1, 3), C=st.integers(1, 20), H=st.integers(1, 11), W=st.integers(1, 19),
+       K=st.integers(1, 9), m=st.sampled_from(TILE_SIZES), rows=st.sampled_from(GEMM_ROWS),
+       vecs=st.sampled_from(GEMM_VECS), split=st.sampled_from(SPLITS),
+       epilogue=st.sampled_from([(False, None), (True, None), (False, "relu"), (True, "relu")]),
        avx2=st.booleans(), seed=st.integers(0, 2**16))
-def test_interpreted_winograd_matches_the_reference(C, H, W, K, m, rows, vecs, split, epilogue, avx2, seed):
+def test_interpreted_winograd_matches_the_reference(N, C, H, W, K, m, rows, vecs, split, epilogue, avx2, seed):
     """Every knob value on ragged shapes: channels off the vector width, images off the tile
-    size, runs of tiles that overlap, K off the panel width, both splits, 8 and 16 lanes."""
-    op = _conv(C=C, H=H, W=W, K=K, bias=epilogue[0], activation=epilogue[1])
+    size, runs of tiles that overlap, K off the panel width, both splits, 8 and 16 lanes, and
+    batches whose tiles run on from one image into the next in a GEMM row tile."""
+    op = _conv(N=N, C=C, H=H, W=W, K=K, bias=epilogue[0], activation=epilogue[1])
     target = avx2_cpu() if avx2 else Target.host_cpu()
     # One output pixel or channel is no contraction: no micro-kernel, so no Winograd either.
     assume(H * W > 1 and K > 1)
@@ -119,12 +121,13 @@ def test_interpreted_winograd_matches_the_reference(C, H, W, K, m, rows, vecs, s
     _check(op, kernel(*inputs), op.reference(*inputs), m, f"with config {cfg.to_json()}")
 
 
-@pytest.mark.parametrize("m,H,W,finish", [(2, 9, 34, True), (4, 10, 35, True), (4, 5, 67, False)])
-def test_compiled_winograd_matches_the_reference_and_binds_its_weights(m, H, W, finish):
+@pytest.mark.parametrize("m,N,H,W,finish", [(2, 1, 9, 34, True), (4, 1, 10, 35, True), (4, 1, 5, 67, False),
+                                           (4, 3, 6, 9, True)])
+def test_compiled_winograd_matches_the_reference_and_binds_its_weights(m, N, H, W, finish):
     """Compiled: the intrinsics on 16 channels plus 4 in scalar code, whole runs of tiles (of
-    8 and, 67 wide at m=4, of 16) and ragged edges, with and without bias and relu; bound to
-    its weight, U is transformed once and a new weight is taken."""
-    op = _conv(C=20, H=H, W=W, K=35, bias=finish, activation="relu" if finish else None)
+    8 and, 67 wide at m=4, of 16) and ragged edges, with and without bias and relu, one image
+    and three; bound to its weight, U is transformed once and a new weight is taken."""
+    op = _conv(N=N, C=20, H=H, W=W, K=35, bias=finish, activation="relu" if finish else None)
     cfg = _winograd_config(op, Target.host_cpu(), m, 8, 2, "auto")
     constants = ("weight", "bias") if finish else ("weight",)
     kernel = build(op, "cpu", cfg, constants=constants)
