@@ -163,6 +163,20 @@ def test_default_suite_is_valid_and_covers_the_model_shapes():
     assert sorted(p["M"] for n, p, _ in entries if n == "matmul") == [256, 512, 1024, 2048]
 
 
+def test_the_shipped_batch_suite_is_valid_and_its_convs_run_on_the_fast_kernels():
+    """benchmarks/suites/resnet50-batch8.yaml: every conv, a batch of 8 images, is offered the
+    micro-kernel, and its 3x3 'same' ones Winograd."""
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / "resnet50-batch8.yaml"
+    entries, _ = read_suite(str(path))
+    assert entries and all(n == "conv2d" and p["N"] == 8 for n, p, _ in entries)
+    for name, params, _ in entries:
+        knobs = {k.name: k for k in make_operator(name, params).space("cpu").knobs}
+        choices = knobs["conv2d.kernel"].choices
+        assert "micro" in choices
+        assert ("winograd" in choices) == (params["R"] == 3 and params.get("stride", 1) == 1)
+
+
 def test_bench_command_end_to_end(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text("trials: 0\nworkloads:\n  - {op: matmul, M: 8, N: 16, K: 4}\n")
