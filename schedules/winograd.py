@@ -1,7 +1,7 @@
 """Lowering of a Winograd F(m x m, 3x3) convolution to a LoopNest of five parallel steps."""
 from __future__ import annotations
 
-from .expr import Binary, Const, Load, Unary, Var
+from .expr import Binary, Const, Load, Unary, Var, rebuild
 from .loopnest import (Allocate, Assign, Buffer, For, If, LoopNest, MicroKernel, Scalar, Store,
                        WinogradInput, WinogradOutput, add, ceildiv, floordiv, minimum, mod, mul, sub)
 from .winograd_match import TileGeometry, WinogradPlan
@@ -41,7 +41,7 @@ def lower_winograd(sch, plan: WinogradPlan, constants=frozenset()) -> LoopNest:
             _pad_step(data, xt, g),
             _input_step(xt, v, plan.lanes, g),
             _gemm_step(v, u, mt, plan, by_tiles, g),
-            _output_step(mt, output, bias, conv.relu, by_tiles, g))
+            _output_step(mt, output, bias, conv.relu, by_tiles, g, _finisher(conv.finish, op, inputs)))
     split = "tiles" if by_tiles else "planes"
     batch = f"{g.N} images of " if g.N > 1 else ""
     notes = (f"winograd F({g.m}x{g.m}, 3x3): {batch}{g.th}x{g.tw} tiles padded to {g.Tp}, K padded to {g.Kp}, "
@@ -210,9 +210,31 @@ def _gemm_step(v, u, mt, plan: WinogradPlan, by_tiles: bool, g: TileGeometry) ->
     return For(loop.var, loop.extent, loop.kind, (Allocate(rows), Allocate(ks)) + loop.body)
 
 
-def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g: TileGeometry) -> For:
+def _finisher(finish, op, inputs):
+    """None, or for an ElementwiseFinish a function (conv value, n, k, h, w) -> the
+    epilogue's value there, reading the kernel's input buffers."""
+    if finish is None:
+        return None
+    buffers = {id(t): b for t, b in zip(op.inputs, inputs)}
+
+    def value(acc, n, k, h, w):
+        at = dict(zip((id(a) for a in finish.axes), (n, k, h, w)))
+
+        def swap(node):
+            if isinstance(node, Var):
+                return at.get(id(node))
+            if isinstance(node, Load):
+                return acc if node.tensor is finish.acc else Load(buffers[id(node.tensor)], node.indices)
+            return None
+        return rebuild(finish.body, swap)
+    return value
+
+
+def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g: TileGeometry, finish=None) -> For:
     """One job per (output channel, row of tiles of an image): runs of whole tiles by the
-    intrinsic, the tiles at the right and bottom edges in scalar code."""
+    intrinsic, the tiles at the right and bottom edges in scalar code. An epilogue other
+    than bias and relu (`finish`, see _finisher) is applied to each run in place once the
+    intrinsic has stored it, and to edge tiles as they are computed."""
     at_ = TRANSFORMS[g.m][2]
     m, alpha, H, W, K, th, tw, Tp, SM = g.m, g.alpha, g.H, g.W, g.K, g.th, g.tw, g.Tp, g.SM
     rows_of_tiles = g.N * th
@@ -233,9 +255,21 @@ def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g: TileGeometry) 
         whole_rows = Binary("le", add(mul(ty, m), m), Const(H, "int64"))
         stmts.append(Assign(done, Const(0, "int64")))
         if run:
-            starts = _loop("r", ceildiv(full, run), "serial", lambda r: [WinogradOutput(
-                m, run, relu, mt, add(base, minimum(mul(r, run), full - run)), Const(SM, "int64"), output,
-                add(o, mul(minimum(mul(r, run), full - run), m)), Const(W, "int64"), b)])[1]
+            def per_run(r):
+                first = Var("first", None, "index")
+                stmts = [Assign(first, minimum(mul(r, run), full - run)), WinogradOutput(
+                    m, run, relu, mt, add(base, first), Const(SM, "int64"), output,
+                    add(o, mul(first, m)), Const(W, "int64"), b)]
+                if finish is not None:
+                    # Overlapping runs store their tiles afresh before each application, so
+                    # every value is finished once.
+                    def per_value(i, row):
+                        at = (n, k, add(mul(ty, m), row), add(mul(first, m), i))
+                        return [Store(output, at, finish(Load(output, at), *at))]
+                    for row in range(m):
+                        stmts.append(_loop("i", m * run, "serial", lambda i, row=row: per_value(i, row))[1])
+                return stmts
+            starts = _loop("r", ceildiv(full, run), "serial", per_run)[1]
             stmts.append(If(whole_rows, (starts, Assign(done, Const(full, "int64")))))
 
         def per_tile(txx):
@@ -252,6 +286,8 @@ def _output_step(mt, output, bias, relu: bool, by_tiles: bool, g: TileGeometry) 
                     value = Binary("add", _combination(at_[r], srow[1]), b)
                     if relu:
                         value = Binary("maximum", value, Const(0.0, "float32"))
+                    if finish is not None:
+                        value = finish(value, n, k, h, w)
                     inside = Binary("and", Binary("lt", h, Const(H, "int64")), Binary("lt", w, Const(W, "int64")))
                     inner.append(If(inside, (Store(output, (n, k, h, w), value),)))
             return inner

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .bounds import affine_coefficient, interval
-from .expr import Binary, Const, Load, Reduce, Var, free_vars
+from .expr import Binary, Const, Load, Reduce, Var, free_vars, walk
 
 TILE_SIZES = (2, 4)
 SPLITS = ("auto", "tiles", "planes")
@@ -12,10 +12,22 @@ GEMM_ROWS = (4, 6, 8)
 GEMM_VECS = (1, 2)
 
 
+@dataclass(frozen=True, eq=False)
+class ElementwiseFinish:
+    """An epilogue computed point by point from the conv's value `acc` at `axes`, reading only
+    that, inputs of the output's shape at the same point (a residual), per-filter vectors
+    (a bias, a scale) and constants: body is its expression over those."""
+    body: object
+    axes: tuple
+    acc: object
+
+
 @dataclass(frozen=True)
 class WinogradConv:
     """y = act(conv2d(x, w, 3x3, stride 1, pad 1) + bias) on a batch of N NCHW float32 images:
-    input positions of data, weight and bias (None without one) among the operator's inputs."""
+    input positions of data, weight and bias (None without one) among the operator's inputs.
+    An epilogue of another form is `finish` (bias None, relu False), applied after the
+    output transform."""
     N: int
     C: int
     H: int
@@ -25,6 +37,7 @@ class WinogradConv:
     weight: int
     bias: int | None
     relu: bool
+    finish: ElementwiseFinish | None = None
 
 
 # The planes of V and M start one cache line apart modulo 4 KiB: planes of a whole number of
@@ -128,7 +141,8 @@ def default_tile_size(conv: WinogradConv) -> int:
 def match_winograd(sch, st, body, epilogues) -> WinogradConv | None:
     """The WinogradConv that stage st (with its expanded body) and its epilogues compute, or
     None: an NCHW 3x3, stride-1, pad-1 float32 conv of a batch of images, finished by
-    nothing, a bias, a relu, or a bias then a relu."""
+    nothing, a bias, a relu, a bias then a relu, or any other elementwise epilogue
+    (ElementwiseFinish)."""
     op = sch.op
     if st.tensor.dtype != "float32" or len(op.outputs) != 1 or len(epilogues) > 1:
         return None
@@ -154,23 +168,56 @@ def match_winograd(sch, st, body, epilogues) -> WinogradConv | None:
     if not (data.is_placeholder and weight.is_placeholder) or tuple(data.shape) != (N, C, H, W) \
             or tuple(weight.shape) != (K, C, 3, 3) or data.dtype != "float32" or weight.dtype != "float32":
         return None
-    bias, relu = None, False
+    bias, relu, other = None, False, None
     if epilogues:
         e = epilogues[0]
         if not op.is_output(e.tensor) or tuple(e.tensor.shape) != tuple(st.tensor.shape) \
                 or e.tensor.dtype != "float32":
             return None
         finish = _finish(e.body, st.tensor, e.axis)
-        if finish is None:
+        bias_tensor = finish[0] if finish is not None else None
+        if bias_tensor is not None and (not bias_tensor.is_placeholder or tuple(bias_tensor.shape) != (K,)
+                                        or bias_tensor.dtype != "float32"):
+            finish = None
+        if finish is not None:
+            relu = finish[1]
+            bias = None if bias_tensor is None else _position(op, bias_tensor)
+        elif _elementwise(e.body, st.tensor, tuple(e.axis), op):
+            other = ElementwiseFinish(e.body, tuple(e.axis), st.tensor)
+        else:
             return None
-        bias_tensor, relu = finish
-        if bias_tensor is not None:
-            if not bias_tensor.is_placeholder or tuple(bias_tensor.shape) != (K,) or bias_tensor.dtype != "float32":
-                return None
-            bias = _position(op, bias_tensor)
     elif not op.is_output(st.tensor):
         return None
-    return WinogradConv(N, C, H, W, K, _position(op, data), _position(op, weight), bias, relu)
+    return WinogradConv(N, C, H, W, K, _position(op, data), _position(op, weight), bias, relu, other)
+
+
+def _elementwise(body, acc_tensor, axes, op) -> bool:
+    """Whether an epilogue reads only the conv at its own point, float32 inputs of the
+    output's shape at that point, float32 per-filter vectors (indexed by the filter axis) and
+    constants, with no reduction."""
+    shape = tuple(acc_tensor.shape)
+    inputs = {id(t) for t in op.inputs}
+    if body.dtype != "float32":
+        return False
+    for node in walk(body):
+        if isinstance(node, Reduce):
+            return False
+        if isinstance(node, Var) and not any(node is a for a in axes):
+            return False
+        if not isinstance(node, Load):
+            continue
+        same_point = len(node.indices) == len(axes) and all(i is a for i, a in zip(node.indices, axes))
+        if node.tensor is acc_tensor:
+            if not same_point:
+                return False
+            continue
+        if id(node.tensor) not in inputs or node.tensor.dtype != "float32":
+            return False
+        per_filter = tuple(node.tensor.shape) == (shape[1],) and len(node.indices) == 1 \
+            and node.indices[0] is axes[1]
+        if not (per_filter or (tuple(node.tensor.shape) == shape and same_point)):
+            return False
+    return True
 
 
 def _position(op, tensor) -> int:

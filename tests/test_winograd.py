@@ -37,8 +37,8 @@ def test_same_padded_3x3_convs_qualify_with_their_epilogue(bias, activation, rel
 
 
 @pytest.mark.parametrize("kw", [dict(stride=2), dict(padding=0), dict(padding=2), dict(dilation=2),
-                                dict(R=5, S=5, padding=2), dict(R=1, S=1, padding=0), dict(activation="gelu"),
-                                dict(bias=True, activation="sigmoid"), dict(layout="NHWC"), dict(dtype="float64")])
+                                dict(R=5, S=5, padding=2), dict(R=1, S=1, padding=0), dict(layout="NHWC"),
+                                dict(dtype="float64")])
 def test_other_convs_do_not_qualify_and_keep_their_kernel_choices(kw):
     op = _conv(**kw)
     assert _match(op) is None
@@ -46,6 +46,39 @@ def test_other_convs_do_not_qualify_and_keep_their_kernel_choices(kw):
     assert not any(".wino_" in n for n in names)
     kernel = names.get("conv2d.kernel")
     assert kernel is None or "winograd" not in kernel.choices
+
+
+@pytest.mark.parametrize("bias,activation", [(False, "gelu"), (True, "sigmoid"), (True, "tanh")])
+def test_other_activations_qualify_as_an_elementwise_finish(bias, activation):
+    conv = _match(_conv(C=6, H=5, W=9, K=4, bias=bias, activation=activation))
+    assert conv is not None and conv.finish is not None
+    assert conv.bias is None and not conv.relu
+
+
+def _residual(N=1, C=4, H=6, W=6, K=5, skip=None, name="conv_bias_add_relu"):
+    """relu(conv(x, w) + bias + skip): a ResNet basic block's second conv, its shortcut added.
+    `skip` gives the skip tensor's shape and how it is read (default: the output's, at the point)."""
+    from schedules import te
+    x = te.placeholder((N, C, H, W), "float32", name="data")
+    w = te.placeholder((K, C, 3, 3), "float32", name="weight")
+    b = te.placeholder((K,), "float32", name="bias")
+    shape, read = skip or ((N, K, H, W), lambda r, n, k, h, v: r[n, k, h, v])
+    r = te.placeholder(shape, "float32", name="skip")
+    rc, rr, rs = te.reduce_axis(C, "rc"), te.reduce_axis(3, "rr"), te.reduce_axis(3, "rs")
+    acc = te.compute((N, K, H, W), lambda n, k, h, v: te.sum(x[n, rc, h + rr - 1, v + rs - 1] * w[k, rc, rr, rs],
+                                                             axis=[rc, rr, rs]), name="conv2d")
+    y = te.compute((N, K, H, W), lambda n, k, h, v: te.maximum(acc[n, k, h, v] + b[k] + read(r, n, k, h, v), 0.0),
+                   name="epilogue")
+    return te.operator(name, inputs=[x, w, b, r], outputs=[y])
+
+
+def test_an_epilogue_reading_inputs_at_its_point_or_per_filter_qualifies_and_no_other():
+    conv = _match(_residual())
+    assert conv is not None and conv.finish is not None and conv.bias is None
+    per_row = ((6,), lambda r, n, k, h, v: r[h])            # indexed by the row, not the filter
+    moved = ((1, 5, 6, 6), lambda r, n, k, h, v: r[n, k, v, h])   # another point
+    assert _match(_residual(skip=per_row)) is None
+    assert _match(_residual(skip=moved)) is None
 
 
 def test_an_epilogue_of_another_shape_does_not_qualify():
@@ -105,13 +138,16 @@ def _check(op, got, ref, m, what):
 @given(N=st.integers(1, 3), C=st.integers(1, 20), H=st.integers(1, 11), W=st.integers(1, 19),
        K=st.integers(1, 9), m=st.sampled_from(TILE_SIZES), rows=st.sampled_from(GEMM_ROWS),
        vecs=st.sampled_from(GEMM_VECS), split=st.sampled_from(SPLITS),
-       epilogue=st.sampled_from([(False, None), (True, None), (False, "relu"), (True, "relu")]),
+       epilogue=st.sampled_from([(False, None), (True, None), (False, "relu"), (True, "relu"), (True, "gelu"),
+                                 (False, "sigmoid"), (True, "residual")]),
        avx2=st.booleans(), seed=st.integers(0, 2**16))
 def test_interpreted_winograd_matches_the_reference(N, C, H, W, K, m, rows, vecs, split, epilogue, avx2, seed):
     """Every knob value on ragged shapes: channels off the vector width, images off the tile
     size, runs of tiles that overlap, K off the panel width, both splits, 8 and 16 lanes, and
-    batches whose tiles run on from one image into the next in a GEMM row tile."""
-    op = _conv(N=N, C=C, H=H, W=W, K=K, bias=epilogue[0], activation=epilogue[1])
+    batches whose tiles run on from one image into the next in a GEMM row tile; epilogues of
+    bias and relu in the output transform, and others (gelu, sigmoid, a residual) after it."""
+    op = _residual(N, C, H, W, K) if epilogue[1] == "residual" else \
+        _conv(N=N, C=C, H=H, W=W, K=K, bias=epilogue[0], activation=epilogue[1])
     target = avx2_cpu() if avx2 else Target.host_cpu()
     # One output pixel or channel is no contraction: no micro-kernel, so no Winograd either.
     assume(H * W > 1 and K > 1)
@@ -142,6 +178,23 @@ def test_compiled_winograd_matches_the_reference_and_binds_its_weights(m, N, H, 
     _check(op, bound(x2), op.reference(x2, *inputs[1:]), m, "bound, second input")
     w2 = -w
     _check(op, bound.bind(weight=w2)(x), op.reference(x, w2, *inputs[2:]), m, "bound anew")
+
+
+@pytest.mark.parametrize("m,N,W,make", [
+    (4, 1, 67, lambda N, W: _conv(N=N, C=20, H=10, W=W, K=35, bias=True, activation="gelu")),
+    (2, 2, 34, lambda N, W: _residual(N, 20, 9, W, 35)),
+])
+def test_compiled_winograd_finishes_other_epilogues_after_the_transform(m, N, W, make):
+    """Compiled: gelu and a residual add (with relu) applied in place to each run of tiles,
+    overlapping runs included, and to the edge tiles."""
+    op = make(N, W)
+    cfg = _winograd_config(op, Target.host_cpu(), m, 8, 2, "auto")
+    kernel = build(op, "cpu", cfg, constants=("weight", "bias"))
+    inputs = op.random_inputs(4)
+    names = [t.name for t in op.inputs]
+    bound = kernel.bind(weight=inputs[1], bias=inputs[2])
+    free = [a for n, a in zip(names, inputs) if n not in ("weight", "bias")]
+    _check(op, bound(*free), op.reference(*inputs), m, "bound")
 
 
 def test_the_source_calls_the_transform_intrinsics():
