@@ -177,6 +177,16 @@ def test_the_shipped_batch_suite_is_valid_and_its_convs_run_on_the_fast_kernels(
         assert ("winograd" in choices) == (params["R"] == 3 and params.get("stride", 1) == 1)
 
 
+def test_the_shipped_epilogue_suite_is_valid_and_offers_winograd():
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / "winograd-epilogues.yaml"
+    entries, _ = read_suite(str(path))
+    assert {p["activation"] for _, p, _ in entries} == {"gelu", "sigmoid"}
+    for name, params, _ in entries:
+        knobs = {k.name: k for k in make_operator(name, params).space("cpu").knobs}
+        assert "winograd" in knobs["conv2d.kernel"].choices
+
+
 def test_bench_command_end_to_end(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text("trials: 0\nworkloads:\n  - {op: matmul, M: 8, N: 16, K: 4}\n")
