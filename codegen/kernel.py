@@ -31,6 +31,8 @@ class Kernel:
         for several outputs)."""
         inputs = self.op.check_inputs(self._with_bound(arrays))
         outs = self._outputs(out)
+        if out is not None:
+            self._check_no_alias(inputs, outs)
         temps = [self._scratch(b) for b in self.loopnest.temps]
         for k, array in self.packed:
             temps[k] = array
@@ -131,6 +133,15 @@ class Kernel:
             fill = np.nan if np.dtype(b.dtype).kind == "f" else np.iinfo(b.dtype).min
             return np.full(tuple(b.shape), fill, dtype=b.dtype)
         return np.empty(tuple(b.shape), dtype=b.dtype)
+
+    def _check_no_alias(self, inputs, outs) -> None:
+        """Generated kernels may read an input after writing an output (a residual read after
+        a Winograd run is stored, an epilogue after the tile), so in-place calls are refused."""
+        for t, o in zip(self.op.outputs, outs):
+            for spec, a in zip(self.op.inputs, inputs):
+                if np.may_share_memory(o, a):
+                    raise ValueError(f"operator {self.op.name}: out for {t.name} shares memory with input "
+                                     f"{spec.name}; in-place calls are not supported, pass a separate array")
 
     def _outputs(self, out) -> list:
         specs = self.op.outputs

@@ -95,22 +95,25 @@ def _activate(x, activation):
     raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - checked earlier
 
 
-def _epilogue(acc, bias, channel_axis: int, activation, name: str = "epilogue"):
-    """One elementwise stage: activation(acc[idx] + bias[idx[channel_axis]]), or acc itself."""
-    if bias is None and activation is None:
+def _epilogue(acc, bias, channel_axis: int, activation, name: str = "epilogue", skip=None):
+    """One elementwise stage: activation(acc[idx] + bias[idx[channel_axis]] + skip[idx]), or
+    acc itself."""
+    if bias is None and activation is None and skip is None:
         return acc
 
     def body(*idx):
         x = acc[idx]
         if bias is not None:
             x = x + bias[idx[channel_axis]]
+        if skip is not None:
+            x = x + skip[idx]
         return _activate(x, activation)
 
     return te.compute(acc.shape, _with_arity(acc.ndim, body), name=name)
 
 
-def _suffix(bias: bool, activation) -> str:
-    return ("_bias" if bias else "") + (f"_{activation}" if activation else "")
+def _suffix(bias: bool, activation, residual: bool = False) -> str:
+    return ("_bias" if bias else "") + ("_add" if residual else "") + (f"_{activation}" if activation else "")
 
 
 # te.compute names the axes after fcompute's parameters, so an n-dimensional stage needs a
@@ -178,11 +181,13 @@ def dense(M: int, N: int, K: int, bias: bool = True, activation=None, dtype: str
 # -- convolution and pooling -------------------------------------------------------------------
 def conv2d(N: int, C: int, H: int, W: int, K: int, R: int, S: int, stride=1, padding=0,
            dilation=1, layout: str = "NCHW", bias: bool = False, activation=None,
-           dtype: str = "float32"):
+           dtype: str = "float32", residual: bool = False):
     """2-D convolution (cross-correlation) with zero padding, optional bias and activation.
 
     NCHW: data (N, C, H, W), weight (K, C, R, S) -> (N, K, OH, OW).
     NHWC: data (N, H, W, C), weight (R, S, C, K) -> (N, OH, OW, K).
+    With `residual`, a last input `skip` of the output's shape is added before the activation:
+    activation(conv + bias + skip), a ResNet block's shortcut.
     """
     op = "conv2d"
     _check_sizes(op, N=N, C=C, H=H, W=W, K=K, R=R, S=S)
@@ -219,8 +224,12 @@ def conv2d(N: int, C: int, H: int, W: int, K: int, R: int, S: int, stride=1, pad
     if bias:
         b = te.placeholder((K,), dtype, name="bias")
         inputs.append(b)
-    out = _epilogue(acc, b, channel_axis, activation)
-    name = "conv2d" + ("_nhwc" if layout == "NHWC" else "") + _suffix(bias, activation)
+    skip = None
+    if residual:
+        skip = te.placeholder(acc.shape, dtype, name="skip")
+        inputs.append(skip)
+    out = _epilogue(acc, b, channel_axis, activation, skip=skip)
+    name = "conv2d" + ("_nhwc" if layout == "NHWC" else "") + _suffix(bias, activation, residual)
     return te.operator(name, inputs=inputs, outputs=[out])
 
 

@@ -326,7 +326,7 @@ def _kernel_choice(sch: Schedule, st, con, winograd: bool) -> str:
     lanes = sch.target.vector_lanes(st.tensor.dtype)
     _, m, n = con.extents(st.axis)
     if winograd:
-        # Only 3x3 stride-1 'same' convs of one image get the choice, so other spaces keep
+        # Only 3x3 stride-1 'same' NCHW convs get the choice, so other spaces keep
         # their version. The direct kernels of ResNet's 3x3 layers sit at the FMA peak, level
         # with ONNX Runtime; Winograd's 2.25-4x fewer multiplies won 1.4-2.6x (the probe,
         # benchmarks/winograd_probe.py), but it pays only with enough channels to fill its GEMMs.

@@ -225,8 +225,9 @@ def _position(op, tensor) -> int:
 
 
 def _reads(load, uses, offsets, variables) -> bool:
-    """Whether `load` reads a tensor at indices[d] = sum(uses[d]) + offsets[d] exactly."""
-    if not isinstance(load, Load) or len(load.indices) != len(uses):
+    """Whether `load` reads a tensor at indices[d] = sum(uses[d]) + offsets[d] exactly, with
+    zeros outside it (the transforms pad with zeros)."""
+    if not isinstance(load, Load) or len(load.indices) != len(uses) or load.default != 0.0:
         return False
     zero = {id(v): (0, 0) for v in variables}
     for index, used, offset in zip(load.indices, uses, offsets):

@@ -21,6 +21,8 @@ CASES = [
     Workload("conv2d", {"N": 1, "C": 3, "H": 9, "W": 8, "K": 4, "R": 3, "S": 3, "stride": 2, "padding": 1,
                         "bias": True, "activation": "relu"}),
     Workload("conv2d", {"N": 2, "C": 2, "H": 7, "W": 7, "K": 3, "R": 3, "S": 2, "dilation": 2}),
+    Workload("conv2d", {"N": 2, "C": 3, "H": 6, "W": 6, "K": 4, "R": 3, "S": 3, "padding": 1, "bias": True,
+                        "activation": "relu", "residual": True}),
     Workload("depthwise_conv2d", {"N": 1, "C": 4, "H": 8, "W": 8, "R": 3, "S": 3, "padding": 1, "bias": True}),
     Workload("softmax", {"M": 5, "N": 11}),
     Workload("layer_norm", {"M": 5, "N": 11}),
@@ -177,11 +179,13 @@ def test_the_shipped_batch_suite_is_valid_and_its_convs_run_on_the_fast_kernels(
         assert ("winograd" in choices) == (params["R"] == 3 and params.get("stride", 1) == 1)
 
 
-def test_the_shipped_epilogue_suite_is_valid_and_offers_winograd():
+@pytest.mark.parametrize("suite,finishes", [("winograd-epilogues.yaml", {"gelu", "sigmoid"}),
+                                            ("resnet18-residual.yaml", {"relu+residual"})])
+def test_the_shipped_epilogue_suites_are_valid_and_offer_winograd(suite, finishes):
     from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / "winograd-epilogues.yaml"
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / suite
     entries, _ = read_suite(str(path))
-    assert {p["activation"] for _, p, _ in entries} == {"gelu", "sigmoid"}
+    assert {p["activation"] + ("+residual" if p.get("residual") else "") for _, p, _ in entries} == finishes
     for name, params, _ in entries:
         knobs = {k.name: k for k in make_operator(name, params).space("cpu").knobs}
         assert "winograd" in knobs["conv2d.kernel"].choices

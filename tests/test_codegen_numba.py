@@ -108,6 +108,8 @@ def test_out_argument_is_filled_and_checked():
         kernel(x, out=np.zeros((9, 4), np.float32))
     with pytest.raises(ValueError, match="float32"):
         kernel(x, out=np.zeros((4, 9), np.float64))
+    with pytest.raises(ValueError, match="out for softmax shares memory with input x"):
+        kernel(x, out=x)
 
 
 def test_config_from_another_operator_is_rejected():

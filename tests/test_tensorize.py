@@ -52,12 +52,13 @@ def test_non_contractions_are_not_tensorized():
     assert _contraction(ops.depthwise_conv2d(1, 4, 6, 6, 3, 3), "depthwise_conv2d")[1] is None
     # A batch of depthwise convs: images and channels are batch axes, and no axis is a column.
     assert _contraction(ops.depthwise_conv2d(2, 4, 6, 6, 3, 3), "depthwise_conv2d")[1] is None
-    # Only the leading axis may be a batch axis that one operand ignores: here the second is.
-    A = te.placeholder((3, 5), "float32", name="A")
-    B = te.placeholder((4, 5), "float32", name="B")
+    # Only the leading axis may be a batch axis that one operand ignores: here two axes lead
+    # that B alone reads, before A's rows.
+    A = te.placeholder((4, 5), "float32", name="A")
+    B = te.placeholder((2, 3, 6, 5), "float32", name="B")
     k = te.reduce_axis(5, "k")
-    inner = te.compute((3, 2, 4), lambda i, q, j: te.sum(A[i, k] * B[j, k], axis=k), name="C")
-    assert _contraction(te.operator("repeat_inside", [A, B], [inner]), "C")[1] is None
+    two = te.compute((2, 3, 4, 6), lambda b, c, i, j: te.sum(A[i, k] * B[b, c, j, k], axis=k), name="C")
+    assert _contraction(te.operator("two_leading", [A, B], [two]), "C")[1] is None
     sm = ops.softmax(4, 16)
     for s in sm.stages:
         if s.reduce_axes:

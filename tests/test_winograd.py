@@ -75,10 +75,28 @@ def _residual(N=1, C=4, H=6, W=6, K=5, skip=None, name="conv_bias_add_relu"):
 def test_an_epilogue_reading_inputs_at_its_point_or_per_filter_qualifies_and_no_other():
     conv = _match(_residual())
     assert conv is not None and conv.finish is not None and conv.bias is None
-    per_row = ((6,), lambda r, n, k, h, v: r[h])            # indexed by the row, not the filter
-    moved = ((1, 5, 6, 6), lambda r, n, k, h, v: r[n, k, v, h])   # another point
-    assert _match(_residual(skip=per_row)) is None
-    assert _match(_residual(skip=moved)) is None
+    # As many rows as filters, so only the index tells a per-row vector from a per-filter one.
+    per_filter = ((5,), lambda r, n, k, h, v: r[k])
+    per_row = ((5,), lambda r, n, k, h, v: r[h])
+    moved = ((1, 5, 5, 5), lambda r, n, k, h, v: r[n, k, v, h])   # another point
+    assert _match(_residual(H=5, W=5, skip=per_filter)) is not None
+    assert _match(_residual(H=5, W=5, skip=per_row)) is None
+    assert _match(_residual(H=5, W=5, skip=moved)) is None
+
+
+def test_a_conv_padded_with_other_values_than_zero_does_not_qualify():
+    from schedules import te
+    x = te.placeholder((2, 4, 6, 6), "float32", name="data")
+    w = te.placeholder((5, 4, 3, 3), "float32", name="weight")
+    rc, rr, rs = te.reduce_axis(4, "rc"), te.reduce_axis(3, "rr"), te.reduce_axis(3, "rs")
+
+    def conv(default):
+        acc = te.compute((2, 5, 6, 6), lambda n, k, h, v: te.sum(
+            x.at(n, rc, h + rr - 1, v + rs - 1, default=default) * w[k, rc, rr, rs], axis=[rc, rr, rs]),
+            name="conv2d")
+        return te.operator("conv_padded", inputs=[x, w], outputs=[acc])
+    assert _match(conv(0.0)) is not None
+    assert _match(conv(1.0)) is None
 
 
 def test_an_epilogue_of_another_shape_does_not_qualify():

@@ -110,6 +110,7 @@ class NumpyBaseline:
                 * gamma + beta
         if name in ("conv2d", "depthwise_conv2d") and s["layout"] == "NCHW":
             data, w, *rest = inputs
+            skip = rest.pop() if s.get("residual") else None
             bias = rest[0] if rest else None
             depthwise = name == "depthwise_conv2d"
 
@@ -124,6 +125,8 @@ class NumpyBaseline:
                     out = (cols @ w.reshape(w.shape[0], -1).T).reshape(N, OH, OW, -1).transpose(0, 3, 1, 2)
                 if bias is not None:
                     out = out + bias[None, :, None, None]
+                if skip is not None:
+                    out = out + skip
                 return _np_activation(out, s["activation"])
             return conv
         raise BaselineUnavailable(f"numpy: no baseline for {name} {workload.params}")
@@ -163,7 +166,11 @@ class TorchBaseline:
             groups = s["C"] if name == "depthwise_conv2d" else 1
             kw = dict(stride=_pairs(s["stride"]), padding=_pairs(s["padding"]),
                       dilation=_pairs(s["dilation"]), groups=groups)
-            return run(lambda: act(F.conv2d(t[0], t[1], t[2] if len(t) > 2 else None, **kw)))
+            skip = t.pop() if s.get("residual") else None
+            bias = t[2] if len(t) > 2 else None
+            if skip is not None:
+                return run(lambda: act(F.conv2d(t[0], t[1], bias, **kw) + skip))
+            return run(lambda: act(F.conv2d(t[0], t[1], bias, **kw)))
         raise BaselineUnavailable(f"pytorch: no baseline for {name} {workload.params}")
 
 
@@ -214,9 +221,12 @@ def onnx_model(workload: Workload, op, inputs: list):
         nodes.append(helper.make_node("LayerNormalization", names, [y], axis=-1, epsilon=float(s["eps"])))
     elif name in ("conv2d", "depthwise_conv2d") and s["layout"] == "NCHW":
         (sh, sw), (ph, pw), (dh, dw) = _pairs(s["stride"]), _pairs(s["padding"]), _pairs(s["dilation"])
-        nodes.append(helper.make_node("Conv", names, ["z"], strides=[sh, sw], pads=[ph, pw, ph, pw],
+        conv_inputs = names[:-1] if s.get("residual") else names
+        nodes.append(helper.make_node("Conv", conv_inputs, ["z"], strides=[sh, sw], pads=[ph, pw, ph, pw],
                                       dilations=[dh, dw], group=s["C"] if name == "depthwise_conv2d" else 1))
-        activation("z", s["activation"], y)
+        if s.get("residual"):  # the shortcut: ONNX Runtime fuses Conv + Add + Relu
+            nodes.append(helper.make_node("Add", ["z", names[-1]], ["z_sum"]))
+        activation("z_sum" if s.get("residual") else "z", s["activation"], y)
     else:
         raise BaselineUnavailable(f"onnx: no model for {name} {workload.params}")
     out_shape = list(op.outputs[0].shape)
