@@ -191,6 +191,15 @@ def test_the_shipped_epilogue_suites_are_valid_and_offer_winograd(suite, finishe
         assert "winograd" in knobs["conv2d.kernel"].choices
 
 
+def test_every_shipped_suite_reads_and_builds_its_operators():
+    from pathlib import Path
+    suites = sorted((Path(__file__).resolve().parent.parent / "benchmarks" / "suites").glob("*.yaml"))
+    assert len(suites) >= 4
+    for path in suites:
+        entries, _ = read_suite(str(path))
+        assert entries, path.name
+
+
 def test_bench_command_end_to_end(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text("trials: 0\nworkloads:\n  - {op: matmul, M: 8, N: 16, K: 4}\n")
