@@ -11,8 +11,9 @@ class Contraction:
     """A stage out[batch, m, n] = sum_k a(batch, m, k) * b(batch, n, k), with axes by position.
 
     `a` reads no N axis and `b` no M axis, so a can be packed into row panels and b into
-    column panels. Either may ignore the batch axes (one weight for a batch of images). The output's axes run batch..., M..., N... (axes of extent 1 may sit
-    anywhere), so a (batch, m, n) point is at flat offset (batch*M + m)*N + n.
+    column panels. Either may ignore the batch axes (one weight for a batch of images). The
+    output's axes run batch..., M..., N... (axes of extent 1 may sit anywhere), so a
+    (batch, m, n) point is at flat offset (batch*M + m)*N + n.
     """
     batch: tuple      # positions in stage.axis
     m: tuple
