@@ -69,6 +69,9 @@ def _python_tile_epilogue(program, value, i, cols, xs):
         elif kind == "row":
             data, off = xs[where[0]]
             x = data[off + where[1] * i]
+        elif kind == "tile":
+            data, off = xs[where[0]]
+            x = data[off + where[1] * i:off + where[1] * i + cols]
         else:
             data, off = xs[where[0]]
             x = data[off:off + cols]

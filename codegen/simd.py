@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from .simd_finish import check_tile_epilogue, finish_transposed, tile_epilogue, transpose_8x8
+from .simd_finish import check_tile_epilogue, finish_transposed, reads_tiles, tile_epilogue, transpose_8x8
 
 # Vector registers an x86-64 AVX2 core has; a tile larger than this spills.
 VECTOR_REGISTERS = 16
@@ -172,19 +172,34 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
                                   lambda value, i, v: tile_epilogue(builder, epilogue, value, i, v, lanes,
                                                                     x_ptrs, x_offs, vload, splat, const))
                 return context.get_dummy_value()
-            for i in range(mr):
-                row = builder.add(c_off, builder.mul(const(i), ldc))
-                for v in range(nvec):
-                    ptr = builder.bitcast(builder.gep(c_ptr, [builder.add(row, const(v * lanes))]), vec.as_pointer())
-                    value = finals[i * nvec + v]
-                    if accumulate == "runtime":
-                        value = builder.select(add_to_c, builder.fadd(builder.load(ptr, align=4), value), value)
-                    elif accumulate:
-                        value = builder.fadd(builder.load(ptr, align=4), value)
-                    if epilogue is not None:
-                        value = builder.select(apply, tile_epilogue(
-                            builder, epilogue, value, i, v, lanes, x_ptrs, x_offs, vload, splat, const), value)
-                    builder.store(value, ptr, align=4)
+            def store_tile(finish):
+                for i in range(mr):
+                    row = builder.add(c_off, builder.mul(const(i), ldc))
+                    for v in range(nvec):
+                        ptr = builder.bitcast(builder.gep(c_ptr, [builder.add(row, const(v * lanes))]),
+                                              vec.as_pointer())
+                        value = finals[i * nvec + v]
+                        if accumulate == "runtime":
+                            value = builder.select(add_to_c, builder.fadd(builder.load(ptr, align=4), value), value)
+                        elif accumulate:
+                            value = builder.fadd(builder.load(ptr, align=4), value)
+                        builder.store(finish(value, i, v), ptr, align=4)
+
+            def finished(value, i, v):
+                return tile_epilogue(builder, epilogue, value, i, v, lanes, x_ptrs, x_offs, vload, splat, const)
+
+            if epilogue is not None and reads_tiles(epilogue):
+                # A block read like the tile (a shortcut) costs a load per vector: only the
+                # k block that applies the program reads it.
+                with builder.if_else(apply) as (to_finish, to_store):
+                    with to_finish:
+                        store_tile(finished)
+                    with to_store:
+                        store_tile(lambda value, i, v: value)
+            elif epilogue is not None:
+                store_tile(lambda value, i, v: builder.select(apply, finished(value, i, v), value))
+            else:
+                store_tile(lambda value, i, v: value)
             return context.get_dummy_value()
 
         return sig, codegen

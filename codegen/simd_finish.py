@@ -13,7 +13,9 @@ def check_tile_epilogue(epilogue) -> int:
     A program is a tuple of steps, applied in order to each value of the finished tile:
     (op, "const", c) with a float c; (op, "row", k, step): operand k read at its offset plus
     step * (tile row), the same for every column; (op, "col", k): operand k read at its
-    offset plus the tile column (a contiguous run, one vector per vector of the tile)."""
+    offset plus the tile column (a contiguous run, one vector per vector of the tile);
+    (op, "tile", k, ld): operand k read at its offset plus ld * (tile row) plus the tile
+    column, a block laid out like the tile itself (a residual shortcut added to the output)."""
     used = set()
     for st in epilogue:
         if not (isinstance(st, tuple) and len(st) >= 3 and st[0] in TILE_EPILOGUE_OPS):
@@ -27,8 +29,12 @@ def check_tile_epilogue(epilogue) -> int:
         if kind == "col" and len(st) == 3 and isinstance(st[2], int) and st[2] >= 0:
             used.add(st[2])
             continue
-        raise ValueError(f"tile epilogue step {st!r} is not (op, 'const', float), (op, 'row', k, step) "
-                         f"or (op, 'col', k)")
+        if kind == "tile" and len(st) == 4 and isinstance(st[2], int) and isinstance(st[3], int) \
+                and st[2] >= 0 and st[3] >= 0:
+            used.add(st[2])
+            continue
+        raise ValueError(f"tile epilogue step {st!r} is not (op, 'const', float), (op, 'row', k, step), "
+                         f"(op, 'col', k) or (op, 'tile', k, ld)")
     count = max(used) + 1 if used else 0
     if used != set(range(count)):
         raise ValueError(f"tile epilogue {epilogue!r} skips operand numbers: {sorted(used)}")
@@ -167,6 +173,12 @@ def transpose_8x8(builder, rows) -> list:
     return [_shuffle(builder, u[q % 4], u[q % 4 + 4], _HALVES[q // 4]) for q in range(8)]
 
 
+def reads_tiles(program) -> bool:
+    """Whether a tile-epilogue program reads a block laid out like the tile (kind "tile"):
+    loads worth skipping on the k blocks that do not apply it."""
+    return any(st[1] == "tile" for st in program)
+
+
 def tile_epilogue(builder, program, value, i, v, lanes, x_ptrs, x_offs, vload, splat, const):
     """`value` (tile row i, vector v) through an epilogue program, in vector registers."""
     from llvmlite import ir
@@ -181,6 +193,9 @@ def tile_epilogue(builder, program, value, i, v, lanes, x_ptrs, x_offs, vload, s
             k, step = where
             at = builder.add(x_offs[k], const(step * i))
             operand = splat(builder.load(builder.gep(x_ptrs[k], [at])))
+        elif kind == "tile":
+            k, ld = where
+            operand = vload(x_ptrs[k], builder.add(x_offs[k], const(ld * i + v * lanes)))
         else:
             operand = vload(x_ptrs[where[0]], builder.add(x_offs[where[0]], const(v * lanes)))
         if op == "add":

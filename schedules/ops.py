@@ -160,8 +160,12 @@ def batch_matmul(B: int, M: int, N: int, K: int, dtype: str = "float32"):
     return te.operator("batch_matmul", inputs=[a, b], outputs=[C])
 
 
-def dense(M: int, N: int, K: int, bias: bool = True, activation=None, dtype: str = "float32"):
-    """y = activation(x @ weight.T + bias), weight laid out (N, K) like torch.nn.Linear."""
+def dense(M: int, N: int, K: int, bias: bool = True, activation=None, dtype: str = "float32",
+          residual: bool = False):
+    """y = activation(x @ weight.T + bias), weight laid out (N, K) like torch.nn.Linear.
+
+    With `residual`, a last input `skip` of the output's shape is added before the activation:
+    activation(x @ weight.T + bias + skip), a transformer block's residual connection."""
     _check_sizes("dense", M=M, N=N, K=K)
     dtype = _check_dtype("dense", dtype)
     _check_activation("dense", activation)
@@ -174,8 +178,12 @@ def dense(M: int, N: int, K: int, bias: bool = True, activation=None, dtype: str
         inputs.append(b)
     k = te.reduce_axis(K, "k")
     acc = te.compute((M, N), lambda i, j: te.sum(x[i, k] * weight[j, k], axis=k), name="matmul")
-    out = _epilogue(acc, b, 1, activation)
-    return te.operator("dense" + _suffix(bias, activation), inputs=inputs, outputs=[out])
+    skip = None
+    if residual:
+        skip = te.placeholder((M, N), dtype, name="skip")
+        inputs.append(skip)
+    out = _epilogue(acc, b, 1, activation, skip=skip)
+    return te.operator("dense" + _suffix(bias, activation, residual), inputs=inputs, outputs=[out])
 
 
 # -- convolution and pooling -------------------------------------------------------------------

@@ -17,10 +17,11 @@ _STEP_OPS = {"add": "add", "sub": "sub", "mul": "mul", "maximum": "max", "minimu
 @dataclass(frozen=True, eq=False)
 class TileEpilogue:
     """An epilogue as steps value = op(value, operand), with operands a constant, a value per
-    tile row (a conv's bias per filter) or a contiguous run along the tile's columns (a dense
-    layer's bias). `operands[k]` is (buffer, flat offset of operand k at the tile's first point
-    (rows i.., columns j..)); `program` is codegen.simd_finish's form of the steps. `out` is the
-    buffer the finished values go to, at the stage's axes."""
+    tile row (a conv's bias per filter), a contiguous run along the tile's columns (a dense
+    layer's bias) or a block laid out like the tile (a residual shortcut). `operands[k]` is
+    (buffer, flat offset of operand k at the tile's first point (rows i.., columns j..));
+    `program` is codegen.simd_finish's form of the steps. `out` is the buffer the finished
+    values go to, at the stage's axes."""
     program: tuple
     operands: tuple
     out: Buffer
@@ -32,8 +33,9 @@ def plan_tile_epilogue(tail, out: Buffer | None, axes, row_group, col_group, row
 
     It must store one value, into `out` at the stage's own axes, and that value must be a
     chain of add / sub / mul / max / min steps on the point's value, each with a float
-    constant or a float32 load that moves with the row axes only (one row axis) or along the
-    single column axis with unit stride only. `row_group` and `col_group` are the positions
+    constant or a float32 load that moves with the row axes only (one row axis), along the
+    single column axis with unit stride only, or with both as one block: contiguous along
+    the (flattened) columns and evenly strided along the (flattened) rows. `row_group` and `col_group` are the positions
     of the row and column axes among `axes`; row0 and col0 hold the tile's first row and
     column, for the operands' offsets. out=None takes whichever buffer the tail stores into
     (a swapped tile, whose accumulator is a scratch and not the stage's output)."""
@@ -112,8 +114,8 @@ def _step(value, point, out, axes, row_group, col_group, row0, col0):
 
 
 def _operand(e, out, axes, row_group, col_group, row0, col0):
-    """One operand: ("const", c), ("row", (buffer, offset), step) or ("col", (buffer, offset)),
-    the offset at the tile's first point."""
+    """One operand: ("const", c), ("row", (buffer, offset), step), ("col", (buffer, offset)) or
+    ("tile", (buffer, offset), row step), the offset at the tile's first point."""
     if isinstance(e, Const):
         value = float(e.value)
         return ("const", value) if e.dtype.startswith("float") and math.isfinite(value) else None
@@ -139,4 +141,22 @@ def _operand(e, out, axes, row_group, col_group, row0, col0):
     if len(col_group) == 1 and cols[0] == 1 and all(r == 0 for r in rows):
         at[axes[col_group[0]]] = col0
         return ("col", (e.tensor, substitute(flat, at)))
+    # A block laid out like the tile (a shortcut of the output's shape): the columns one
+    # contiguous run, the rows one evenly strided run, each flattened group with no gaps.
+    col_step, row_step = _run_step(cols, axes, col_group), _run_step(rows, axes, row_group)
+    if col_step == 1 and row_step is not None and row_step >= 0:
+        offset = add(add(substitute(flat, at), mul(row0, Const(row_step, "int64"))), col0)
+        return ("tile", (e.tensor, offset), int(row_step))
     return None
+
+
+def _run_step(coefficients, axes, group):
+    """The flat step between consecutive points of a flattened group of axes when they form
+    one evenly strided run (each outer axis steps over the whole of the inner ones), else None."""
+    step = coefficients[-1]
+    expected = step
+    for c, d in zip(reversed(coefficients), reversed(group)):
+        if c != expected:
+            return None
+        expected = c * axes[d].extent
+    return step

@@ -18,6 +18,7 @@ CASES = [
     Workload("batch_matmul", {"B": 2, "M": 3, "N": 5, "K": 4}),
     Workload("dense", {"M": 4, "N": 6, "K": 8, "bias": True, "activation": "gelu"}),
     Workload("dense", {"M": 4, "N": 6, "K": 8, "bias": False, "activation": "relu"}),
+    Workload("dense", {"M": 5, "N": 7, "K": 9, "bias": True, "activation": "relu", "residual": True}),
     Workload("conv2d", {"N": 1, "C": 3, "H": 9, "W": 8, "K": 4, "R": 3, "S": 3, "stride": 2, "padding": 1,
                         "bias": True, "activation": "relu"}),
     Workload("conv2d", {"N": 2, "C": 2, "H": 7, "W": 7, "K": 3, "R": 3, "S": 2, "dilation": 2}),

@@ -96,3 +96,23 @@ def test_tune_with_constants_tunes_the_bound_workload(tmp_path):
     bad = autosched("tune", "--op", "dense", "--shape", "M=4,N=16,K=8", "--constants", "W",
                     "--database", db, check=False)
     assert bad.returncode == 1 and "--constants: operator dense_bias has no input 'W'" in bad.stderr
+
+
+def test_demo_times_its_variants_interleaved_in_rotated_rounds(monkeypatch):
+    """Each round times every variant once, a different one first; each result is the median
+    of that variant's per-round medians, so one slow round moves no variant's result."""
+    import tuner.timing
+    from tuner.cli import _time_interleaved
+    order = []
+    slow_round = {2}
+
+    def fake_time(fn, seconds):
+        name = fn()
+        order.append(name)
+        return [10.0 if (len(order) - 1) // 3 in slow_round else {"a": 1.0, "b": 2.0, "c": 3.0}[name]]
+    monkeypatch.setattr(tuner.timing, "time_callable", fake_time)
+    monkeypatch.setattr("tuner.cli.time.sleep", lambda s: None)
+    times = _time_interleaved({n: (lambda n=n: n) for n in "abc"}, 0.5, rounds=5)
+    assert [order[3 * r] for r in range(5)] == ["a", "b", "c", "a", "b"]
+    assert sorted(order) == sorted("abc" * 5)
+    assert times == {"a": 1.0, "b": 2.0, "c": 3.0}

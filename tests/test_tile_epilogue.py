@@ -116,33 +116,72 @@ def test_transposed_targets_need_contiguous_rows():
     assert transposed_target(nhwc, (n, y, x, f), (1, 2), (3,), i, j) is None  # pixels 8 apart
 
 
+def _shortcut_op(read):
+    """C = A @ B, then Z = C + R[read(i, j)]: a shortcut read like the output or otherwise."""
+    A = te.placeholder((12, 20), "float32", name="A")
+    B = te.placeholder((20, 16), "float32", name="B")
+    k = te.reduce_axis(20, "k")
+    C = te.compute((12, 16), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
+    shape = (16, 12) if read == "transposed" else (12, 32) if read == "strided" else (12, 16)
+    R = te.placeholder(shape, "float32", name="R")
+    at = {"transposed": lambda i, j: R[j, i], "strided": lambda i, j: R[i, j * 2]}.get(read, lambda i, j: R[i, j])
+    Z = te.compute((12, 16), lambda i, j: C[i, j] + at(i, j), name="Z")
+    return te.operator(f"shortcut_{read}", [A, B, R], [Z])
+
+
 def test_a_stage_stored_beside_its_epilogue_keeps_the_block_pass():
     A = te.placeholder((12, 20), "float32", name="A")
     B = te.placeholder((20, 16), "float32", name="B")
     k = te.reduce_axis(20, "k")
     C = te.compute((12, 16), lambda i, j: te.sum(A[i, k] * B[k, j], axis=k), name="C")
     Y = te.compute((12, 16), lambda i, j: te.maximum(C[i, j], 0.0), name="Y")
-    R = te.placeholder((12, 16), "float32", name="R")
-    Z = te.compute((12, 16), lambda i, j: C[i, j] + R[i, j], name="Z")
-    for op in (te.operator("both", [A, B], [C, Y]), te.operator("residual", [A, B, R], [Z])):
+    # A shortcut that is not laid out like the tile (read transposed, or every other column).
+    for op in (te.operator("both", [A, B], [C, Y]), _shortcut_op("transposed"), _shortcut_op("strided")):
         kernel = build(op, avx2_cpu(), _micro(op, "C"), jit=False)
         assert all(c.epilogue is None for c in _full_tile_calls(kernel)), op.name
         inputs = op.random_inputs(1)
         assert_matches(op, kernel(*inputs), op.reference(*inputs), op.name)
 
 
+def test_shortcuts_laid_out_like_the_tile_are_added_in_registers():
+    """A residual input of the output's shape is read as a block (kind "tile") at the tile's
+    first point, its rows one output row apart: a dense layer's (M, N) rows, a 1x1 conv's
+    filters (a whole H*W plane apart), and per image of a batch."""
+    op = _shortcut_op("plain")
+    calls = _full_tile_calls(build(op, avx2_cpu(), _micro(op, "C"), jit=False))
+    assert calls and all(c.epilogue == (("add", "tile", 0, 16),) for c in calls)
+    dense = ops.dense(20, 40, 30, bias=True, activation="relu", residual=True)
+    calls = _full_tile_calls(build(dense, avx2_cpu(), _micro(dense, "matmul"), jit=False))
+    assert calls and all(c.epilogue == (("add", "col", 0), ("add", "tile", 1, 40), ("max", "const", 0.0))
+                         for c in calls)
+    assert [b.name for b, _ in calls[0].epilogue_operands] == ["bias", "skip"]
+    conv = ops.conv2d(2, 8, 5, 6, 24, 1, 1, bias=True, activation="relu", residual=True)
+    kernel = build(conv, avx2_cpu(), _micro(conv, "conv2d", rows=4, vecs=1, lanes=8), jit=False)
+    calls = _full_tile_calls(kernel)
+    assert calls and all(c.epilogue == (("add", "row", 0, 1), ("add", "tile", 1, 30), ("max", "const", 0.0))
+                         for c in calls)
+    inputs = conv.random_inputs(6)
+    ref = conv.reference(*inputs)
+    out = np.full_like(ref, np.nan)
+    kernel(*inputs, out=out)
+    assert_matches(conv, out, ref)
+
+
 def _shapes(draw):
     kind = draw(st.sampled_from(["conv", "dense", "steps", "affine"]))
     d = lambda lo, hi: draw(st.integers(lo, hi))  # noqa: E731
     depth = draw(st.sampled_from([1, 7, 64, 65, 129, 200]))  # several k blocks, and the last one
+    residual = draw(st.booleans())  # a shortcut of the output's shape, added as a block
     if kind == "conv":
         size = draw(st.sampled_from([1, 3]))
-        op = ops.conv2d(1, max(1, depth // (size * size)), d(3, 9), d(3, 9), d(1, 20), size, size,
-                        stride=d(1, 2), padding=d(0, 1), bias=True, activation=draw(st.sampled_from([None, "relu"])))
+        stride, padding = d(1, 2), d(0, 1)
+        op = ops.conv2d(d(1, 2), max(1, depth // (size * size)), d(3, 9), d(3, 9), d(1, 20), size, size,
+                        stride=stride, padding=padding, bias=True,
+                        activation=draw(st.sampled_from([None, "relu"])), residual=residual)
         return op, "conv2d"
     if kind == "dense":
         return ops.dense(d(1, 20), d(1, 40), depth, bias=True,
-                         activation=draw(st.sampled_from([None, "relu"]))), "matmul"
+                         activation=draw(st.sampled_from([None, "relu"])), residual=residual), "matmul"
     return _epilogue_op(d(1, 20), d(1, 40), depth, relu6=kind == "steps")
 
 
@@ -180,6 +219,8 @@ def test_tiles_finished_in_registers_match_the_reference(data, knobs):
     (lambda: (ops.conv2d(1, 9, 14, 14, 40, 3, 3, padding=1, bias=True, activation="relu"), "conv2d"), 7, 2, 8),
     (lambda: (ops.conv2d(1, 8, 11, 9, 20, 3, 3, padding=1, bias=True), "conv2d"), 6, 1, 8),
     (lambda: (ops.conv2d(1, 8, 9, 9, 20, 3, 3, padding=1), "conv2d"), 8, 1, 4),
+    (lambda: (ops.dense(37, 45, 130, bias=True, activation="relu", residual=True), "matmul"), 6, 2, 8),
+    (lambda: (ops.conv2d(2, 20, 7, 9, 27, 1, 1, bias=True, activation="relu", residual=True), "conv2d"), 4, 1, 8),
 ])
 def test_compiled_tile_epilogues_match_the_reference(make, rows, vecs, lanes):
     """Compiled with Numba, over k blocks of 64 (the program runs on the last one only) and
@@ -279,8 +320,43 @@ def test_the_intrinsic_stores_a_finished_tile_transposed(rows, vecs, lanes, accu
                 np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("accumulate", [True, "runtime"])
+def test_the_intrinsic_reads_a_shortcut_block_only_when_it_applies(accumulate):
+    """A "tile" operand is read at its offset plus ld per tile row plus the column, and only
+    on the call that applies the program: a NaN shortcut leaves the other calls' values clean."""
+    from numba import njit
+    program = (("add", "col", 0), ("add", "tile", 1, 19), ("max", "const", 0.0))
+    rows, vecs, lanes, kc, ldc = 5, 2, 8, 6, 21
+    cols = vecs * lanes
+    a, b = _panels(rows, cols, kc, 3)
+    colx = np.linspace(-1, 1, 24).astype(np.float32)
+    skip = np.random.default_rng(1).standard_normal(4 + 19 * rows + cols).astype(np.float32)
+    flag = () if accumulate != "runtime" else (True,)
+    mk = outer_product_kernel(rows, vecs, lanes, accumulate, epilogue=program)
+
+    @njit
+    def call(c, apply, shortcut):
+        mk(a, 0, b, 0, c, 1, ldc, kc, *flag, apply, colx, 2, shortcut, 4)
+    tile = (a.reshape(kc, rows).T.astype(np.float64) @ b.reshape(kc, cols)).astype(np.float32)
+    for apply in (True, False):
+        c = np.full(rows * ldc + 2, 0.25, np.float32)
+        want = c.copy()
+        shortcut = skip if apply else np.full_like(skip, np.nan)
+        python_outer_product(rows, vecs, lanes, accumulate, epilogue=program)(
+            a, 0, b, 0, want, 1, ldc, kc, *flag, apply, colx, 2, shortcut, 4)
+        call(c, apply, shortcut)
+        np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
+        got = c[1:1 + rows * ldc].reshape(rows, ldc)[:, :cols]
+        plain = tile + np.float32(0.25)
+        if apply:
+            block = np.stack([skip[4 + 19 * i:4 + 19 * i + cols] for i in range(rows)])
+            np.testing.assert_allclose(got, np.maximum(plain + colx[2:2 + cols] + block, 0), rtol=1e-5, atol=1e-5)
+        else:
+            np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [(("add", "row", 0),), (("pow", "const", 2.0),), (("add", "col", 1),),
-                                 (("add", "const", 1),)])
+                                 (("add", "const", 1),), (("add", "tile", 0),), (("add", "tile", 0, -3),)])
 def test_malformed_programs_are_refused(bad):
     with pytest.raises(ValueError):
         check_tile_epilogue(bad)
@@ -296,3 +372,18 @@ def test_the_option_keeps_the_block_pass(monkeypatch):
     assert_matches(op, kernel(*inputs), op.reference(*inputs))
     monkeypatch.setenv("AUTOSCHED_TILE_EPILOGUE", "1")
     assert all(c.epilogue for c in _full_tile_calls(build(op, avx2_cpu(), cfg, jit=False)))
+
+
+@pytest.mark.parametrize("suite", ["bert-residual.yaml", "resnet50-bottleneck-residual.yaml"])
+def test_the_shipped_residual_suites_add_their_shortcut_in_registers(suite):
+    """At their default schedules, every full tile of these suites' layers reads the shortcut
+    as a block, so the benchmark times the in-register path it reports."""
+    from pathlib import Path
+
+    from tuner.commands import make_operator, read_suite
+    entries, _ = read_suite(str(Path(__file__).resolve().parent.parent / "benchmarks" / "suites" / suite))
+    assert entries
+    for name, params, _ in entries:
+        op = make_operator(name, params)
+        calls = _full_tile_calls(build(op, avx2_cpu(), op.space(avx2_cpu()).default(), jit=False))
+        assert calls and all(any(step[1] == "tile" for step in c.epilogue) for c in calls), op.name

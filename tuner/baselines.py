@@ -94,8 +94,17 @@ class NumpyBaseline:
             return lambda: np.matmul(a, b)
         if name == "dense":
             x, w, *rest = inputs
+            skip = rest.pop() if s.get("residual") else None
             bias = rest[0] if rest else None
-            return lambda: _np_activation(x @ w.T + bias if bias is not None else x @ w.T, s["activation"])
+
+            def dense():
+                out = x @ w.T
+                if bias is not None:
+                    out = out + bias
+                if skip is not None:
+                    out = out + skip
+                return _np_activation(out, s["activation"])
+            return dense
         if name == "softmax":
             (x,) = inputs
 
@@ -157,7 +166,11 @@ class TorchBaseline:
         if name in ("matmul", "batch_matmul"):
             return run(lambda: torch.matmul(t[0], t[1]))
         if name == "dense":
-            return run(lambda: act(F.linear(t[0], t[1], t[2] if len(t) > 2 else None)))
+            skip = t.pop() if s.get("residual") else None
+            bias = t[2] if len(t) > 2 else None
+            if skip is not None:
+                return run(lambda: act(F.linear(t[0], t[1], bias) + skip))
+            return run(lambda: act(F.linear(t[0], t[1], bias)))
         if name == "softmax":
             return run(lambda: torch.softmax(t[0], dim=1))
         if name == "layer_norm":
@@ -213,8 +226,10 @@ def onnx_model(workload: Workload, op, inputs: list):
     if name in ("matmul", "batch_matmul"):
         nodes.append(helper.make_node("MatMul", names[:2], [y]))
     elif name == "dense":
-        nodes.append(helper.make_node("Gemm", names, ["z"], transB=1))
-        activation("z", s["activation"], y)
+        nodes.append(helper.make_node("Gemm", names[:-1] if s.get("residual") else names, ["z"], transB=1))
+        if s.get("residual"):  # the residual connection, an Add after the Gemm
+            nodes.append(helper.make_node("Add", ["z", names[-1]], ["z_sum"]))
+        activation("z_sum" if s.get("residual") else "z", s["activation"], y)
     elif name == "softmax":
         nodes.append(helper.make_node("Softmax", names, [y], axis=-1))
     elif name == "layer_norm":
