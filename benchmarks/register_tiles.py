@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     results = []
     for row, config, op, inputs in tuned_workloads(rows, args.only):
         stage = next((k.split(".")[0] for k in config if k.endswith(".mk_rows")), None)
-        if stage is None:
-            continue  # not a micro-kernel config
+        if stage is None or config.get(f"{stage}.kernel") != "micro":
+            continue  # not on the micro-kernel: its mk_ knobs change nothing
         space = op.space("cpu")
         ref = op.reference(*inputs)
         kernels, refused = {}, {}
@@ -66,6 +66,11 @@ def main(argv=None) -> int:
                 raise SystemExit(f"{row['label']} at tile {name}: does not match the reference (max error {err})")
             kernels[name] = (kernel, rest)
         names = list(kernels)
+        if not names:
+            print(f"{row['label']}: no tile offered: " + "; ".join(f"{n}: {w[:80]}" for n, w in refused.items()))
+            results.append({"label": row["label"], "config": config, "median_ms": {}, "rounds_ms": {},
+                            "gflops": {}, "refused": refused})
+            continue
         times = {name: [] for name in names}
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:

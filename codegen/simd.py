@@ -172,6 +172,7 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
                                   lambda value, i, v: tile_epilogue(builder, epilogue, value, i, v, lanes,
                                                                     x_ptrs, x_offs, vload, splat, const))
                 return context.get_dummy_value()
+
             def store_tile(finish):
                 for i in range(mr):
                     row = builder.add(c_off, builder.mul(const(i), ldc))

@@ -29,8 +29,7 @@ def check_tile_epilogue(epilogue) -> int:
         if kind == "col" and len(st) == 3 and isinstance(st[2], int) and st[2] >= 0:
             used.add(st[2])
             continue
-        if kind == "tile" and len(st) == 4 and isinstance(st[2], int) and isinstance(st[3], int) \
-                and st[2] >= 0 and st[3] >= 0:
+        if kind == "tile" and len(st) == 4 and all(type(v) is int for v in st[2:]) and st[2] >= 0 and st[3] >= 0:
             used.add(st[2])
             continue
         raise ValueError(f"tile epilogue step {st!r} is not (op, 'const', float), (op, 'row', k, step), "

@@ -34,6 +34,22 @@ def test_every_offered_tile_is_checked_timed_and_written(tmp_path):
     assert "4x1x8" in res.stdout and "not offered" in res.stdout
 
 
+def test_rows_with_no_offered_tile_or_no_micro_kernel_are_not_timed(tmp_path):
+    path = _bench_json(tmp_path)
+    doc = json.loads(path.read_text())
+    tiled = dict(doc["rows"][0], label="conv2d(tiled)")
+    tiled["autosched"] = {"config": {**tiled["autosched"]["config"], "conv2d.kernel": "tiled"}}
+    doc["rows"].append(tiled)
+    path.write_text(json.dumps(doc))
+    res = subprocess.run([sys.executable, str(SCRIPT), str(path), "--tiles", "5x1x8", "--rounds", "1",
+                          "--seconds", "0.01", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    (result,) = tmp_path.glob("register-tiles-*.json")
+    (row,) = json.loads(result.read_text())["rows"]  # the tiled row's mk_ knobs change nothing
+    assert row["label"] == "conv2d(small stride 2)" and row["median_ms"] == {} and set(row["refused"]) == {"5x1x8"}
+    assert "no tile offered" in res.stdout
+
+
 def test_malformed_tiles_are_a_usage_error(tmp_path):
     res = subprocess.run([sys.executable, str(SCRIPT), str(_bench_json(tmp_path)), "--tiles", "4x1"],
                          capture_output=True, text=True, timeout=120)

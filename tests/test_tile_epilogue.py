@@ -225,7 +225,8 @@ def test_tiles_finished_in_registers_match_the_reference(data, knobs):
 def test_compiled_tile_epilogues_match_the_reference(make, rows, vecs, lanes):
     """Compiled with Numba, over k blocks of 64 (the program runs on the last one only) and
     a single k block, with edge tiles on both sides; convs with swapped tiles where their
-    space offers them (the last three: stored transposed, one with no epilogue at all)."""
+    space offers them (the three 3x3 'same' ones: stored transposed, one with no epilogue at
+    all); and a dense layer and a batch-2 1x1 conv adding a shortcut block in registers."""
     op, stage = make()
     inputs = op.random_inputs(7)
     ref = op.reference(*inputs)
@@ -322,8 +323,10 @@ def test_the_intrinsic_stores_a_finished_tile_transposed(rows, vecs, lanes, accu
 
 @pytest.mark.parametrize("accumulate", [True, "runtime"])
 def test_the_intrinsic_reads_a_shortcut_block_only_when_it_applies(accumulate):
-    """A "tile" operand is read at its offset plus ld per tile row plus the column, and only
-    on the call that applies the program: a NaN shortcut leaves the other calls' values clean."""
+    """A "tile" operand is read at its offset plus ld per tile row plus the column, on the
+    call that applies the program; a call that does not apply it stores the plain values
+    (a NaN shortcut must not reach them). Whether the loads are skipped there, rather than
+    made and discarded, is not visible in the values: that is a speed matter."""
     from numba import njit
     program = (("add", "col", 0), ("add", "tile", 1, 19), ("max", "const", 0.0))
     rows, vecs, lanes, kc, ldc = 5, 2, 8, 6, 21

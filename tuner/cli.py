@@ -84,7 +84,7 @@ def cmd_demo(args) -> int:
     gflops = op.flops() / t_ours / 1e9
     print(f"tuned      {t_ours * 1e3:9.3f} ms  ({gflops:.1f} GFLOPS)")
     if same:
-        print("default    the tuned pick is the default schedule: no faster candidate held up when re-timed")
+        print("default    the same config as the tuned pick (the default schedule)")
     else:
         print(f"default    {t_default * 1e3:9.3f} ms  (untuned schedule)")
     print(f"numpy      {t_numpy * 1e3:9.3f} ms  (op by op)")
