@@ -153,6 +153,8 @@ def _operand(e, out, axes, row_group, col_group, row0, col0):
 def _run_step(coefficients, axes, group):
     """The flat step between consecutive points of a flattened group of axes when they form
     one evenly strided run (each outer axis steps over the whole of the inner ones), else None."""
+    if not coefficients:
+        return None
     step = coefficients[-1]
     expected = step
     for c, d in zip(reversed(coefficients), reversed(group)):

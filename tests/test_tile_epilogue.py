@@ -390,3 +390,17 @@ def test_the_shipped_residual_suites_add_their_shortcut_in_registers(suite):
         op = make_operator(name, params)
         calls = _full_tile_calls(build(op, avx2_cpu(), op.space(avx2_cpu()).default(), jit=False))
         assert calls and all(any(step[1] == "tile" for step in c.epilogue) for c in calls), op.name
+
+
+def test_run_steps_of_flattened_groups():
+    """A group is one evenly strided run only when each outer axis steps over the whole of the
+    inner ones: (y, x) of an H x W plane at stride 1, not with a gap or transposed."""
+    from schedules.expr import Var
+    from schedules.tile_epilogue import _run_step
+    axes = (Var("y", 3), Var("x", 4))
+    assert _run_step([4, 1], axes, (0, 1)) == 1
+    assert _run_step([8, 2], axes, (0, 1)) == 2
+    assert _run_step([0, 0], axes, (0, 1)) == 0  # broadcast along the group
+    assert _run_step([5, 1], axes, (0, 1)) is None  # a gap between rows
+    assert _run_step([1, 3], axes, (0, 1)) is None  # transposed
+    assert _run_step([], axes, ()) is None
