@@ -14,7 +14,7 @@ def python_cfunc(*args, **kwargs):
 
 
 def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, direct: bool = False,
-                         epilogue: tuple | None = None, transposed_out: bool = False):
+                         epilogue: tuple | None = None, transposed_out: bool = False, b_strided: bool = False):
     """What codegen.simd.outer_product_kernel computes, in numpy (float32 accumulation)."""
     import numpy as np
 
@@ -27,6 +27,8 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, dir
             row_at, k_at, k_off, b, b_off, c, c_off, ldc, kc, *more = rest
         else:
             b, b_off, c, c_off, ldc, kc, *more = rest
+        if b_strided:
+            more, ldb = more[:-1], more[-1]
         flag, more = (more[:1], more[1:]) if accumulate == "runtime" else ((), more)
         flat = c.reshape(-1)
         tile = np.zeros((rows, cols), np.float32)
@@ -36,7 +38,10 @@ def python_outer_product(rows: int, vecs: int, lanes: int, accumulate: bool, dir
                 pa = a.reshape(-1)[at]
             else:
                 pa = a[a_off:a_off + kc * rows].reshape(kc, rows)
-            pb = b[b_off:b_off + kc * cols].reshape(kc, cols)
+            if b_strided:
+                pb = b.reshape(-1)[b_off + ldb * np.arange(kc)[:, None] + np.arange(cols)[None, :]]
+            else:
+                pb = b[b_off:b_off + kc * cols].reshape(kc, cols)
             tile = (pa.T.astype(np.float64) @ pb.astype(np.float64)).astype(np.float32)
         add = bool(flag[0]) if accumulate == "runtime" else accumulate
         apply = epilogue is not None and bool(more[0])

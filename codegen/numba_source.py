@@ -154,6 +154,8 @@ class _Printer:
                                  self.expr(s.transposed_ld)]
                     for buf, off in s.epilogue_operands:
                         args += [self.name(buf), self.expr(off)]
+                if s.ldb is not None:
+                    args.append(self.expr(s.ldb))
                 self.lines.append(f"{pad}{microkernel_name(s)}({', '.join(args)})")
             elif isinstance(s, WinogradInput):
                 self.lines.append(f"{pad}{winograd_name(s)}({self.name(s.v)}, {self.expr(s.v_off)}, "
@@ -176,6 +178,8 @@ def microkernel_name(s: MicroKernel) -> str:
         name += "_ep" + hashlib.sha1(repr(s.epilogue).encode()).hexdigest()[:8]
     if s.transposed_out is not None:
         name += "_t"
+    if s.ldb is not None:
+        name += "_bs"
     return name
 
 
@@ -220,6 +224,7 @@ def _binding(s) -> str:
     direct = ", direct=True" if s.direct else ""
     epilogue = f", epilogue={s.epilogue!r}" if s.epilogue is not None else ""
     epilogue += ", transposed_out=True" if s.transposed_out is not None else ""
+    epilogue += ", b_strided=True" if s.ldb is not None else ""
     return f"{microkernel_name(s)} = outer_product_kernel({s.rows}, {s.vecs}, {s.lanes}, {mode}{direct}{epilogue})"
 
 

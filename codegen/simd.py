@@ -24,7 +24,7 @@ def _require_float32(what: str, **arrays) -> None:
 
 @functools.lru_cache(maxsize=64)
 def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, direct: bool = False,
-                         epilogue: tuple | None = None, transposed_out: bool = False):
+                         epilogue: tuple | None = None, transposed_out: bool = False, b_strided: bool = False):
     """A Numba intrinsic `kernel(a, a_off, b, b_off, c, c_off, ldc, kc)` for float32 arrays:
 
         C[i, j] += sum_k A[k, i] * B[k, j]   for i < mr, j < nvec * lanes
@@ -52,6 +52,9 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
     D[d_off + j * ldd + i] for tile row i and column j, instead of into C (a swapped tile,
     filters on the lanes and pixels on the rows, written straight to an NCHW output); when
     it is false the tile goes to C as usual.
+
+    b_strided=True adds a last argument `ldb`: B is read in place, b[b_off + k * ldb + j],
+    instead of from a packed panel (a batch matmul's B, row-major along the columns).
     """
     if accumulate not in (True, False, "runtime"):
         raise ValueError(f"outer_product_kernel: accumulate must be True, False or 'runtime', got {accumulate!r}")
@@ -68,7 +71,8 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
     tables = 3 if direct else 0
     flagged = 1 if accumulate == "runtime" else 0
     out_args = 3 if transposed_out else 0
-    arity = 8 + tables + flagged + ((1 + out_args + 2 * operands) if epilogue is not None else 0)
+    arity = 8 + tables + flagged + ((1 + out_args + 2 * operands) if epilogue is not None else 0) \
+        + (1 if b_strided else 0)
 
     def typing(arg_types):
         if len(arg_types) != arity:
@@ -99,6 +103,7 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
 
             a_ptr, b_ptr, c_ptr = data(0), data(2 + tables), data(4 + tables)
             a_off, b_off, c_off, ldc, kc = (int_arg(i) for i in (1, 3 + tables, 5 + tables, 6 + tables, 7 + tables))
+            ldb = int_arg(arity - 1) if b_strided else None
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                                  f"llvm.fma.v{lanes}f32")
             zero, undef = ir.Constant(vec, None), ir.Constant(vec, ir.Undefined)
@@ -128,7 +133,7 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
             builder.position_at_end(loop)
             k = builder.phi(i64)
             acc = [[builder.phi(vec) for _ in range(nvec)] for _ in range(mr)]
-            b_row = builder.add(b_off, builder.mul(k, const(nr)))
+            b_row = builder.add(b_off, builder.mul(k, ldb if b_strided else const(nr)))
             b_vecs = [vload(b_ptr, builder.add(b_row, const(v * lanes))) for v in range(nvec)]
             if direct:
                 k_at = builder.load(builder.gep(ks_ptr, [builder.add(ks_off, k)]))

@@ -159,6 +159,9 @@ class MicroKernel:
     transposed_out: Buffer | None = None
     transposed_off: Expr | None = None
     transposed_ld: Expr | None = None
+    # B read in place instead of from a packed panel: b[b_off + k * ldb + j] (a batch
+    # matmul's per-head B, row-major along the tile's columns, which no call can pack once).
+    ldb: Expr | None = None
 
     @property
     def cols(self) -> int:
@@ -383,7 +386,8 @@ def _dump(stmts, depth, lines):
             a = (f"{s.a.name}@{fmt(s.a_off)}[{s.a_rows.name}[i] + {s.a_ks.name}[{fmt(s.a_ks_off)} + k]]"
                  if s.direct else f"{s.a.name}@{fmt(s.a_off)}")
             lines.append(f"{pad}microkernel {s.rows}x{s.cols} {s.c.name}@{fmt(s.c_off)} ldc={fmt(s.ldc)} {op} "
-                         f"{a} * {s.b.name}@{fmt(s.b_off)} over k<{fmt(s.kc)}"
+                         f"{a} * {s.b.name}@{fmt(s.b_off)}" + (f" ldb={fmt(s.ldb)}" if s.ldb is not None else "")
+                         + f" over k<{fmt(s.kc)}"
                          + (f", then {s.epilogue} on " + ", ".join(f"{b.name}@{fmt(o)}" for b, o in s.epilogue_operands)
                             + f" if {fmt(s.apply)}" if s.epilogue is not None else "")
                          + (f", stored transposed to {s.transposed_out.name}@{fmt(s.transposed_off)} "

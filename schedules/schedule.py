@@ -195,7 +195,7 @@ class StageSchedule:
 
     def tensorize(self, rows: int, vecs: int, lanes: int, mc=96, kc=256, nc=2048,
                   parts_m=1, parts_n=1, order: str = "nk", transposed: bool = False,
-                  direct: bool = False) -> None:
+                  direct: bool = False, b_in_place: bool = False) -> None:
         """Compute this contraction with a rows x (vecs*lanes) SIMD outer-product micro-kernel.
 
         Blocks of mc rows and nc columns, kc deep, are packed into panels (the `pack`
@@ -207,7 +207,9 @@ class StageSchedule:
         exchanges rows and columns: the vector lanes run along the output's rows instead.
         `direct` reads the rows' operand unpacked where it is an affine load (a convolution's
         pixels from its padded input, through tables of pixel and tap offsets); elsewhere it
-        is packed as usual.
+        is packed as usual. `b_in_place` reads the columns' operand where it lies instead of
+        packing it, where it is a row-major load along the columns and every tile's columns
+        are whole (a batch matmul's per-head B); elsewhere it is packed as usual.
         """
         from .tensorize import MicroKernelPlan
         if not self.is_reduction:
@@ -229,7 +231,7 @@ class StageSchedule:
                                     f"or a runtime knob, got {v!r}")
             blocks.append(v)
         self.microkernel = MicroKernelPlan(rows, vecs, lanes, *blocks, order=order, transposed=bool(transposed),
-                                          direct=bool(direct))
+                                          direct=bool(direct), b_in_place=bool(b_in_place))
 
     def winograd_kernel(self, conv, m: int, rows: int, vecs: int, lanes: int, split: str = "auto") -> None:
         """Compute this 3x3 convolution, and the epilogue finishing it, by Winograd's

@@ -8,7 +8,7 @@ from .bounds import affine_coefficient as _coefficient
 from .contraction import find_contraction
 from .direct_reads import MIN_SKIPPED_TAPS, direct_offsets, flat_index, plain_load, row_taps
 from .errors import ScheduleError
-from .expr import Binary, Const, Load, Select, Var, walk
+from .expr import Binary, Const, Load, Select, Var, substitute, walk
 from .loopnest import (Allocate, Assign, Buffer, For, If, MicroKernel, Store, TransposeCopy, VectorCopy,
                        add, ceildiv, floordiv, is_const, maximum, minimum, mod, mul, sub)
 from .options import skip_padding_taps, tile_epilogue
@@ -38,6 +38,10 @@ class MicroKernelPlan:
     # A read unpacked, through row and k offset tables, where it is an affine load (a
     # convolution's pixels from its padded input): no per-call im2col packing.
     direct: bool = False
+    # B read where it lies, not packed, where it is a row-major load along the columns and
+    # every tile's columns are whole: an operand that changes with the batch (a batch
+    # matmul's per-head B) is otherwise packed on every call.
+    b_in_place: bool = False
 
     @property
     def cols(self) -> int:
@@ -374,6 +378,15 @@ def emit_microkernel(low, st, tail) -> list:
             bpack, pack_b = full, ()
             b_off = add(base, mul(mul(add(floordiv(j0, Const(C, "int64")), jp), kcur), C))
     low.setup.extend(setup)
+    in_place = _b_in_place(low, plan, con, axes, raxes, Nt) if pack_b else None
+    b_stride = {}
+    if in_place is not None:
+        # Each tile reads its kc x C block of B where it lies, rows ldb apart: j is a whole
+        # number of C-wide panels and Nt a multiple of C, so no read runs past B's columns.
+        b_buf, b_flat, ldb = in_place
+        bpack, pack_b = b_buf, ()
+        b_off = substitute(b_flat, {axes[con.n[0]]: j, raxes[0]: p0})
+        b_stride = dict(ldb=Const(ldb, "int64"))
     later = Binary("gt", pb, Const(0, "int64"))
     last = Binary("ge", add(p0, kcur), Const(Kt, "int64"))
     not_last = Binary("lt", add(p0, kcur), Const(Kt, "int64"))
@@ -429,9 +442,9 @@ def emit_microkernel(low, st, tail) -> list:
     def mk(acc, into_tile):
         if into_tile:
             return MicroKernel(a_buf, a_at, bpack, b_off, ctile, Const(0, "int64"), Const(C, "int64"),
-                               k_count, R, plan.vecs, lanes, False, **tables)
+                               k_count, R, plan.vecs, lanes, False, **tables, **b_stride)
         return MicroKernel(a_buf, a_at, bpack, b_off, cbuf, c_off, Const(Nt, "int64"), k_count, R,
-                           plan.vecs, lanes, acc, 2 * Bt * Mt * Nt * Kt, **tables, **fused)
+                           plan.vecs, lanes, acc, 2 * Bt * Mt * Nt * Kt, **tables, **fused, **b_stride)
 
     ti, tj = nm.var("ti"), nm.var("tj")
 
@@ -513,6 +526,24 @@ def emit_microkernel(low, st, tail) -> list:
            + direct_setup + (nest,)),
     ]
     return pro + [For(t, parts, "parallel", tuple(part_body))]
+
+
+def _b_in_place(low, plan, con, axes, raxes, Nt):
+    """(B's buffer, its flat offset expression, the k stride) where the plan reads B in place
+    and B allows it: an input loaded row-major along the single column axis (unit stride),
+    with one reduce axis, nothing moving with the rows, and whole tiles across the columns;
+    else None (B is packed)."""
+    if not plan.b_in_place or plan.transposed or len(con.n) != 1 or len(raxes) != 1 or Nt % plan.cols:
+        return None
+    value = low._resolve(con.b, {})
+    if not (plain_load(value) and value.tensor.role == "input"):
+        return None
+    flat = flat_index(value)
+    ldb = _coefficient(flat, raxes[0])
+    if _coefficient(flat, axes[con.n[0]]) != 1 or not ldb or ldb < plan.cols \
+            or any(_coefficient(flat, axes[d]) != 0 for d in con.m):
+        return None
+    return value.tensor, flat, int(ldb)
 
 
 def _constant_input(low, expr):

@@ -47,7 +47,7 @@ def test_rows_with_no_offered_tile_or_no_micro_kernel_are_not_timed(tmp_path):
     (result,) = tmp_path.glob("register-tiles-*.json")
     (row,) = json.loads(result.read_text())["rows"]  # the tiled row's mk_ knobs change nothing
     assert row["label"] == "conv2d(small stride 2)" and row["median_ms"] == {} and set(row["refused"]) == {"5x1x8"}
-    assert "no tile offered" in res.stdout
+    assert "no variant offered" in res.stdout
 
 
 def test_malformed_tiles_are_a_usage_error(tmp_path):

@@ -70,12 +70,15 @@ def test_non_contractions_are_not_tensorized():
     assert "matmul.kernel" not in {k.name for k in ops.softmax(4, 16).space(avx2_cpu()).knobs}
 
 
-def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn, order="nk", transposed=False):
+def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn, order="nk", transposed=False, in_place=False):
     """The micro-kernel config with these knobs; `transposed` applies where the space has
-    that choice (rows that fill vectors better than the columns)."""
+    that choice (rows that fill vectors better than the columns), `in_place` where it offers
+    B read in place (a B that changes with the batch)."""
     space = op.space(avx2_cpu())
-    swap = {f"{stage}.mk_transposed": transposed} if any(
-        k.name == f"{stage}.mk_transposed" for k in space.knobs) else {}
+    names = {k.name for k in space.knobs}
+    swap = {f"{stage}.mk_transposed": transposed} if f"{stage}.mk_transposed" in names else {}
+    if f"{stage}.mk_b_in_place" in names:
+        swap[f"{stage}.mk_b_in_place"] = in_place
     return space.default().replace(**{f"{stage}.kernel": "micro", f"{stage}.mk_rows": rows, f"{stage}.mk_vecs": vecs,
                                       f"{stage}.mk_order": order,
                                       f"{stage}.mk_lanes": lanes, f"{stage}.mc": mc, f"{stage}.kc": kc,
@@ -85,7 +88,7 @@ def _micro(op, stage, rows, vecs, lanes, mc, kc, nc, pm, pn, order="nk", transpo
 knob_values = st.tuples(st.sampled_from(MICRO_ROWS), st.sampled_from(MICRO_VECS), st.sampled_from((8, 4)),
                         st.sampled_from(MICRO_MC), st.sampled_from(MICRO_KC), st.sampled_from(MICRO_NC),
                         st.sampled_from(MICRO_PARTS), st.sampled_from(MICRO_PARTS), st.sampled_from(("nk", "kn")),
-                        st.booleans())
+                        st.booleans(), st.booleans())
 
 
 def _ops(draw):
@@ -98,8 +101,9 @@ def _ops(draw):
     if kind == "dense":
         act = draw(st.sampled_from([None, "relu", "gelu"]))
         return ops.dense(d(1, 20), d(1, 40), depth(), bias=draw(st.booleans()), activation=act), "matmul"
-    if kind == "batch_matmul":
-        return ops.batch_matmul(d(1, 3), d(1, 14), d(1, 30), depth()), "batch_matmul"
+    if kind == "batch_matmul":  # N a multiple of 32 too, where every tile's columns are whole (B in place)
+        return ops.batch_matmul(d(1, 3), d(1, 14), draw(st.sampled_from([d(1, 30), 32, 48, 64])), depth()), \
+            "batch_matmul"
     if kind == "conv_nchw":
         size = draw(st.sampled_from([1, 3]))
         return ops.conv2d(d(1, 3), d(1, 9), d(3, 8), d(3, 8), d(1, 9), size, size, stride=d(1, 2),
@@ -358,7 +362,7 @@ def test_transposed_convs_read_pixels_unpacked_and_match_the_reference(data, kno
     shape, k block (tables read from a k block's start), edge tile and parallel split."""
     op = _direct_conv(data.draw)
     assume("conv2d.mk_transposed" in {k.name for k in op.space(avx2_cpu()).knobs})
-    cfg = _micro(op, "conv2d", *knobs[:-1], True)
+    cfg = _micro(op, "conv2d", *knobs[:-2], True)
     inputs = op.random_inputs(5)
     kernel = build(op, avx2_cpu(), cfg, jit=False)
     tiles = [s for s in _walk(kernel.loopnest.body) if isinstance(s, MicroKernel)]
@@ -376,7 +380,7 @@ def test_tiles_skip_the_row_taps_that_read_padding(data, knobs):
     its first taps and then added to its scratch shows up."""
     op = _direct_conv(data.draw)
     assume("conv2d.mk_transposed" in {k.name for k in op.space(avx2_cpu()).knobs})
-    cfg = _micro(op, "conv2d", *knobs[:-1], True)
+    cfg = _micro(op, "conv2d", *knobs[:-2], True)
     inputs = op.random_inputs(6)
     kernel = build(op, avx2_cpu(), cfg, jit=False, constants=("weight",))
     assert "conv2d_k_lo" not in kernel.source or "data_pad" in kernel.source
@@ -525,3 +529,48 @@ def test_a_conv_reading_pixels_unpacked_pads_its_input_split_as_its_tiles_split_
     inputs = op.random_inputs(3)
     assert_matches(op, kernel(*inputs), op.reference(*inputs))
     assert_matches(op, other(*inputs), op.reference(*inputs))
+
+
+def test_batch_matmuls_read_b_in_place_where_every_tile_is_whole():
+    """mk_b_in_place: a per-batch B that is row-major along the columns is read where it lies
+    (the micro-kernel's ldb = B's row length, no B panel packed); where the columns do not
+    split into whole tiles it is packed as before. Compiled, both match the reference."""
+    for N, vecs, expect in ((64, 2, True), (40, 2, False)):
+        op = ops.batch_matmul(3, 13, N, 70)
+        cfg = _micro(op, "batch_matmul", 6, vecs, 8, 24, 64, 256, 2, 2, "kn", in_place=True)
+        kernel = build(op, avx2_cpu(), cfg)
+        calls = [s for s in _walk(kernel.loopnest.body) if isinstance(s, MicroKernel)]
+        assert calls and all((c.ldb is not None) == expect for c in calls), N
+        if expect:
+            assert all(c.b.name == "B" and c.ldb.value == N for c in calls)
+            assert "bpack" not in kernel.loopnest.dump()
+        inputs = op.random_inputs(8)
+        assert_matches(op, kernel(*inputs), op.reference(*inputs), f"N {N}")
+    # Operators whose B is the same for every batch (weights) do not get the knob.
+    for op in (ops.matmul(16, 32, 8), ops.dense(16, 32, 8), ops.conv2d(2, 4, 6, 6, 8, 1, 1)):
+        assert not any(k.name.endswith("mk_b_in_place") for k in op.space(avx2_cpu()).knobs), op.name
+
+
+def test_the_intrinsic_reads_b_rows_ldb_apart():
+    from numba import njit
+
+    from codegen.interpret import python_outer_product
+    from codegen.simd import outer_product_kernel
+    rows, vecs, lanes, kc, ldb, ldc = 4, 2, 8, 9, 37, 20
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(kc * rows).astype(np.float32)
+    b = rng.standard_normal(5 + kc * ldb).astype(np.float32)
+    mk = outer_product_kernel(rows, vecs, lanes, False, b_strided=True)
+
+    @njit
+    def call(c):
+        mk(a, 0, b, 5, c, 1, ldc, kc, ldb)
+    c = np.full(1 + rows * ldc, np.nan, np.float32)
+    call(c)
+    want = np.full_like(c, np.nan)
+    python_outer_product(rows, vecs, lanes, False, b_strided=True)(a, 0, b, 5, want, 1, ldc, kc, ldb)
+    block = np.stack([b[5 + k * ldb:5 + k * ldb + vecs * lanes] for k in range(kc)])
+    tile = a.reshape(kc, rows).T.astype(np.float64) @ block
+    got = c[1:].reshape(rows, ldc)[:, :vecs * lanes]
+    np.testing.assert_allclose(got, tile, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5, equal_nan=True)
