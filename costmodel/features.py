@@ -200,9 +200,13 @@ class _Walker:
         if s.transposed_out is not None:  # one column of the tile per store, rows contiguous
             self.accesses.append((s.transposed_out, self._flat_offset(s.transposed_out, s.transposed_off), True, stack))
         for buf, off, step in ((s.a, s.a_off, s.rows), (s.b, s.b_off, s.cols)):
-            # An unpacked A (read through its tables) is taken as walking its buffer along k.
-            base = (self._offset(off) if buf is s.a and s.direct else self._flat(buf, (off,))) or {}
-            self.accesses.append((buf, {**base, id(k): 1}, False, inner))
+            # An unpacked A (read through its tables) is taken as walking its buffer along k;
+            # a B read in place steps ldb along k.
+            in_place = buf is s.b and s.ldb is not None
+            unpacked = (buf is s.a and s.direct) or in_place
+            base = (self._offset(off) if unpacked else self._flat(buf, (off,))) or {}
+            k_step = self.value(s.ldb) if in_place else 1
+            self.accesses.append((buf, {**base, id(k): k_step}, False, inner))
         c = self._flat_offset(s.c, s.c_off)
         self.accesses.append((s.c, c, False, stack))
         self.accesses.append((s.c, c, True, stack))

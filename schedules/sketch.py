@@ -455,7 +455,7 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
     width = sch.knob(f"{name}.mk_lanes", (lanes, lanes // 2) if lanes >= 8 else (lanes,), default=lanes)
     order = sch.knob(f"{name}.mk_order", ("nk", "kn"), default="kn" if m <= 256 else "nk")
     b_in_place = False
-    if len(con.n) == 1 and len(st.reduce_axis) == 1 and _changes_with_batch(st, con, con.b):
+    if _b_may_stay_in_place(sch, st, con, lanes):
         # Declared only here (a batch matmul's per-head B), so other spaces keep their version:
         # such a B is packed on every call, 32 KB per BERT head against 18 us of FMAs. Swapped
         # tiles read their B (the original A) packed whatever this says.
@@ -478,10 +478,22 @@ def _micro_kernel_rule(sch: Schedule, st, con, use: bool) -> None:
                      b_in_place=b_in_place)
 
 
-def _changes_with_batch(st, con, operand) -> bool:
-    """Whether a contraction operand reads one of the batch axes (so no call can pack it once)."""
+def _b_may_stay_in_place(sch, st, con, lanes: int) -> bool:
+    """Whether B can be read where it lies (tensorize's _b_in_place decides per config): an
+    input of the operator read at one batch axis or more (so no call can pack it once),
+    row-major along the single column axis, one reduce axis, and N a multiple of the
+    narrowest tile."""
+    from .loopnest import flat_offset
+    b = con.b
+    if not (len(con.n) == 1 and len(st.reduce_axis) == 1 and isinstance(b, Load)
+            and any(b.tensor is t for t in sch.op.inputs) and all(isinstance(d, int) for d in b.tensor.shape)):
+        return False
     batch = {id(st.axis[d]) for d in con.batch}
-    return any(isinstance(v, Var) and id(v) in batch for v in walk(operand))
+    if not any(isinstance(v, Var) and id(v) in batch for v in walk(b)):
+        return False
+    flat = flat_offset(b.tensor.shape, b.indices)
+    column, depth = affine_coefficient(flat, st.axis[con.n[0]]), affine_coefficient(flat, st.reduce_axis[0])
+    return column == 1 and bool(depth) and depth > 0 and st.axis[con.n[0]].extent % max(1, lanes // 2) == 0
 
 
 # Lanes on the output's rows by default when that fills this much more of the vectors.

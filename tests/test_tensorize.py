@@ -546,8 +546,14 @@ def test_batch_matmuls_read_b_in_place_where_every_tile_is_whole():
             assert "bpack" not in kernel.loopnest.dump()
         inputs = op.random_inputs(8)
         assert_matches(op, kernel(*inputs), op.reference(*inputs), f"N {N}")
-    # Operators whose B is the same for every batch (weights) do not get the knob.
-    for op in (ops.matmul(16, 32, 8), ops.dense(16, 32, 8), ops.conv2d(2, 4, 6, 6, 8, 1, 1)):
+    # No knob where B is the same for every batch (weights), read transposed (Q @ K^T as
+    # q[n, i, k] * k[n, j, k]), or N fits no tile width.
+    q = te.placeholder((2, 12, 40), "float32", name="Q")
+    keys = te.placeholder((2, 64, 40), "float32", name="K")
+    r = te.reduce_axis(40, "r")
+    scores = te.compute((2, 12, 64), lambda n, i, j: te.sum(q[n, i, r] * keys[n, j, r], axis=r), name="S")
+    for op in (ops.matmul(16, 32, 8), ops.dense(16, 32, 8), ops.conv2d(2, 4, 6, 6, 8, 1, 1),
+               te.operator("qk", inputs=[q, keys], outputs=[scores]), ops.batch_matmul(2, 12, 33, 40)):
         assert not any(k.name.endswith("mk_b_in_place") for k in op.space(avx2_cpu()).knobs), op.name
 
 
@@ -574,3 +580,20 @@ def test_the_intrinsic_reads_b_rows_ldb_apart():
     got = c[1:].reshape(rows, ldc)[:, :vecs * lanes]
     np.testing.assert_allclose(got, tile, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_the_cost_model_sees_b_read_in_place_stepping_a_row_per_k():
+    """Features: a B read in place walks B's rows (ldb apart) along the micro-kernel's k loop,
+    not a packed panel's unit steps."""
+    from costmodel.features import _lowered, _Walker
+    op = ops.batch_matmul(2, 12, 64, 40)
+    strides = {}
+    for flag in (False, True):
+        sch = op.space(avx2_cpu()).apply(_micro(op, "batch_matmul", 4, 2, 8, 24, 64, 256, 1, 1, in_place=flag))
+        walker = _Walker({id(p): v for p, v in sch.params}, 1)
+        walker.run(_lowered(sch).body)
+        reads = [(coeffs, stack) for buf, coeffs, write, stack in walker.accesses
+                 if buf.name == ("B" if flag else "batch_matmul_bpack") and not write and stack
+                 and stack[-1][0].name == "mk_k"]  # the full-tile and the edge-tile calls
+        strides[flag] = {coeffs[id(stack[-1][0])] for coeffs, stack in reads}
+    assert strides == {False: {1}, True: {64}}
