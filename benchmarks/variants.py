@@ -14,7 +14,7 @@ def time_config_variants(row: dict, config: dict, op, inputs, variants: dict, ro
     from codegen import build
     from schedules.errors import ConfigError, ScheduleError
     from schedules.space import Config
-    from tuner.timing import median, time_callable
+    from tuner.timing import interleaved_rounds
 
     space = op.space("cpu")
     ref = op.reference(*inputs)
@@ -32,11 +32,9 @@ def time_config_variants(row: dict, config: dict, op, inputs, variants: dict, ro
                              f"(max error {float(np.max(np.abs(out - ref)))})")
         kernels[name] = (kernel, rest)
     names = list(kernels)
-    times = {name: [] for name in names}
-    for r in range(rounds if names else 0):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            kernel, rest = kernels[name]
-            times[name].append(median(time_callable(lambda: kernel(*rest), min_seconds=seconds)) * 1e3)
+    calls = {name: (lambda kernel=kernel, rest=rest: kernel(*rest)) for name, (kernel, rest) in kernels.items()}
+    times = {name: [t * 1e3 for t in per_round]
+             for name, per_round in interleaved_rounds(calls, seconds * rounds, rounds).items()}
     medians = {name: statistics.median(v) for name, v in times.items()}
     if not names:
         print(f"{row['label']}: no variant offered: " + "; ".join(f"{n}: {w[:80]}" for n, w in refused.items()))

@@ -194,6 +194,9 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
             def finished(value, i, v):
                 return tile_epilogue(builder, epilogue, value, i, v, lanes, x_ptrs, x_offs, vload, splat, const)
 
+            def unchanged(value, i, v):
+                return value
+
             if epilogue is not None and reads_tiles(epilogue):
                 # A block read like the tile (a shortcut) costs a load per vector: only the
                 # k block that applies the program reads it.
@@ -201,11 +204,11 @@ def outer_product_kernel(mr: int, nvec: int, lanes: int = 8, accumulate=True, di
                     with to_finish:
                         store_tile(finished)
                     with to_store:
-                        store_tile(lambda value, i, v: value)
+                        store_tile(unchanged)
             elif epilogue is not None:
                 store_tile(lambda value, i, v: builder.select(apply, finished(value, i, v), value))
             else:
-                store_tile(lambda value, i, v: value)
+                store_tile(unchanged)
             return context.get_dummy_value()
 
         return sig, codegen

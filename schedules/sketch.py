@@ -8,6 +8,7 @@ from .bounds import affine_coefficient
 from .contraction import expand_inlined, find_contraction
 from .errors import ScheduleError
 from .expr import Load, Unary, Var, substitute, walk
+from .loopnest import flat_offset
 from .schedule import Schedule
 from .space import Space
 from .window import is_window
@@ -483,7 +484,6 @@ def _b_may_stay_in_place(sch, st, con, lanes: int) -> bool:
     input of the operator read at one batch axis or more (so no call can pack it once),
     row-major along the single column axis, one reduce axis, and N a multiple of the
     narrowest tile."""
-    from .loopnest import flat_offset
     b = con.b
     if not (len(con.n) == 1 and len(st.reduce_axis) == 1 and isinstance(b, Load)
             and any(b.tensor is t for t in sch.op.inputs) and all(isinstance(d, int) for d in b.tensor.shape)):
@@ -493,7 +493,7 @@ def _b_may_stay_in_place(sch, st, con, lanes: int) -> bool:
         return False
     flat = flat_offset(b.tensor.shape, b.indices)
     column, depth = affine_coefficient(flat, st.axis[con.n[0]]), affine_coefficient(flat, st.reduce_axis[0])
-    return column == 1 and bool(depth) and depth > 0 and st.axis[con.n[0]].extent % max(1, lanes // 2) == 0
+    return column == 1 and (depth or 0) > 0 and st.axis[con.n[0]].extent % max(1, lanes // 2) == 0
 
 
 # Lanes on the output's rows by default when that fills this much more of the vectors.

@@ -37,8 +37,9 @@ def plan_tile_epilogue(tail, out: Buffer | None, axes, row_group, col_group, row
     single column axis with unit stride only, or with both as one block: contiguous along
     the (flattened) columns and evenly strided along the (flattened) rows. `row_group` and
     `col_group` are the positions of the row and column axes among `axes`; row0 and col0
-    hold the tile's first row and column, for the operands' offsets. out=None takes whichever buffer the tail stores into
-    (a swapped tile, whose accumulator is a scratch and not the stage's output)."""
+    hold the tile's first row and column, for the operands' offsets. out=None takes
+    whichever buffer the tail stores into (a swapped tile, whose accumulator is a scratch
+    and not the stage's output)."""
     point = Scalar("tile_value", "float32")
     values, stores = {}, []  # Scalars by identity (Expr's == builds an expression)
     for s in tail(point):

@@ -111,7 +111,7 @@ def test_demo_times_its_variants_interleaved_in_rotated_rounds(monkeypatch):
         order.append(name)
         return [10.0 if (len(order) - 1) // 3 in slow_round else {"a": 1.0, "b": 2.0, "c": 3.0}[name]]
     monkeypatch.setattr(tuner.timing, "time_callable", fake_time)
-    monkeypatch.setattr("tuner.cli.time.sleep", lambda s: None)
+    monkeypatch.setattr("tuner.timing.time.sleep", lambda s: None)
     times = _time_interleaved({n: (lambda n=n: n) for n in "abc"}, 0.5, rounds=5)
     assert [order[3 * r] for r in range(5)] == ["a", "b", "c", "a", "b"]
     assert sorted(order) == sorted("abc" * 5)

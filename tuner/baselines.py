@@ -50,6 +50,14 @@ def _spec(workload: Workload, op) -> dict:
     return dict(bound.arguments)
 
 
+def _shortcut(spec: dict, inputs: list) -> tuple:
+    """(the shortcut input added before the activation, or None; the other inputs): with
+    residual=True the shortcut is the operator's last input."""
+    if spec.get("residual"):
+        return inputs[-1], list(inputs[:-1])
+    return None, list(inputs)
+
+
 def _pairs(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
@@ -89,12 +97,12 @@ class NumpyBaseline:
     def prepare(self, workload, op, inputs, threads):
         import numpy as np
         s, name = _spec(workload, op), workload.op_name
+        skip, inputs = _shortcut(s, inputs)
         if name in ("matmul", "batch_matmul"):
             a, b = inputs
             return lambda: np.matmul(a, b)
         if name == "dense":
             x, w, *rest = inputs
-            skip = rest.pop() if s.get("residual") else None
             bias = rest[0] if rest else None
 
             def dense():
@@ -119,7 +127,6 @@ class NumpyBaseline:
                 * gamma + beta
         if name in ("conv2d", "depthwise_conv2d") and s["layout"] == "NCHW":
             data, w, *rest = inputs
-            skip = rest.pop() if s.get("residual") else None
             bias = rest[0] if rest else None
             depthwise = name == "depthwise_conv2d"
 
@@ -154,9 +161,14 @@ class TorchBaseline:
             raise BaselineUnavailable("pytorch: not installed (pip install torch==2.13.0)") from None
         torch.set_num_threads(threads)
         s, name = _spec(workload, op), workload.op_name
+        skip, inputs = _shortcut(s, inputs)
         t = [torch.from_numpy(a) for a in inputs]
-        act = {None: lambda y: y, "relu": torch.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid,
-               "tanh": torch.tanh}.get(s.get("activation"))
+        skip = None if skip is None else torch.from_numpy(skip)
+        activate = {None: lambda y: y, "relu": torch.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid,
+                    "tanh": torch.tanh}.get(s.get("activation"))
+
+        def act(y):
+            return activate(y if skip is None else y + skip)
 
         def run(fn):
             def call():
@@ -166,11 +178,7 @@ class TorchBaseline:
         if name in ("matmul", "batch_matmul"):
             return run(lambda: torch.matmul(t[0], t[1]))
         if name == "dense":
-            skip = t.pop() if s.get("residual") else None
-            bias = t[2] if len(t) > 2 else None
-            if skip is not None:
-                return run(lambda: act(F.linear(t[0], t[1], bias) + skip))
-            return run(lambda: act(F.linear(t[0], t[1], bias)))
+            return run(lambda: act(F.linear(t[0], t[1], t[2] if len(t) > 2 else None)))
         if name == "softmax":
             return run(lambda: torch.softmax(t[0], dim=1))
         if name == "layer_norm":
@@ -179,11 +187,7 @@ class TorchBaseline:
             groups = s["C"] if name == "depthwise_conv2d" else 1
             kw = dict(stride=_pairs(s["stride"]), padding=_pairs(s["padding"]),
                       dilation=_pairs(s["dilation"]), groups=groups)
-            skip = t.pop() if s.get("residual") else None
-            bias = t[2] if len(t) > 2 else None
-            if skip is not None:
-                return run(lambda: act(F.conv2d(t[0], t[1], bias, **kw) + skip))
-            return run(lambda: act(F.conv2d(t[0], t[1], bias, **kw)))
+            return run(lambda: act(F.conv2d(t[0], t[1], t[2] if len(t) > 2 else None, **kw)))
         raise BaselineUnavailable(f"pytorch: no baseline for {name} {workload.params}")
 
 
@@ -223,25 +227,29 @@ def onnx_model(workload: Workload, op, inputs: list):
                           helper.make_node("Mul", ["g3", "half"], [out])])
         else:
             raise BaselineUnavailable(f"onnx: no activation {act!r}")
+    # A shortcut input (residual=True) is the last one, added after the Gemm or Conv node
+    # (ONNX Runtime fuses Conv + Add + Relu).
+    operands = names[:-1] if s.get("residual") else names
+
+    def finish(z):
+        if s.get("residual"):
+            nodes.append(helper.make_node("Add", [z, names[-1]], ["z_sum"]))
+            z = "z_sum"
+        activation(z, s["activation"], y)
     if name in ("matmul", "batch_matmul"):
         nodes.append(helper.make_node("MatMul", names[:2], [y]))
     elif name == "dense":
-        nodes.append(helper.make_node("Gemm", names[:-1] if s.get("residual") else names, ["z"], transB=1))
-        if s.get("residual"):  # the residual connection, an Add after the Gemm
-            nodes.append(helper.make_node("Add", ["z", names[-1]], ["z_sum"]))
-        activation("z_sum" if s.get("residual") else "z", s["activation"], y)
+        nodes.append(helper.make_node("Gemm", operands, ["z"], transB=1))
+        finish("z")
     elif name == "softmax":
         nodes.append(helper.make_node("Softmax", names, [y], axis=-1))
     elif name == "layer_norm":
         nodes.append(helper.make_node("LayerNormalization", names, [y], axis=-1, epsilon=float(s["eps"])))
     elif name in ("conv2d", "depthwise_conv2d") and s["layout"] == "NCHW":
         (sh, sw), (ph, pw), (dh, dw) = _pairs(s["stride"]), _pairs(s["padding"]), _pairs(s["dilation"])
-        conv_inputs = names[:-1] if s.get("residual") else names
-        nodes.append(helper.make_node("Conv", conv_inputs, ["z"], strides=[sh, sw], pads=[ph, pw, ph, pw],
+        nodes.append(helper.make_node("Conv", operands, ["z"], strides=[sh, sw], pads=[ph, pw, ph, pw],
                                       dilations=[dh, dw], group=s["C"] if name == "depthwise_conv2d" else 1))
-        if s.get("residual"):  # the shortcut: ONNX Runtime fuses Conv + Add + Relu
-            nodes.append(helper.make_node("Add", ["z", names[-1]], ["z_sum"]))
-        activation("z_sum" if s.get("residual") else "z", s["activation"], y)
+        finish("z")
     else:
         raise BaselineUnavailable(f"onnx: no model for {name} {workload.params}")
     out_shape = list(op.outputs[0].shape)

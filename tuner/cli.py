@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 DEMO_OPS = ("dense_gelu", "conv2d_relu", "softmax", "layer_norm")
 
@@ -28,17 +27,10 @@ DEMO_ROUNDS = 5
 
 
 def _time_interleaved(variants: dict, seconds: float, rounds: int = DEMO_ROUNDS) -> dict:
-    """Median seconds of each callable: timed in `rounds` rounds, one after another within a
-    round and in a rotated order, each the median of its per-round medians. The machine's slow
-    and fast phases then fall on every variant alike, instead of on whichever ran last."""
-    from tuner.timing import median, time_callable
-    names = list(variants)
-    per_round = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            per_round[name].append(median(time_callable(variants[name], seconds / rounds)))
-            time.sleep(0.1)  # let OpenBLAS worker threads go idle before the next measurement
-    return {name: median(times) for name, times in per_round.items()}
+    """Median seconds of each callable over interleaved, rotated rounds (the median of its
+    per-round medians), with a pause after each timing for OpenBLAS's threads to go idle."""
+    from tuner.timing import interleaved_rounds, median
+    return {name: median(times) for name, times in interleaved_rounds(variants, seconds, rounds, 0.1).items()}
 
 
 def cmd_demo(args) -> int:

@@ -27,3 +27,18 @@ def time_callable(fn, min_seconds: float = 0.2, min_repeats: int = 5, max_repeat
 
 def median(costs) -> float:
     return statistics.median(costs)
+
+
+def interleaved_rounds(fns: dict, seconds: float, rounds: int, pause: float = 0.0) -> dict:
+    """{name: the median seconds of each round} for each callable in `fns`, timed in `rounds`
+    rounds of seconds/rounds each, one after another within a round and in a rotated order:
+    the machine's slow and fast phases then fall on every callable alike, instead of on
+    whichever ran last. `pause` seconds follow each timing (a BLAS's spinning threads stop)."""
+    names = list(fns)
+    per_round = {name: [] for name in names}
+    for r in range(rounds if names else 0):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            per_round[name].append(median(time_callable(fns[name], seconds / rounds)))
+            if pause:
+                time.sleep(pause)
+    return per_round
